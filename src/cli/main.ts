@@ -1,0 +1,110 @@
+import { readFileSync } from 'node:fs'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { ImgswarmError, UsageError } from '../errors.js'
+import { LocalNode } from '../local-node.js'
+import type { Command, CommandContext } from './command.js'
+import { defaultDataDir } from './data-dir.js'
+import { storeCommands } from './store-commands.js'
+
+const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
+  data: { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' }
+}
+
+const commands: Command[] = [...storeCommands]
+
+function version (): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+function mainHelp (): string {
+  const width = Math.max(...commands.map(c => c.name.length))
+  return [
+    'imgswarm: a peer-to-peer cache for VM images',
+    '',
+    'usage: imgswarm COMMAND [ARGS] [--data DIR] [--json] [--quiet]',
+    '',
+    'commands:',
+    ...commands.map(c => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'global flags:',
+    '  --data DIR    data dir (env IMGSWARM_DATA; default /var/lib/imgswarm as root,',
+    '                else ~/.local/share/imgswarm)',
+    '  --json        print data as JSON',
+    '  -q, --quiet   no progress bars',
+    '  -h, --help    help; `imgswarm COMMAND --help` for one command',
+    '  --version     print the version',
+    '',
+    'REF is sha256:<64 hex>, a unique hex prefix of at least 12 digits, or a manifest CID.'
+  ].join('\n')
+}
+
+function commandHelp (c: Command): string {
+  return [`usage: ${c.usage}`, '', c.summary + '.', ...(c.details != null ? ['', c.details] : [])].join('\n')
+}
+
+/** Runs one command line; returns the exit code. Errors become one line on stderr. */
+export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(mainHelp() + '\n')
+    return name === undefined ? 2 : 0
+  }
+  if (name === '--version') {
+    process.stdout.write(version() + '\n')
+    return 0
+  }
+  const command = commands.find(c => c.name === name)
+  if (command === undefined) {
+    process.stderr.write(`imgswarm: unknown command "${name}" (see imgswarm --help)\n`)
+    return 2
+  }
+  const controller = new AbortController()
+  const onSignal = (): void => { controller.abort(new ImgswarmError('IMGSWARM_ABORTED', 'interrupted')) }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  let node: LocalNode | undefined
+  try {
+    const { values, positionals } = parseCommandLine(command, rest)
+    if (values.help === true) {
+      process.stdout.write(commandHelp(command) + '\n')
+      return 0
+    }
+    const dataDir = typeof values.data === 'string' ? values.data : defaultDataDir(env)
+    const ctx: CommandContext = {
+      values: values as CommandContext['values'],
+      positionals,
+      json: values.json === true,
+      quiet: values.quiet === true,
+      signal: controller.signal,
+      stdout: process.stdout,
+      node: async () => (node ??= await LocalNode.open({ dir: dataDir }))
+    }
+    return await command.run(ctx)
+  } catch (err) {
+    process.stderr.write(`imgswarm ${name}: ${describe(err)}\n`)
+    if (env.IMGSWARM_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`)
+    return err instanceof UsageError ? 2 : 1
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    await node?.close().catch(() => {})
+  }
+}
+
+function parseCommandLine (command: Command, args: string[]): ReturnType<typeof parseArgs> {
+  try {
+    return parseArgs({ args, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true })
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split('\n')[0]} (see imgswarm ${command.name} --help)`)
+  }
+}
+
+function describe (err: unknown): string {
+  if (err instanceof ImgswarmError) return err.message
+  if (err instanceof Error) return err.message.split('\n')[0]
+  return String(err)
+}

@@ -1,0 +1,39 @@
+import cliProgress from 'cli-progress'
+import { formatBytes } from '../util/format.js'
+
+export interface Progress {
+  update: (bytes: number) => void
+  stop: () => void
+}
+
+const NONE: Progress = { update: () => {}, stop: () => {} }
+
+/**
+ * A progress bar with rate and ETA on stderr, only when stderr is a terminal and not `--quiet`.
+ * With an unknown total (a pipe) it shows bytes and rate only.
+ */
+export function startProgress (label: string, total: number | undefined, enabled: boolean): Progress {
+  if (!enabled || process.stderr.isTTY !== true) return NONE
+  const started = Date.now()
+  const known = total != null && total > 0
+  const bar = new cliProgress.SingleBar({
+    stream: process.stderr,
+    format: known
+      ? `${label} {bar} {percentage}% | {done} / {size} | {rate}/s | ETA {eta_formatted}`
+      : `${label} {done} | {rate}/s`,
+    hideCursor: true,
+    clearOnComplete: true,
+    etaBuffer: 50,
+    fps: 10
+  }, cliProgress.Presets.shades_classic)
+  const payload = (bytes: number): Record<string, string> => ({
+    done: formatBytes(bytes),
+    size: formatBytes(total ?? 0),
+    rate: formatBytes(bytes / Math.max(0.001, (Date.now() - started) / 1000))
+  })
+  bar.start(known ? total : 1, 0, payload(0))
+  return {
+    update: (bytes) => { bar.update(known ? bytes : 0, payload(bytes)) },
+    stop: () => { bar.stop() }
+  }
+}

@@ -1,0 +1,169 @@
+import { IMAGE_TYPES, type ImageType } from '../chunks/manifest.js'
+import { UsageError } from '../errors.js'
+import type { ImageRecord } from '../store/image-record.js'
+import { formatBytes, formatTable } from '../util/format.js'
+import type { Command, CommandContext } from './command.js'
+import { startProgress } from './progress.js'
+import { stat } from 'node:fs/promises'
+
+function print (ctx: CommandContext, text: string): void {
+  ctx.stdout.write(text + '\n')
+}
+
+function printJson (ctx: CommandContext, value: unknown): void {
+  ctx.stdout.write(JSON.stringify(value, null, 2) + '\n')
+}
+
+function one (ctx: CommandContext, what: string): string {
+  if (ctx.positionals.length !== 1) throw new UsageError(`expected exactly one ${what}, got ${ctx.positionals.length}`)
+  return ctx.positionals[0]
+}
+
+function str (ctx: CommandContext, key: string): string | undefined {
+  const v = ctx.values[key]
+  return typeof v === 'string' ? v : undefined
+}
+
+function imageType (s: string | undefined): ImageType | undefined {
+  if (s === undefined) return undefined
+  if (!(IMAGE_TYPES as readonly string[]).includes(s)) throw new UsageError(`--type must be one of ${IMAGE_TYPES.join(', ')}, not "${s}"`)
+  return s as ImageType
+}
+
+const shortRef = (ref: string): string => ref.slice(0, 'sha256:'.length + 12)
+
+export const storeCommands: Command[] = [
+  {
+    name: 'import',
+    summary: 'store an image file (or stdin) as chunks; prints its ref',
+    usage: 'imgswarm import FILE|- [--type kernel|ramdisk|machine|other] [--name NAME] [--format FORMAT]',
+    options: { type: { type: 'string' }, name: { type: 'string' }, format: { type: 'string' } },
+    async run (ctx) {
+      const path = one(ctx, 'FILE (or - for stdin)')
+      const type = imageType(str(ctx, 'type'))
+      const size = path === '-' ? undefined : await stat(path).then(s => s.isFile() ? s.size : undefined, () => undefined)
+      const node = await ctx.node()
+      const progress = startProgress('import', size, !ctx.quiet)
+      try {
+        const { record, newChunks, newBytes } = await node.importFile(path, {
+          meta: { type, name: str(ctx, 'name'), format: str(ctx, 'format') },
+          signal: ctx.signal,
+          onProgress: progress.update
+        })
+        progress.stop()
+        if (ctx.json) printJson(ctx, { ...record, newChunks, newBytes })
+        else print(ctx, record.ref)
+      } finally {
+        progress.stop()
+      }
+      return 0
+    }
+  },
+  {
+    name: 'export',
+    summary: 'write an image\'s exact bytes to a file (sparse, atomic) or stdout',
+    usage: 'imgswarm export REF -o FILE|-',
+    options: { output: { type: 'string', short: 'o' } },
+    async run (ctx) {
+      const ref = one(ctx, 'REF')
+      const out = str(ctx, 'output')
+      if (out === undefined) throw new UsageError('export needs -o FILE (or -o - for stdout)')
+      const node = await ctx.node()
+      const record = await node.store.resolve(ref)
+      const progress = startProgress('export', record.size, !ctx.quiet && out !== '-')
+      try {
+        await node.export(ref, out === '-' ? process.stdout : out, { signal: ctx.signal, onProgress: progress.update })
+      } finally {
+        progress.stop()
+      }
+      return 0
+    }
+  },
+  {
+    name: 'ls',
+    summary: 'list stored images',
+    usage: 'imgswarm ls [--json]',
+    options: {},
+    async run (ctx) {
+      const images = (await (await ctx.node()).list()).sort((a, b) => a.created.localeCompare(b.created))
+      if (ctx.json) {
+        printJson(ctx, images)
+        return 0
+      }
+      print(ctx, formatTable(['REF', 'TYPE', 'NAME', 'SIZE', 'STATE', 'PINNED', 'LAST ACCESS'], images.map(r => [
+        shortRef(r.ref), r.type, r.name === '' ? '-' : r.name, formatBytes(r.size), r.state, r.pinned ? 'yes' : 'no', r.lastAccess.replace(/\.\d+Z$/, 'Z')
+      ])))
+      return 0
+    }
+  },
+  {
+    name: 'inspect',
+    summary: 'show one image as JSON: state, manifest, chunks, shared and unique bytes',
+    usage: 'imgswarm inspect REF [--json]',
+    options: {},
+    async run (ctx) {
+      printJson(ctx, await (await ctx.node()).inspect(one(ctx, 'REF')))
+      return 0
+    }
+  },
+  {
+    name: 'rm',
+    summary: 'remove an image and free the chunks no other image uses',
+    usage: 'imgswarm rm REF [--force]',
+    details: 'A pinned image is kept unless --force is given.',
+    options: { force: { type: 'boolean', short: 'f' } },
+    async run (ctx) {
+      const { record, freed } = await (await ctx.node()).remove(one(ctx, 'REF'), { force: ctx.values.force === true })
+      if (ctx.json) printJson(ctx, { removed: record.ref, freedChunks: freed.chunks, freedBytes: freed.bytes })
+      else print(ctx, `removed ${record.ref}; freed ${formatBytes(freed.bytes)} in ${freed.chunks} chunks`)
+      return 0
+    }
+  },
+  ...(['pin', 'unpin'] as const).map((verb): Command => ({
+    name: verb,
+    summary: verb === 'pin' ? 'keep an image through gc and eviction' : 'let gc and eviction remove an image again',
+    usage: `imgswarm ${verb} REF`,
+    options: {},
+    async run (ctx) {
+      const node = await ctx.node()
+      const record: ImageRecord = verb === 'pin' ? await node.pin(one(ctx, 'REF')) : await node.unpin(one(ctx, 'REF'))
+      if (ctx.json) printJson(ctx, record)
+      else print(ctx, `${verb === 'pin' ? 'pinned' : 'unpinned'} ${record.ref}`)
+      return 0
+    }
+  })),
+  {
+    name: 'gc',
+    summary: 'delete chunks that no stored image uses; prints what it freed',
+    usage: 'imgswarm gc [--json]',
+    options: {},
+    async run (ctx) {
+      const r = await (await ctx.node()).gc()
+      if (ctx.json) printJson(ctx, { freedChunks: r.chunks, freedBytes: r.bytes, keptImages: r.keptImages })
+      else print(ctx, `freed ${formatBytes(r.bytes)} in ${r.chunks} chunks; kept ${r.keptImages} images`)
+      return 0
+    }
+  },
+  {
+    name: 'verify',
+    summary: 'check every chunk of one or all available images; exit 1 on damage',
+    usage: 'imgswarm verify [REF] [--json]',
+    details: 'Damaged or missing chunks are named with their images; those images are marked failed\n(re-import or fetch them to repair) and damaged chunks are dropped.',
+    options: {},
+    async run (ctx) {
+      if (ctx.positionals.length > 1) throw new UsageError('verify takes at most one REF')
+      const node = await ctx.node()
+      const progress = startProgress('verify', undefined, !ctx.quiet)
+      const report = await node.verify(ctx.positionals[0], { signal: ctx.signal, onProgress: progress.update }).finally(() => progress.stop())
+      if (ctx.json) {
+        printJson(ctx, report)
+      } else {
+        for (const p of report.problems) process.stderr.write(`${p.problem} ${p.chunk === 'manifest' ? 'manifest' : `chunk ${p.chunk}`} of ${p.image}\n`)
+        const summary = `verified ${report.images} images, ${report.chunks} chunks, ${formatBytes(report.bytes)}`
+        if (report.failed.length === 0) print(ctx, `${summary}: all good`)
+        else print(ctx, `${summary}: ${report.problems.length} bad chunks in ${report.failed.length} images (${report.failed.join(', ')}), now marked failed`)
+      }
+      return report.failed.length === 0 ? 0 : 1
+    }
+  }
+]

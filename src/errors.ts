@@ -1,0 +1,153 @@
+/**
+ * Every error imgswarm raises on purpose. Each condition has its own class with a stable `name` and
+ * `code`; messages may change, codes do not. Every code is listed in docs/errors.md (a test checks it).
+ * Driver errors (LevelDB, fs) are wrapped and kept as `cause`.
+ */
+export class ImgswarmError extends Error {
+  readonly code: string
+
+  constructor (code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+}
+
+/** A command line, flag or argument that cannot be understood. */
+export class UsageError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_USAGE'
+  override name = 'UsageError'
+  constructor (message: string) { super(UsageError.code, message) }
+}
+
+/** A REF that is neither `sha256:<64 hex>`, a hex prefix of at least 12 digits, nor a manifest CID. */
+export class InvalidRefError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_INVALID_REF'
+  override name = 'InvalidRefError'
+  constructor (message: string) { super(InvalidRefError.code, message) }
+}
+
+/** No stored image matches the REF. */
+export class ImageNotFoundError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_IMAGE_NOT_FOUND'
+  override name = 'ImageNotFoundError'
+  constructor (message: string) { super(ImageNotFoundError.code, message) }
+}
+
+/** A hex prefix that matches more than one stored image. */
+export class AmbiguousRefError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_AMBIGUOUS_REF'
+  override name = 'AmbiguousRefError'
+  constructor (message: string) { super(AmbiguousRefError.code, message) }
+}
+
+/** The image is known but not `available` (still fetching, or failed). */
+export class ImageNotAvailableError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_IMAGE_NOT_AVAILABLE'
+  override name = 'ImageNotAvailableError'
+  constructor (message: string) { super(ImageNotAvailableError.code, message) }
+}
+
+/** The image is pinned (or otherwise protected) and the operation would remove it. */
+export class ImageProtectedError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_IMAGE_PROTECTED'
+  override name = 'ImageProtectedError'
+  constructor (message: string) { super(ImageProtectedError.code, message) }
+}
+
+/** A chunk that a manifest names is not in the store. */
+export class ChunkNotFoundError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_CHUNK_NOT_FOUND'
+  override name = 'ChunkNotFoundError'
+  constructor (message: string, options?: { cause?: unknown }) { super(ChunkNotFoundError.code, message, options) }
+}
+
+/** Bytes that do not hash to the CID they were stored or sent under. */
+export class ChunkCorruptError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_CHUNK_CORRUPT'
+  override name = 'ChunkCorruptError'
+  /** The digest the bytes should have hashed to. */
+  readonly digest?: Uint8Array
+  constructor (message: string, options?: { cause?: unknown, digest?: Uint8Array }) {
+    super(ChunkCorruptError.code, message, options)
+    this.digest = options?.digest
+  }
+}
+
+/** The assembled image does not hash to the digest it was asked for. */
+export class DigestMismatchError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_DIGEST_MISMATCH'
+  override name = 'DigestMismatchError'
+  constructor (message: string) { super(DigestMismatchError.code, message) }
+}
+
+/** A manifest that cannot be decoded, has the wrong CID, or contradicts itself. */
+export class InvalidManifestError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_INVALID_MANIFEST'
+  override name = 'InvalidManifestError'
+  constructor (message: string, options?: { cause?: unknown }) { super(InvalidManifestError.code, message, options) }
+}
+
+/** The data dir is open in another imgswarm process (LevelDB's LOCK is held). */
+export class StoreLockedError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_STORE_LOCKED'
+  override name = 'StoreLockedError'
+  constructor (message: string, options?: { cause?: unknown }) { super(StoreLockedError.code, message, options) }
+}
+
+/** The data dir was written by an incompatible store format version. */
+export class StoreVersionError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_STORE_VERSION'
+  override name = 'StoreVersionError'
+  constructor (message: string) { super(StoreVersionError.code, message) }
+}
+
+/** LevelDB reports its files damaged. */
+export class StoreCorruptError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_STORE_CORRUPT'
+  override name = 'StoreCorruptError'
+  constructor (message: string, options?: { cause?: unknown }) { super(StoreCorruptError.code, message, options) }
+}
+
+/** The disk under the data dir is full. Nothing stored before is lost; free space and retry. */
+export class StoreFullError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_STORE_FULL'
+  override name = 'StoreFullError'
+  constructor (message: string, options?: { cause?: unknown }) { super(StoreFullError.code, message, options) }
+}
+
+/** Any other failure of the store's files. */
+export class StoreIoError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_STORE_IO'
+  override name = 'StoreIoError'
+  constructor (message: string, options?: { cause?: unknown }) { super(StoreIoError.code, message, options) }
+}
+
+/** An input file that is missing, unreadable or not a regular file or stream. */
+export class InputError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_INPUT'
+  override name = 'InputError'
+  constructor (message: string, options?: { cause?: unknown }) { super(InputError.code, message, options) }
+}
+
+/** An output path that cannot be written (missing directory, no permission, disk full). */
+export class OutputError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_OUTPUT'
+  override name = 'OutputError'
+  constructor (message: string, options?: { cause?: unknown }) { super(OutputError.code, message, options) }
+}
+
+/** Every error class, for the documentation test and for programs that map codes. */
+export const errorClasses = [
+  UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
+  ImageProtectedError, ChunkNotFoundError, ChunkCorruptError, DigestMismatchError, InvalidManifestError,
+  StoreLockedError, StoreVersionError, StoreCorruptError, StoreFullError, StoreIoError, InputError, OutputError
+] as const
+
+/** Whether `err` carries the Node.js system error code `code` (ENOENT, ENOSPC, …) on itself or its causes. */
+export function hasSystemCode (err: unknown, code: string): boolean {
+  for (let e: unknown = err, depth = 0; e != null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === code) return true
+    if (e instanceof Error && e.message.includes(code)) return true
+  }
+  return false
+}

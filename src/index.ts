@@ -1,0 +1,19 @@
+/**
+ * imgswarm as a library: the same operations the CLI runs, for programs written in TypeScript.
+ *
+ * @example
+ * import { LocalNode } from 'imgswarm'
+ * const node = await LocalNode.open({ dir: '/var/lib/imgswarm' })
+ * const { record } = await node.importFile('vmlinuz', { meta: { type: 'kernel' } })
+ * await node.export(record.ref, '/tmp/vmlinuz')
+ * await node.close()
+ */
+export { LocalNode, type ImageDetails, type ImportOptions, type ProgressOptions } from './local-node.js'
+export type { ImageRecord, ImageState } from './store/image-record.js'
+export type { ChunkStore, AbortOptions } from './store/chunk-store.js'
+export type { GcResult, OpenStoreOptions } from './store/level-store.js'
+export type { VerifyReport, VerifyProblem } from './store/verify.js'
+export type { ImageMeta, ImageType, Manifest } from './chunks/manifest.js'
+export { DEFAULT_CHUNKER, type ChunkerParams } from './chunks/fastcdc.js'
+export { parseRef, type ImageRef } from './chunks/ref.js'
+export * from './errors.js'

@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto'
+import { open, rename, stat, unlink } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import type { Writable } from 'node:stream'
+import type { Manifest } from '../chunks/manifest.js'
+import { OutputError, hasSystemCode } from '../errors.js'
+import type { AbortOptions, ChunkStore } from './chunk-store.js'
+import { readImage, type PlacedChunk } from './read-image.js'
+
+export interface ExportOptions extends AbortOptions {
+  /** Called with the number of image bytes written (or skipped as holes) so far. */
+  onProgress?: (bytes: number) => void
+}
+
+const ZEROS = new Uint8Array(4 * 1024 * 1024)
+
+function isZero (bytes: Uint8Array): boolean {
+  return Buffer.compare(bytes, ZEROS.subarray(0, bytes.length)) === 0
+}
+
+/**
+ * Writes an image to `path` atomically: into a temporary file beside it, which is synced and renamed
+ * into place only after every chunk and the whole-image digest checked. Chunks of zeros become holes,
+ * so a mostly empty raw disk stays sparse. On any failure the temporary file is removed and `path` is
+ * left as it was.
+ */
+export async function exportToFile (store: ChunkStore, manifest: Manifest, path: string, options: ExportOptions = {}): Promise<void> {
+  const dir = dirname(path)
+  const dirStat = await stat(dir).catch(() => undefined)
+  if (dirStat?.isDirectory() !== true) throw new OutputError(`cannot write ${path}: directory ${dir} does not exist`)
+  const existing = await stat(path).catch(() => undefined)
+  if (existing?.isDirectory() === true) throw new OutputError(`cannot write ${path}: it is a directory`)
+
+  const tmp = join(dir, `.${basename(path)}.imgswarm-${randomBytes(6).toString('hex')}.tmp`)
+  const fh = await open(tmp, 'wx', 0o644).catch(err => { throw outputError(path, err) })
+  let done = 0
+  try {
+    for await (const window of readImage(store, manifest, options)) {
+      for (const run of dataRuns(window)) {
+        await fh.writev(run.map(c => c.bytes), run[0].offset)
+      }
+      for (const c of window) done += c.bytes.length
+      options.onProgress?.(done)
+    }
+    await fh.truncate(manifest.size)
+    await fh.sync()
+    await fh.close()
+    await rename(tmp, path)
+  } catch (err) {
+    await fh.close().catch(() => {})
+    await unlink(tmp).catch(() => {})
+    throw hasSystemCode(err, 'ENOSPC') || hasSystemCode(err, 'EACCES') ? outputError(path, err) : err
+  }
+}
+
+/** Consecutive chunks that are not all zeros: each run is one positioned vectored write. */
+function * dataRuns (window: PlacedChunk[]): Generator<PlacedChunk[]> {
+  let run: PlacedChunk[] = []
+  for (const c of window) {
+    if (isZero(c.bytes)) {
+      if (run.length > 0) yield run
+      run = []
+    } else {
+      run.push(c)
+    }
+  }
+  if (run.length > 0) yield run
+}
+
+/**
+ * Streams an image to a pipe or terminal, with backpressure. The bytes go out as chunks verify; if the
+ * whole-image check fails at the end the promise rejects, so the caller exits non-zero.
+ */
+export async function exportToStream (store: ChunkStore, manifest: Manifest, out: Writable, options: ExportOptions = {}): Promise<void> {
+  let done = 0
+  for await (const window of readImage(store, manifest, options)) {
+    for (const c of window) {
+      if (!out.write(c.bytes)) await new Promise<void>((resolve, reject) => {
+        out.once('drain', resolve)
+        out.once('error', reject)
+      })
+      done += c.bytes.length
+    }
+    options.onProgress?.(done)
+  }
+}
+
+function outputError (path: string, err: unknown): OutputError {
+  const why = hasSystemCode(err, 'ENOSPC') ? 'no space left on device' : hasSystemCode(err, 'EACCES') ? 'permission denied' : (err as Error).message
+  return new OutputError(`cannot write ${path}: ${why}`, { cause: err })
+}

@@ -1,0 +1,106 @@
+import { createHash } from 'node:crypto'
+import { chunkOf, type VerifiedChunk } from '../chunks/cid.js'
+import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from '../chunks/fastcdc.js'
+import { ManifestBuilder, type ImageMeta } from '../chunks/manifest.js'
+import { DigestMismatchError } from '../errors.js'
+import type { AbortOptions } from './chunk-store.js'
+import type { ImageRecord } from './image-record.js'
+import type { LevelStore } from './level-store.js'
+
+/** Chunks are written in batches of about this many bytes: large enough to amortise a LevelDB write, small enough to bound memory. */
+const BATCH_BYTES = 4 * 1024 * 1024
+
+export interface IngestOptions extends AbortOptions {
+  meta: ImageMeta
+  chunker?: ChunkerParams
+  /** When set, the image must hash to this `sha256:<hex>`, or nothing is recorded. */
+  expectRef?: string
+  /** Called with the number of input bytes consumed so far. */
+  onProgress?: (bytes: number) => void
+}
+
+export interface IngestResult {
+  record: ImageRecord
+  /** Chunks that were not in the store before. */
+  newChunks: number
+  newBytes: number
+}
+
+/**
+ * Chunks a byte stream into the store and records it as an `available` image. Memory is bounded by two
+ * batches of chunks and the manifest's chunk list (36 bytes a chunk), not by the image. Chunk writes
+ * overlap with reading, chunking and hashing of the next batch; the manifest, the image record and the
+ * last batch land in one atomic write, so an interrupted import leaves no image, only unreferenced
+ * chunks for the next `gc` (and for the retry, which finds them already stored).
+ */
+export async function ingest (store: LevelStore, source: AsyncIterable<Uint8Array>, options: IngestOptions): Promise<IngestResult> {
+  return await store.lock.read(async () => {
+    const params = options.chunker ?? DEFAULT_CHUNKER
+    const chunker = new Chunker(params)
+    const whole = createHash('sha256')
+    const builder = new ManifestBuilder()
+    let batch: VerifiedChunk[] = []
+    let batchKeys = new Set<string>()
+    let batchBytes = 0
+    let writing: Promise<void> = Promise.resolve()
+    let newChunks = 0
+    let newBytes = 0
+    let consumed = 0
+
+    // Drops chunks already stored (checked after the previous batch has landed) and returns the rest.
+    const onlyNew = async (chunks: VerifiedChunk[]): Promise<VerifiedChunk[]> => {
+      await writing
+      const present = await store.hasMany(chunks.map(c => c.digest), options)
+      const fresh = chunks.filter((_, i) => !present[i])
+      newChunks += fresh.length
+      for (const c of fresh) newBytes += c.bytes.length
+      return fresh
+    }
+    const flush = async (): Promise<void> => {
+      const fresh = await onlyNew(batch)
+      batch = []
+      batchKeys = new Set()
+      batchBytes = 0
+      writing = store.putMany(fresh, options)
+      writing.catch(() => {}) // observed by the next await of `writing`
+    }
+    const take = async (bytes: Uint8Array): Promise<void> => {
+      const chunk = chunkOf(bytes)
+      builder.add(chunk.digest, bytes.length)
+      const key = Buffer.from(chunk.digest).toString('latin1')
+      if (batchKeys.has(key)) return
+      batchKeys.add(key)
+      batch.push(chunk)
+      batchBytes += bytes.length
+      if (batchBytes >= BATCH_BYTES) await flush()
+    }
+
+    try {
+      for await (const piece of source) {
+        options.signal?.throwIfAborted()
+        whole.update(piece)
+        for (const c of chunker.push(piece)) await take(c)
+        consumed += piece.length
+        options.onProgress?.(consumed)
+      }
+      for (const c of chunker.finish()) await take(c)
+    } finally {
+      await writing.catch(() => {})
+    }
+    const last = await onlyNew(batch)
+    const digest = whole.digest()
+    if (options.expectRef != null && `sha256:${digest.toString('hex')}` !== options.expectRef) {
+      throw new DigestMismatchError(`image hashes to sha256:${digest.toString('hex')}, expected ${options.expectRef}`)
+    }
+    const manifest = builder.build(digest, params, options.meta)
+    const now = new Date().toISOString()
+    const previous = await store.getRecord(digest.toString('hex'))
+    const record = await store.commitImage(manifest, {
+      state: 'available',
+      pinned: previous?.pinned ?? false,
+      created: previous?.created ?? now,
+      lastAccess: now
+    }, last)
+    return { record, newChunks, newBytes }
+  })
+}

@@ -1,0 +1,338 @@
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { AbstractBatchOperation, AbstractLevel, AbstractSublevel } from 'abstract-level'
+import { Level } from 'level'
+import { MemoryLevel } from 'memory-level'
+import { CID } from 'multiformats/cid'
+import { chunkCidFromDigest, verifyChunk, type VerifiedChunk } from '../chunks/cid.js'
+import { decodeManifest, encodeManifest, manifestCid, type Manifest } from '../chunks/manifest.js'
+import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
+import {
+  AmbiguousRefError, ChunkNotFoundError, ChunkCorruptError, ImageNotFoundError, StoreIoError, StoreVersionError
+} from '../errors.js'
+import { RwLock } from '../util/rw-lock.js'
+import type { AbortOptions, ChunkStore } from './chunk-store.js'
+import { hexOf, type ImageRecord } from './image-record.js'
+import { mapLevelError } from './level-errors.js'
+import { DEFAULT_TUNING, type LevelTuning } from './tuning.js'
+
+/** Bumped when the layout of keys or values changes; a store of another version is refused. */
+export const STORE_FORMAT_VERSION = 1
+
+export interface OpenStoreOptions {
+  /** Data dir; the database lives in `<dir>/db`. Omit for an in-memory store (tests, one-shot tools). */
+  dir?: string
+  tuning?: Partial<LevelTuning>
+}
+
+type Db = AbstractLevel<string | Uint8Array, any, any>
+type Sub<K, V> = AbstractSublevel<Db, any, K, V>
+type BatchOp = AbstractBatchOperation<Db, any, any>
+
+export type ChunkHealth = 'ok' | 'missing' | 'corrupt'
+
+/** What a garbage collection removed. */
+export interface GcResult {
+  chunks: number
+  bytes: number
+  keptImages: number
+}
+
+/**
+ * One node's store: chunk bytes by digest, manifests and image records by image digest, all in one
+ * LevelDB (or an in-memory abstract-level database with the same code paths). Every change that spans
+ * keys is one atomic batch.
+ */
+export class LevelStore implements ChunkStore {
+  /** Held shared by imports and reads, exclusively by GC, so GC never sweeps an import's chunks. */
+  readonly lock = new RwLock()
+  readonly dir: string | null
+  private readonly db: Db
+  private readonly chunks: Sub<Uint8Array, Uint8Array>
+  private readonly manifests: Sub<string, Uint8Array>
+  private readonly images: Sub<string, ImageRecord>
+  private readonly meta: Sub<string, string>
+
+  private constructor (db: Db, dir: string | null) {
+    this.db = db
+    this.dir = dir
+    this.chunks = db.sublevel<Uint8Array, Uint8Array>('c', { keyEncoding: 'view', valueEncoding: 'view' }) as any
+    this.manifests = db.sublevel<string, Uint8Array>('m', { keyEncoding: 'utf8', valueEncoding: 'view' }) as any
+    this.images = db.sublevel<string, ImageRecord>('i', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
+    this.meta = db.sublevel<string, string>('meta', { keyEncoding: 'utf8', valueEncoding: 'utf8' }) as any
+  }
+
+  static async open (options: OpenStoreOptions = {}): Promise<LevelStore> {
+    const dir = options.dir ?? null
+    let db: Db
+    if (dir == null) {
+      db = new MemoryLevel({ keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as Db
+    } else {
+      try {
+        await mkdir(dir, { recursive: true })
+      } catch (err) {
+        throw new StoreIoError(`cannot create data dir ${dir}: ${(err as Error).message}`, { cause: err })
+      }
+      db = new Level(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view', ...DEFAULT_TUNING, ...options.tuning }) as unknown as Db
+    }
+    const where = dir ?? 'memory'
+    try {
+      await db.open()
+    } catch (err) {
+      throw mapLevelError(err, 'cannot open the store', where)
+    }
+    const store = new LevelStore(db, dir)
+    try {
+      await store.checkFormat()
+    } catch (err) {
+      await db.close().catch(() => {})
+      throw err
+    }
+    return store
+  }
+
+  private get where (): string { return this.dir ?? 'memory' }
+
+  private async checkFormat (): Promise<void> {
+    const found = await this.meta.get('format')
+    if (found === undefined) {
+      for await (const _ of this.db.keys({ limit: 1 })) {
+        throw new StoreVersionError(`${this.where} holds a database that is not an imgswarm store (no format version)`)
+      }
+      await this.meta.put('format', String(STORE_FORMAT_VERSION))
+      return
+    }
+    if (found !== String(STORE_FORMAT_VERSION)) {
+      throw new StoreVersionError(`store in ${this.where} has format version ${found}; this imgswarm reads version ${STORE_FORMAT_VERSION} (use a matching imgswarm, or a new --data dir)`)
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.db.close()
+  }
+
+  private async run<T> (what: string, fn: () => Promise<T>, options?: AbortOptions): Promise<T> {
+    options?.signal?.throwIfAborted()
+    try {
+      return await fn()
+    } catch (err) {
+      throw mapLevelError(err, what, this.where)
+    }
+  }
+
+  // ---- ChunkStore ----
+
+  cidOf (digest: Uint8Array): CID {
+    return chunkCidFromDigest(digest)
+  }
+
+  async has (digest: Uint8Array, options?: AbortOptions): Promise<boolean> {
+    return (await this.hasMany([digest], options))[0]
+  }
+
+  async hasMany (digests: Uint8Array[], options?: AbortOptions): Promise<boolean[]> {
+    if (digests.length === 0) return []
+    return await this.run('cannot look up chunks', async () => await this.chunks.hasMany(digests), options)
+  }
+
+  async get (digest: Uint8Array, options?: AbortOptions): Promise<VerifiedChunk> {
+    return (await this.getMany([digest], options))[0]
+  }
+
+  async getMany (digests: Uint8Array[], options?: AbortOptions): Promise<VerifiedChunk[]> {
+    if (digests.length === 0) return []
+    const values = await this.run('cannot read chunks', async () => await this.chunks.getMany(digests, { fillCache: false } as any), options)
+    return values.map((bytes, i) => {
+      if (bytes === undefined) throw new ChunkNotFoundError(`chunk ${this.cidOf(digests[i]).toString()} is not in the store`)
+      return verifyChunk(digests[i], bytes)
+    })
+  }
+
+  async putMany (chunks: VerifiedChunk[], options?: AbortOptions): Promise<void> {
+    if (chunks.length === 0) return
+    await this.run('cannot store chunks', async () => {
+      await this.chunks.batch(chunks.map(c => ({ type: 'put' as const, key: c.digest, value: c.bytes })))
+    }, options)
+  }
+
+  async deleteMany (digests: Uint8Array[], options?: AbortOptions): Promise<void> {
+    if (digests.length === 0) return
+    await this.run('cannot delete chunks', async () => {
+      await this.chunks.batch(digests.map(d => ({ type: 'del' as const, key: d })))
+    }, options)
+  }
+
+  async * digests (options?: AbortOptions): AsyncIterable<Uint8Array> {
+    try {
+      for await (const key of this.chunks.keys()) {
+        options?.signal?.throwIfAborted()
+        yield key
+      }
+    } catch (err) {
+      throw mapLevelError(err, 'cannot list chunks', this.where)
+    }
+  }
+
+  /** The byte length of a stored chunk without verifying it, or undefined when absent. */
+  async rawChunkLength (digest: Uint8Array): Promise<number | undefined> {
+    const v = await this.run('cannot read chunk', async () => await this.chunks.get(digest, { fillCache: false } as any))
+    return v?.length
+  }
+
+  // ---- images ----
+
+  async listImages (options?: AbortOptions): Promise<ImageRecord[]> {
+    return await this.run('cannot list images', async () => await this.images.values().all(), options)
+  }
+
+  async getRecord (hex: string): Promise<ImageRecord | undefined> {
+    return await this.run('cannot read image record', async () => await this.images.get(hex))
+  }
+
+  /** The record that a REF names. Throws ImageNotFoundError, AmbiguousRefError or InvalidRefError. */
+  async resolve (ref: string | ImageRef): Promise<ImageRecord> {
+    const r = typeof ref === 'string' ? parseRef(ref) : ref
+    if (r.kind === 'digest') {
+      const rec = await this.getRecord(r.hex)
+      if (rec == null) throw new ImageNotFoundError(`no image ${digestRef(r.hex)} in the store`)
+      return rec
+    }
+    if (r.kind === 'prefix') {
+      const found = await this.run('cannot search images', async () =>
+        await this.images.values({ gte: r.hex, lt: r.hex + 'g', limit: 2 }).all())
+      if (found.length === 0) throw new ImageNotFoundError(`no image matches the prefix ${r.hex}`)
+      if (found.length > 1) throw new AmbiguousRefError(`prefix ${r.hex} matches more than one image (${found.map(f => f.ref).join(', ')}); give more digits`)
+      return found[0]
+    }
+    const cid = r.cid.toString()
+    for (const rec of await this.listImages()) if (rec.manifest === cid) return rec
+    throw new ImageNotFoundError(`no image with manifest ${cid} in the store`)
+  }
+
+  /** The image's manifest, checked against the CID its record names. */
+  async getManifest (record: ImageRecord): Promise<Manifest> {
+    const bytes = await this.run('cannot read manifest', async () => await this.manifests.get(hexOf(record)))
+    if (bytes === undefined) throw new ChunkNotFoundError(`the manifest of ${record.ref} is missing from the store`)
+    return decodeManifest(bytes, CID.parse(record.manifest))
+  }
+
+  /**
+   * Records an image and its manifest in one atomic batch together with `lastChunks` (the chunks not yet
+   * written). The caller has checked that every other chunk is stored and that the digest is right.
+   */
+  async commitImage (manifest: Manifest, record: Omit<ImageRecord, 'manifest' | 'chunks' | 'size' | 'ref' | 'type' | 'name' | 'format'>, lastChunks: VerifiedChunk[] = []): Promise<ImageRecord> {
+    const bytes = encodeManifest(manifest)
+    const hex = Buffer.from(manifest.digest).toString('hex')
+    const full: ImageRecord = {
+      ...record,
+      ref: digestRef(hex),
+      size: manifest.size,
+      manifest: manifestCid(bytes).toString(),
+      chunks: manifest.chunkDigests.length / 32,
+      type: manifest.meta.type,
+      name: manifest.meta.name,
+      format: manifest.meta.format
+    }
+    const ops: BatchOp[] = lastChunks.map(c => ({ type: 'put', sublevel: this.chunks, key: c.digest, value: c.bytes }) as BatchOp)
+    ops.push({ type: 'put', sublevel: this.manifests, key: hex, value: bytes } as BatchOp)
+    ops.push({ type: 'put', sublevel: this.images, key: hex, value: full } as BatchOp)
+    await this.run('cannot record the image', async () => { await this.db.batch(ops) })
+    return full
+  }
+
+  /** Changes fields of an image record (state, pin, access time…). */
+  async updateRecord (ref: string, patch: Partial<Omit<ImageRecord, 'ref'>>): Promise<ImageRecord> {
+    const rec = await this.resolve(ref)
+    const next = { ...rec, ...patch }
+    if (patch.state !== undefined && patch.state !== 'failed') delete next.reason
+    await this.run('cannot update the image record', async () => { await this.images.put(hexOf(rec), next) })
+    return next
+  }
+
+  /** Forgets an image (record and manifest). Its chunks stay until the next {@link gc}. */
+  async removeImage (record: ImageRecord): Promise<void> {
+    const hex = hexOf(record)
+    await this.run('cannot remove the image', async () => {
+      await this.db.batch([
+        { type: 'del', sublevel: this.images, key: hex } as BatchOp,
+        { type: 'del', sublevel: this.manifests, key: hex } as BatchOp
+      ])
+    })
+  }
+
+  /**
+   * Mark and sweep: every chunk that no stored manifest names is deleted. Runs alone (write lock), so
+   * chunks of imports in flight in this process are never swept; other processes cannot hold the store.
+   */
+  async gc (options?: AbortOptions): Promise<GcResult> {
+    return await this.lock.write(async () => {
+      const marked = new Set<string>()
+      const records = await this.listImages(options)
+      for (const rec of records) {
+        let m: Manifest
+        try {
+          m = await this.getManifest(rec)
+        } catch {
+          continue // a damaged manifest keeps nothing; verify reports it
+        }
+        const d = m.chunkDigests
+        for (let i = 0; i < d.length; i += 32) marked.add(Buffer.from(d.buffer, d.byteOffset + i, 32).toString('latin1'))
+      }
+      let chunks = 0
+      let bytes = 0
+      let doomed: Uint8Array[] = []
+      const flush = async (): Promise<void> => {
+        for (const d of doomed) bytes += (await this.rawChunkLength(d)) ?? 0
+        await this.deleteMany(doomed, options)
+        chunks += doomed.length
+        doomed = []
+      }
+      for await (const digest of this.digests(options)) {
+        if (!marked.has(Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1'))) {
+          doomed.push(digest)
+          if (doomed.length >= 256) await flush()
+        }
+      }
+      await flush()
+      return { chunks, bytes, keptImages: records.length }
+    })
+  }
+
+  /** Bytes of chunk data and number of chunks held (a full scan of keys and value sizes). */
+  async chunkStats (): Promise<{ chunks: number, bytes: number }> {
+    let chunks = 0
+    let bytes = 0
+    await this.run('cannot scan chunks', async () => {
+      for await (const v of this.chunks.values({ fillCache: false } as any)) {
+        chunks++
+        bytes += v.length
+      }
+    })
+    return { chunks, bytes }
+  }
+
+  /**
+   * Checks stored chunks without failing on the first bad one: each digest is `ok`, `missing` or
+   * `corrupt` (bytes that do not hash right, or that LevelDB itself reports damaged).
+   */
+  async checkMany (digests: Uint8Array[]): Promise<ChunkHealth[]> {
+    let values: Array<Uint8Array | undefined | Error>
+    try {
+      values = await this.chunks.getMany(digests, { fillCache: false } as any)
+    } catch {
+      // A damaged table fails the whole request: ask one by one to find which chunks it holds.
+      values = await Promise.all(digests.map(async d => await this.chunks.get(d, { fillCache: false } as any).catch((err: Error) => err)))
+    }
+    return values.map((v, i) => {
+      if (v === undefined) return 'missing'
+      if (v instanceof Error) return 'corrupt'
+      try {
+        verifyChunk(digests[i], v)
+        return 'ok'
+      } catch (err) {
+        if (err instanceof ChunkCorruptError) return 'corrupt'
+        throw err
+      }
+    })
+  }
+}
