@@ -1,0 +1,33 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { open } from 'node:fs/promises'
+
+/** Deterministic pseudo-random bytes (a seeded sha256 counter stream), so failures reproduce. */
+export function seededBytes (size: number, seed = 'imgswarm'): Buffer {
+  const out = Buffer.allocUnsafe(size)
+  for (let off = 0, i = 0; off < size; i++) {
+    const block = createHash('sha256').update(`${seed}:${i}`).digest()
+    block.copy(out, off, 0, Math.min(32, size - off))
+    off += 32
+  }
+  return out
+}
+
+/** Writes `size` random bytes to `path` in 1 MiB pieces (memory stays flat for large files). */
+export async function writeRandomFile (path: string, size: number): Promise<string> {
+  const fh = await open(path, 'w')
+  const hash = createHash('sha256')
+  try {
+    for (let off = 0; off < size; off += 1 << 20) {
+      const piece = randomBytes(Math.min(1 << 20, size - off))
+      hash.update(piece)
+      await fh.write(piece)
+    }
+  } finally {
+    await fh.close()
+  }
+  return `sha256:${hash.digest('hex')}`
+}
+
+export function sha256Ref (bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+}
