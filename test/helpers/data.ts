@@ -1,15 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { createCipheriv, createHash, randomBytes } from 'node:crypto'
 import { open } from 'node:fs/promises'
 
-/** Deterministic pseudo-random bytes (a seeded sha256 counter stream), so failures reproduce. */
+/** Deterministic pseudo-random bytes (AES-128-CTR keyed by the seed), so failures reproduce. */
 export function seededBytes (size: number, seed = 'imgswarm'): Buffer {
-  const out = Buffer.allocUnsafe(size)
-  for (let off = 0, i = 0; off < size; i++) {
-    const block = createHash('sha256').update(`${seed}:${i}`).digest()
-    block.copy(out, off, 0, Math.min(32, size - off))
-    off += 32
-  }
-  return out
+  const key = createHash('sha256').update(seed).digest()
+  const cipher = createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32))
+  return Buffer.concat([cipher.update(Buffer.alloc(size)), cipher.final()])
 }
 
 /** Writes `size` random bytes to `path` in 1 MiB pieces (memory stays flat for large files). */
