@@ -103,30 +103,20 @@ export class Chunker {
    * point, or -1 when the data ends first (the state is kept for the next piece).
    */
   private scan (data: Uint8Array, from: number, avg: number, max: number): number {
-    let h = this.hash
-    let pos = this.pos
-    let i = from
     const n = data.length
-    const gear = GEAR
+    let pos = this.pos
     // Before the average size the strict mask makes a cut less likely; after it the loose one more likely.
-    const normalEnd = Math.min(n, i + Math.max(0, avg - pos))
-    const maskS = this.maskS
-    for (; i < normalEnd; i++) {
-      h = ((h << 1) + gear[data[i]]) | 0
-      if ((h & maskS) === 0) { this.pos = pos + (i + 1 - from); return i + 1 }
-    }
+    const normalEnd = Math.min(n, from + Math.max(0, avg - pos))
+    let cut = roll(data, from, normalEnd, this.hash, this.maskS)
+    if (cut >= 0) { this.pos = pos + (cut - from); return cut }
     pos += normalEnd - from
-    const hardEnd = Math.min(n, i + (max - pos))
-    const maskL = this.maskL
-    const start = i
-    for (; i < hardEnd; i++) {
-      h = ((h << 1) + gear[data[i]]) | 0
-      if ((h & maskL) === 0) { this.pos = pos + (i + 1 - start); return i + 1 }
-    }
-    pos += hardEnd - start
+    const hardEnd = Math.min(n, normalEnd + (max - pos))
+    cut = roll(data, normalEnd, hardEnd, rolled, this.maskL)
+    if (cut >= 0) { this.pos = pos + (cut - normalEnd); return cut }
+    pos += hardEnd - normalEnd
     this.pos = pos
-    this.hash = h
-    return pos === max ? i : -1
+    this.hash = rolled
+    return pos === max ? hardEnd : -1
   }
 
   private emit (): Uint8Array {
@@ -137,4 +127,61 @@ export class Chunker {
     this.hash = 0
     return chunk
   }
+}
+
+/** The hash after the last {@link roll} that found no cut (a second return value, without an allocation). */
+let rolled = 0
+
+/** Whether a Uint32Array load puts the byte at the lowest address in the lowest 8 bits. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+
+/**
+ * The gear hash over data[from…end), starting from `h`: returns the index just past the first byte
+ * after which `h & mask` is 0, or -1 (with the final hash in {@link rolled}). This is the chunker's hot
+ * loop, and it gives exactly the cuts of the plain one-byte loop
+ * `h = (h << 1) + GEAR[byte]; if ((h & mask) === 0) cut`, only faster: bytes are loaded four at a time
+ * from 4-byte-aligned words and the loop is unrolled by eight (about 2-3× the plain loop in V8 here;
+ * docs/benchmarks.md). The FastCDC 2020 "two bytes per iteration" trick is not used: with a mask of the
+ * top bits it would test fewer bits at odd positions and so move the cut points.
+ */
+function roll (data: Uint8Array, from: number, end: number, h: number, mask: number): number {
+  const gear = GEAR
+  let i = from
+  if (LITTLE_ENDIAN && end - i >= 64) {
+    // Bytewise up to an 8-byte boundary of the underlying buffer, then whole words.
+    const head = (8 - ((data.byteOffset + i) & 7)) & 7
+    for (const stop = i + head; i < stop; i++) {
+      h = ((h << 1) + gear[data[i]]) | 0
+      if ((h & mask) === 0) return i + 1
+    }
+    const pairs = (end - i) >>> 3
+    const words = new Uint32Array(data.buffer, data.byteOffset + i, pairs * 2)
+    for (let j = 0; j < words.length; j += 2) {
+      let w = words[j]
+      h = ((h << 1) + gear[w & 255]) | 0
+      if ((h & mask) === 0) return i + j * 4 + 1
+      h = ((h << 1) + gear[(w >>> 8) & 255]) | 0
+      if ((h & mask) === 0) return i + j * 4 + 2
+      h = ((h << 1) + gear[(w >>> 16) & 255]) | 0
+      if ((h & mask) === 0) return i + j * 4 + 3
+      h = ((h << 1) + gear[w >>> 24]) | 0
+      if ((h & mask) === 0) return i + j * 4 + 4
+      w = words[j + 1]
+      h = ((h << 1) + gear[w & 255]) | 0
+      if ((h & mask) === 0) return i + j * 4 + 5
+      h = ((h << 1) + gear[(w >>> 8) & 255]) | 0
+      if ((h & mask) === 0) return i + j * 4 + 6
+      h = ((h << 1) + gear[(w >>> 16) & 255]) | 0
+      if ((h & mask) === 0) return i + j * 4 + 7
+      h = ((h << 1) + gear[w >>> 24]) | 0
+      if ((h & mask) === 0) return i + j * 4 + 8
+    }
+    i += pairs * 8
+  }
+  for (; i < end; i++) {
+    h = ((h << 1) + gear[data[i]]) | 0
+    if ((h & mask) === 0) return i + 1
+  }
+  rolled = h
+  return -1
 }
