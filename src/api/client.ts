@@ -1,0 +1,156 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { open, rename, stat, unlink } from 'node:fs/promises'
+import { request, type IncomingMessage, type RequestOptions } from 'node:http'
+import { basename, dirname, join } from 'node:path'
+import type { Writable } from 'node:stream'
+import { DigestMismatchError, ImgswarmError, OutputError } from '../errors.js'
+import type { ImageDetails, ImportOptions, ProgressOptions } from '../local-node.js'
+import type { ImageService } from '../service.js'
+import type { ImageRecord } from '../store/image-record.js'
+import type { IngestResult } from '../store/ingest.js'
+import type { GcResult } from '../store/level-store.js'
+import type { VerifyReport } from '../store/verify.js'
+import { openInput } from '../util/input.js'
+import { formatApiAddress, type ApiAddress } from './address.js'
+import { errorFromBody } from './http-errors.js'
+
+/**
+ * The image operations of a running daemon, through its HTTP API. Errors come back as the same classes
+ * and messages a local call raises. Exports are checked end to end: the bytes received must hash to
+ * the image's digest before the file is renamed into place.
+ */
+export class ApiClient implements ImageService {
+  readonly address: ApiAddress
+
+  constructor (address: ApiAddress) {
+    this.address = address
+  }
+
+  /** Sends a request; resolves with the response once its headers arrive. */
+  async send (method: string, path: string, options: { body?: AsyncIterable<Uint8Array> | Uint8Array | string, headers?: Record<string, string>, signal?: AbortSignal } = {}): Promise<IncomingMessage> {
+    const base: RequestOptions = this.address.kind === 'unix'
+      ? { socketPath: this.address.path }
+      : { host: this.address.host, port: this.address.port }
+    return await new Promise((resolve, reject) => {
+      const req = request({ ...base, method, path, headers: options.headers, signal: options.signal }, resolve)
+      req.on('error', err => {
+        reject(new ImgswarmError('IMGSWARM_API_UNREACHABLE', `cannot reach the imgswarm daemon at ${formatApiAddress(this.address)}: ${(err as Error).message}`, { cause: err }))
+      })
+      const body = options.body
+      if (body == null || typeof body === 'string' || body instanceof Uint8Array) {
+        req.end(body)
+      } else {
+        (async () => {
+          for await (const piece of body) {
+            if (!req.write(piece)) await new Promise(resolve => req.once('drain', resolve))
+          }
+          req.end()
+        })().catch(err => req.destroy(err as Error))
+      }
+    })
+  }
+
+  /** A JSON call: the parsed body, or the error the daemon reported. */
+  async call<T> (method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.send(method, path, body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+    const text = await readText(res)
+    let parsed: unknown
+    try {
+      parsed = text === '' ? undefined : JSON.parse(text)
+    } catch {
+      throw new ImgswarmError('IMGSWARM_API', `the daemon answered HTTP ${res.statusCode ?? 0} with a body that is not JSON`)
+    }
+    if ((res.statusCode ?? 500) >= 400) throw errorFromBody(parsed, res.statusCode ?? 500)
+    return parsed as T
+  }
+
+  async importFile (path: string, options: ImportOptions = {}): Promise<IngestResult> {
+    const { stream } = await openInput(path)
+    return await this.importStream(stream, options)
+  }
+
+  async importStream (source: AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<IngestResult> {
+    const q = new URLSearchParams()
+    for (const [k, v] of Object.entries(options.meta ?? {})) if (v != null) q.set(k, String(v))
+    let sent = 0
+    async function * counted (): AsyncGenerator<Uint8Array> {
+      for await (const piece of source) {
+        sent += piece.length
+        options.onProgress?.(sent)
+        yield piece
+      }
+    }
+    const res = await this.send('POST', `/v1/images?${q.toString()}`, { body: counted(), headers: { 'content-type': 'application/octet-stream' }, signal: options.signal })
+    const text = await readText(res)
+    if ((res.statusCode ?? 500) >= 400) throw errorFromBody(safeJson(text), res.statusCode ?? 500)
+    return JSON.parse(text) as IngestResult
+  }
+
+  async export (ref: string, target: string | Writable, options: ProgressOptions = {}): Promise<ImageRecord> {
+    const res = await this.send('GET', `/v1/images/${encodeURIComponent(ref)}`, { signal: options.signal })
+    if ((res.statusCode ?? 500) >= 400) throw errorFromBody(safeJson(await readText(res)), res.statusCode ?? 500)
+    const fullRef = String(res.headers['x-imgswarm-ref'])
+    const hash = createHash('sha256')
+    let done = 0
+    const check = (): void => {
+      const got = `sha256:${hash.digest('hex')}`
+      if (got !== fullRef) throw new DigestMismatchError(`received bytes hash to ${got}, not ${fullRef}`)
+    }
+    if (typeof target !== 'string') {
+      for await (const piece of res) {
+        hash.update(piece as Buffer)
+        done += (piece as Buffer).length
+        if (!target.write(piece)) await new Promise(resolve => target.once('drain', resolve))
+        options.onProgress?.(done)
+      }
+      if (!res.complete) throw new ImgswarmError('IMGSWARM_API', `the daemon cut the transfer of ${fullRef} short`)
+      check()
+    } else {
+      const dir = dirname(target)
+      if ((await stat(dir).catch(() => undefined))?.isDirectory() !== true) throw new OutputError(`cannot write ${target}: directory ${dir} does not exist`)
+      const tmp = join(dir, `.${basename(target)}.imgswarm-${randomBytes(6).toString('hex')}.tmp`)
+      const fh = await open(tmp, 'wx', 0o644)
+      try {
+        for await (const piece of res) {
+          hash.update(piece as Buffer)
+          await fh.write(piece as Buffer)
+          done += (piece as Buffer).length
+          options.onProgress?.(done)
+        }
+        if (!res.complete) throw new ImgswarmError('IMGSWARM_API', `the daemon cut the transfer of ${fullRef} short`)
+        check()
+        await fh.sync()
+        await fh.close()
+        await rename(tmp, target)
+      } catch (err) {
+        await fh.close().catch(() => {})
+        await unlink(tmp).catch(() => {})
+        throw err
+      }
+    }
+    return await this.call<ImageDetails>('GET', `/v1/images/${encodeURIComponent(fullRef)}/info`)
+  }
+
+  async list (): Promise<ImageRecord[]> { return await this.call('GET', '/v1/images') }
+  async inspect (ref: string): Promise<ImageDetails> { return await this.call('GET', `/v1/images/${encodeURIComponent(ref)}/info`) }
+  async remove (ref: string, options: { force?: boolean } = {}): Promise<{ record: ImageRecord, freed: GcResult }> {
+    return await this.call('DELETE', `/v1/images/${encodeURIComponent(ref)}${options.force === true ? '?force=true' : ''}`)
+  }
+
+  async pin (ref: string): Promise<ImageRecord> { return await this.call('PUT', `/v1/images/${encodeURIComponent(ref)}/pin`) }
+  async unpin (ref: string): Promise<ImageRecord> { return await this.call('DELETE', `/v1/images/${encodeURIComponent(ref)}/pin`) }
+  async gc (): Promise<GcResult> { return await this.call('POST', '/v1/gc') }
+  async verify (ref?: string): Promise<VerifyReport> { return await this.call('POST', '/v1/verify', { ref }) }
+  async close (): Promise<void> {}
+}
+
+async function readText (res: IncomingMessage): Promise<string> {
+  const parts: Buffer[] = []
+  for await (const piece of res) parts.push(piece as Buffer)
+  return Buffer.concat(parts).toString('utf8')
+}
+
+function safeJson (text: string): unknown {
+  try { return JSON.parse(text) } catch { return undefined }
+}
+

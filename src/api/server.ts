@@ -1,0 +1,224 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { chmod, unlink } from 'node:fs/promises'
+import { IMAGE_TYPES, type ImageType } from '../chunks/manifest.js'
+import { UsageError } from '../errors.js'
+import type { LocalNode } from '../local-node.js'
+import type { ImageRecord } from '../store/image-record.js'
+import type { Manifest } from '../chunks/manifest.js'
+import { formatApiAddress, type ApiAddress } from './address.js'
+import { errorBody, statusOf } from './http-errors.js'
+import { sendImageRange, sendWholeImage } from './image-stream.js'
+import { parseRange } from './range.js'
+
+/** What the API serves. A plain store gives the local operations; a daemon adds fetching and peers. */
+export interface ApiBackend {
+  local: LocalNode
+  /**
+   * The record and manifest of an image that is available locally, fetching it first when the node
+   * can (a daemon). Without a fetcher, an image that is not stored is ImageNotFoundError.
+   */
+  acquire: (ref: string, signal: AbortSignal) => Promise<{ record: ImageRecord, manifest: Manifest }>
+  /** Other routes (fetch jobs, node, peers, metrics, health) that a daemon adds. */
+  extraRoutes?: Route[]
+}
+
+export interface Route {
+  method: string
+  path: RegExp
+  handle: (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray, url: URL) => Promise<void>
+}
+
+/** Largest JSON request body accepted; image uploads are streamed, not bounded by this. */
+const MAX_JSON_BODY = 1024 * 1024
+
+export function sendJson (res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+  res.end(body)
+}
+
+export async function readJson (req: IncomingMessage): Promise<any> {
+  let size = 0
+  const parts: Buffer[] = []
+  for await (const piece of req) {
+    size += (piece as Buffer).length
+    if (size > MAX_JSON_BODY) throw new UsageError(`request body over ${MAX_JSON_BODY} bytes`)
+    parts.push(piece as Buffer)
+  }
+  if (size === 0) return {}
+  try {
+    return JSON.parse(Buffer.concat(parts).toString('utf8'))
+  } catch {
+    throw new UsageError('request body is not valid JSON')
+  }
+}
+
+function imageHeaders (record: ImageRecord): Record<string, string> {
+  return {
+    'content-type': 'application/octet-stream',
+    'accept-ranges': 'bytes',
+    etag: `"${record.ref}"`,
+    'x-imgswarm-ref': record.ref,
+    'x-imgswarm-state': record.state,
+    'x-imgswarm-manifest': record.manifest
+  }
+}
+
+function typeParam (url: URL): ImageType | undefined {
+  const t = url.searchParams.get('type')
+  if (t == null) return undefined
+  if (!(IMAGE_TYPES as readonly string[]).includes(t)) throw new UsageError(`type must be one of ${IMAGE_TYPES.join(', ')}`)
+  return t as ImageType
+}
+
+const REF = '([^/]+)'
+
+/** The routes every API serves: the store's operations and image streaming. */
+function coreRoutes (backend: ApiBackend): Route[] {
+  const { local } = backend
+  return [
+    {
+      method: 'GET',
+      path: /^\/v1\/images$/,
+      handle: async (_req, res) => { sendJson(res, 200, await local.list()) }
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/images$/,
+      // Import: the body is the image, or ?path= names a file on the daemon's host.
+      handle: async (req, res, _m, url) => {
+        const meta = { type: typeParam(url), name: url.searchParams.get('name') ?? undefined, format: url.searchParams.get('format') ?? undefined }
+        const path = url.searchParams.get('path')
+        const result = path != null ? await local.importFile(path, { meta }) : await local.importStream(req, { meta })
+        sendJson(res, 201, result)
+      }
+    },
+    {
+      method: 'GET',
+      path: new RegExp(`^/v1/images/${REF}/info$`),
+      handle: async (_req, res, m) => { sendJson(res, 200, await local.inspect(decodeURIComponent(m[1]))) }
+    },
+    {
+      method: 'HEAD',
+      path: new RegExp(`^/v1/images/${REF}$`),
+      handle: async (_req, res, m) => {
+        const record = await local.store.resolve(decodeURIComponent(m[1]))
+        res.writeHead(200, { ...imageHeaders(record), 'content-length': record.size })
+        res.end()
+      }
+    },
+    {
+      method: 'GET',
+      path: new RegExp(`^/v1/images/${REF}$`),
+      handle: async (req, res, m) => {
+        const controller = new AbortController()
+        res.once('close', () => { controller.abort() })
+        const { record, manifest } = await backend.acquire(decodeURIComponent(m[1]), controller.signal)
+        const range = parseRange(req.headers.range, record.size)
+        if (range === 'unsatisfiable') {
+          res.writeHead(416, { 'content-range': `bytes */${record.size}` })
+          res.end()
+          return
+        }
+        if (range === undefined) {
+          res.writeHead(200, { ...imageHeaders(record), 'content-length': record.size })
+          await sendWholeImage(res, local.store, manifest, controller.signal)
+        } else {
+          res.writeHead(206, { ...imageHeaders(record), 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${record.size}` })
+          await sendImageRange(res, local.store, manifest, range, controller.signal)
+        }
+        await local.store.updateRecord(record.ref, { lastAccess: new Date().toISOString() }).catch(() => {})
+      }
+    },
+    {
+      method: 'DELETE',
+      path: new RegExp(`^/v1/images/${REF}$`),
+      handle: async (_req, res, m, url) => {
+        const { record, freed } = await local.remove(decodeURIComponent(m[1]), { force: url.searchParams.get('force') === 'true' })
+        sendJson(res, 200, { record, freed })
+      }
+    },
+    {
+      method: 'PUT',
+      path: new RegExp(`^/v1/images/${REF}/pin$`),
+      handle: async (_req, res, m) => { sendJson(res, 200, await local.pin(decodeURIComponent(m[1]))) }
+    },
+    {
+      method: 'DELETE',
+      path: new RegExp(`^/v1/images/${REF}/pin$`),
+      handle: async (_req, res, m) => { sendJson(res, 200, await local.unpin(decodeURIComponent(m[1]))) }
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/gc$/,
+      handle: async (_req, res) => { sendJson(res, 200, await local.gc()) }
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/verify$/,
+      handle: async (req, res) => {
+        const body = await readJson(req)
+        sendJson(res, 200, await local.verify(typeof body.ref === 'string' ? body.ref : undefined))
+      }
+    }
+  ]
+}
+
+export interface ApiServer {
+  address: ApiAddress
+  close: () => Promise<void>
+}
+
+/**
+ * Starts the local HTTP API. Errors answer with the error's code and one-line message as JSON; a
+ * failure after an image's headers were sent destroys the response instead.
+ */
+export async function startApiServer (backend: ApiBackend, address: ApiAddress, onError?: (err: unknown) => void): Promise<ApiServer> {
+  const routes = [...coreRoutes(backend), ...(backend.extraRoutes ?? [])]
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://imgswarm')
+    const matches = routes.filter(r => r.path.test(url.pathname))
+    const route = matches.find(r => r.method === req.method)
+    if (route == null) {
+      sendJson(res, matches.length > 0 ? 405 : 404, { error: { code: 'IMGSWARM_USAGE', message: `no route ${req.method ?? ''} ${url.pathname}` } })
+      return
+    }
+    route.handle(req, res, route.path.exec(url.pathname)!, url).catch(err => {
+      if (res.headersSent) {
+        res.destroy(err as Error)
+      } else {
+        const status = statusOf(err)
+        if (status >= 500) onError?.(err)
+        sendJson(res, status, errorBody(err))
+      }
+    })
+  })
+  server.keepAliveTimeout = 5000
+  if (address.kind === 'unix') await unlink(address.path).catch(() => {})
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    if (address.kind === 'unix') server.listen(address.path, resolve)
+    else server.listen(address.port, address.host, resolve)
+  })
+  let bound: ApiAddress = address
+  if (address.kind === 'unix') {
+    await chmod(address.path, 0o660)
+  } else {
+    const a = server.address()
+    if (a != null && typeof a === 'object') bound = { kind: 'tcp', host: address.host, port: a.port }
+  }
+  return {
+    address: bound,
+    close: async () => {
+      // Stop accepting, let running transfers finish for a moment, then cut what is left.
+      const closed = new Promise<void>(resolve => server.close(() => resolve()))
+      server.closeIdleConnections()
+      const timer = setTimeout(() => server.closeAllConnections(), 2000)
+      await closed
+      clearTimeout(timer)
+      if (address.kind === 'unix') await unlink(address.path).catch(() => {})
+    }
+  }
+}
+
+export { formatApiAddress }

@@ -1,0 +1,118 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { UsageError } from '../errors.js'
+import { LOG_LEVELS, type LogLevel } from '../util/log.js'
+
+/** Everything a daemon (or an in-process node doing one fetch) is configured with. */
+export interface NodeConfig {
+  data: string
+  /** libp2p listen multiaddrs. */
+  listen: string[]
+  /** Peers to dial at start, each `/ip4/…/tcp/…/p2p/ID`. */
+  bootstrap: string[]
+  mdns: boolean
+  /** The object store: file:///dir, http(s)://…, s3://bucket/prefix?endpoint=…, or a plug-in module. */
+  origin?: string
+  /** Where the local API listens: HOST:PORT, http://HOST:PORT or unix:PATH. */
+  api: string
+  /** A libp2p pre-shared key file (pnet): only nodes with the same key connect. */
+  swarmKey?: string
+  /** When non-empty, only these peer IDs may connect. */
+  allowPeers: string[]
+  logLevel: LogLevel
+}
+
+export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001']
+export const DEFAULT_API = '127.0.0.1:7480'
+
+type Source = Partial<Record<keyof NodeConfig, unknown>>
+
+/** Config keys, their `IMGSWARM_*` variable, and how to read a value from text. */
+const KEYS: Array<{ key: keyof NodeConfig, env: string, kind: 'string' | 'list' | 'bool' }> = [
+  { key: 'listen', env: 'IMGSWARM_LISTEN', kind: 'list' },
+  { key: 'bootstrap', env: 'IMGSWARM_BOOTSTRAP', kind: 'list' },
+  { key: 'mdns', env: 'IMGSWARM_MDNS', kind: 'bool' },
+  { key: 'origin', env: 'IMGSWARM_ORIGIN', kind: 'string' },
+  { key: 'api', env: 'IMGSWARM_API', kind: 'string' },
+  { key: 'swarmKey', env: 'IMGSWARM_SWARM_KEY', kind: 'string' },
+  { key: 'allowPeers', env: 'IMGSWARM_ALLOW_PEER', kind: 'list' },
+  { key: 'logLevel', env: 'IMGSWARM_LOG_LEVEL', kind: 'string' }
+]
+
+function fromEnv (env: NodeJS.ProcessEnv): Source {
+  const out: Source = {}
+  for (const { key, env: name, kind } of KEYS) {
+    const v = env[name]
+    if (v == null || v === '') continue
+    out[key] = kind === 'list' ? v.split(',').map(s => s.trim()).filter(s => s !== '') : kind === 'bool' ? /^(1|true|yes|on)$/i.test(v) : v
+  }
+  return out
+}
+
+/**
+ * Reads the config file: JSON with the same keys as the flags in camelCase
+ * (`{ "listen": […], "bootstrap": […], "origin": "s3://…", "api": "unix:/run/imgswarm.sock" }`).
+ */
+async function fromFile (path: string, required: boolean): Promise<Source> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw new UsageError(`cannot read config file ${path}: ${(err as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new UsageError(`config file ${path} is not valid JSON: ${(err as Error).message}`)
+  }
+  if (parsed == null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`config file ${path} must hold a JSON object`)
+  const known = new Set<string>([...KEYS.map(k => k.key), 'data'])
+  for (const k of Object.keys(parsed)) if (!known.has(k)) throw new UsageError(`config file ${path}: unknown key "${k}" (known: ${[...known].join(', ')})`)
+  return parsed as Source
+}
+
+/**
+ * Merges flags over `IMGSWARM_*` variables over the config file over defaults. The config file is
+ * `--config FILE`, `IMGSWARM_CONFIG`, or `<data>/config.json` when it exists.
+ */
+export async function loadConfig (flags: Source & { config?: string }, env: NodeJS.ProcessEnv, data: string): Promise<NodeConfig> {
+  const explicit = flags.config ?? env.IMGSWARM_CONFIG
+  const file = await fromFile(explicit ?? join(data, 'config.json'), explicit != null)
+  const merged: Source = { ...file, ...fromEnv(env), ...stripUndefined(flags) }
+  const list = (v: unknown, name: string): string[] => {
+    if (v == null) return []
+    if (!Array.isArray(v) || !v.every(s => typeof s === 'string')) throw new UsageError(`${name} must be a list of strings`)
+    return v
+  }
+  const str = (v: unknown, name: string): string | undefined => {
+    if (v == null) return undefined
+    if (typeof v !== 'string') throw new UsageError(`${name} must be a string`)
+    return v
+  }
+  const logLevel = str(merged.logLevel, 'logLevel') ?? 'info'
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`log level must be one of ${LOG_LEVELS.join(', ')}, not "${logLevel}"`)
+  const listen = list(merged.listen, 'listen')
+  return {
+    data,
+    listen: listen.length > 0 ? listen : DEFAULT_LISTEN,
+    bootstrap: list(merged.bootstrap, 'bootstrap'),
+    mdns: merged.mdns === true,
+    origin: str(merged.origin, 'origin'),
+    api: str(merged.api, 'api') ?? DEFAULT_API,
+    swarmKey: str(merged.swarmKey, 'swarmKey'),
+    allowPeers: list(merged.allowPeers, 'allowPeers'),
+    logLevel: logLevel as LogLevel
+  }
+}
+
+function stripUndefined (o: Record<string, unknown>): Source {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(o)) {
+    if (v === undefined || k === 'config') continue
+    if (Array.isArray(v) && v.length === 0) continue
+    out[k] = v
+  }
+  return out as Source
+}

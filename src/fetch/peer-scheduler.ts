@@ -1,0 +1,150 @@
+import { verifyChunk, type VerifiedChunk } from '../chunks/cid.js'
+import { ChunkCorruptError } from '../errors.js'
+import type { Logger } from '../util/log.js'
+import { hasBit, type PeerSource } from './sources.js'
+import type { Want } from './wants.js'
+
+/** Bounds of the work given to one peer. Each is a trade-off between pipelining and fairness. */
+export interface PeerSchedulerLimits {
+  /** Batches in flight to one peer at once: enough to hide a round trip behind the transfer. */
+  windowPerPeer: number
+  /** Chunks in one request (the wire protocol's batch limit bounds it too). */
+  batchChunks: number
+  /** Bytes in one request, so one slow peer holds back little. */
+  batchBytes: number
+  /** A batch that receives nothing for this long is abandoned and its chunks go to other holders. */
+  stallMs: number
+}
+
+export const DEFAULT_PEER_LIMITS: Readonly<PeerSchedulerLimits> = Object.freeze({
+  windowPerPeer: 4,
+  batchChunks: 32,
+  batchBytes: 4 * 1024 * 1024,
+  stallMs: 10_000
+})
+
+/** What the scheduler reports as it goes. */
+export interface PeerSchedulerEvents {
+  /** Verified chunks from a peer, to be stored before the call returns. */
+  deliver: (chunks: VerifiedChunk[], wants: Want[], peer: string) => Promise<void>
+  /** Bytes received from a peer, counted whether or not they were usable. */
+  received: (bytes: number, peer: string) => void
+  /** A peer sent bytes that do not match the digest it was asked for. */
+  badChunk: (peer: string) => void
+}
+
+interface PeerState {
+  source: PeerSource
+  have: Uint8Array
+  inflight: number
+  /** Dead: failed or too slow. Bad: sent a corrupt chunk. Either way it gets no more work in this fetch. */
+  out: 'dead' | 'bad' | undefined
+}
+
+/**
+ * Fetches chunks from the peers that hold them: several batches in flight per peer, rarest chunks
+ * first, every chunk verified on arrival. A peer that fails, stalls or lies gets no more work, and its
+ * chunks go back to the queue for the other holders. Returns the wants that no live peer could
+ * supply, for the origin.
+ */
+export async function fetchFromPeers (wants: Want[], peers: Array<{ source: PeerSource, have: Uint8Array }>, events: PeerSchedulerEvents, options: { signal?: AbortSignal, limits?: Partial<PeerSchedulerLimits>, log?: Logger } = {}): Promise<Want[]> {
+  const limits = { ...DEFAULT_PEER_LIMITS, ...options.limits }
+  const states: PeerState[] = peers.map(p => ({ ...p, inflight: 0, out: undefined }))
+  const holds = (s: PeerState, w: Want): boolean => s.out === undefined && w.indices.some(i => hasBit(s.have, i))
+  const holders = (w: Want): number => states.reduce((n, s) => n + (holds(s, w) ? 1 : 0), 0)
+
+  // Rarest first; among equals, image order (a streaming reader wants the front early).
+  let queue = rank(wants)
+  function rank (ws: Want[]): Want[] {
+    const counts = new Map(ws.map(w => [w, holders(w)]))
+    return ws.filter(w => counts.get(w)! > 0).sort((a, b) => counts.get(a)! - counts.get(b)! || a.indices[0] - b.indices[0])
+  }
+  const orphans = wants.filter(w => holders(w) === 0)
+  const running = new Set<Promise<void>>()
+
+  const takeBatch = (s: PeerState): Want[] => {
+    const batch: Want[] = []
+    let bytes = 0
+    queue = queue.filter(w => {
+      if (batch.length >= limits.batchChunks || bytes >= limits.batchBytes || !holds(s, w)) return true
+      batch.push(w)
+      bytes += w.length
+      return false
+    })
+    return batch
+  }
+
+  const requeue = (ws: Want[]): void => {
+    const live = ws.filter(w => holders(w) > 0)
+    for (const w of ws) if (!live.includes(w)) orphans.push(w)
+    queue = rank([...queue, ...live])
+  }
+
+  const runBatch = async (s: PeerState, batch: Want[]): Promise<void> => {
+    const controller = new AbortController()
+    const onAbort = (): void => { controller.abort(options.signal?.reason) }
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    let timer = setTimeout(() => controller.abort(new Error('stalled')), limits.stallMs)
+    const pending = new Map(batch.map(w => [w.key, w]))
+    const got: VerifiedChunk[] = []
+    const gotWants: Want[] = []
+    try {
+      for await (const reply of s.source.chunks(batch.map(w => w.digest), { signal: controller.signal })) {
+        clearTimeout(timer)
+        timer = setTimeout(() => controller.abort(new Error('stalled')), limits.stallMs)
+        const key = Buffer.from(reply.digest).toString('latin1')
+        const want = pending.get(key)
+        if (want == null) continue // an answer to something not asked: ignore
+        pending.delete(key)
+        if ('missing' in reply) {
+          for (const i of want.indices) s.have[i >> 3] &= ~(0x80 >> (i & 7))
+          requeue([want])
+          continue
+        }
+        events.received(reply.bytes.length, s.source.id)
+        got.push(verifyChunk(want.digest, reply.bytes))
+        gotWants.push(want)
+      }
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      if (err instanceof ChunkCorruptError) {
+        s.out = 'bad'
+        events.badChunk(s.source.id)
+        options.log?.warn('peer sent a corrupt chunk; dropped for this fetch', { peer: s.source.id })
+      } else {
+        s.out = 'dead'
+        options.log?.info('peer failed; its chunks go to other holders', { peer: s.source.id, err })
+      }
+    } finally {
+      clearTimeout(timer)
+      options.signal?.removeEventListener('abort', onAbort)
+    }
+    if (pending.size > 0) requeue([...pending.values()])
+    // Chunks verified before any failure are good. A store failure here fails the whole fetch.
+    if (got.length > 0) await events.deliver(got, gotWants, s.source.id)
+  }
+
+  const fill = (): void => {
+    for (const s of states) {
+      while (s.out === undefined && s.inflight < limits.windowPerPeer) {
+        const batch = takeBatch(s)
+        if (batch.length === 0) break
+        s.inflight++
+        const p: Promise<void> = runBatch(s, batch).finally(() => {
+          s.inflight--
+          running.delete(p)
+        })
+        running.add(p)
+      }
+    }
+  }
+
+  fill()
+  while (running.size > 0) {
+    await Promise.race(running)
+    options.signal?.throwIfAborted()
+    fill()
+  }
+  // Whatever is still queued has holders only among peers that are out now.
+  return [...orphans, ...queue]
+}

@@ -1,0 +1,38 @@
+import type { AbortOptions } from '../store/chunk-store.js'
+
+/** A chunk as a source sent it: not yet verified. */
+export type ChunkReply =
+  | { digest: Uint8Array, bytes: Uint8Array }
+  | { digest: Uint8Array, missing: true }
+
+/**
+ * A neighbour that may hold chunks, as the fetcher sees it. The libp2p implementation lives in
+ * src/peer; tests may use others. Nothing a peer sends is trusted: the fetcher verifies it.
+ */
+export interface PeerSource {
+  /** A stable id for logs and counters (the PeerId string). */
+  readonly id: string
+  /** The manifest bytes for an image digest (hex) or manifest CID, or undefined when the peer has none. */
+  manifest: (ref: { hex: string } | { cid: string }, options?: AbortOptions) => Promise<Uint8Array | undefined>
+  /** Which chunk indices of the image the peer holds (bit i = chunk i), or undefined when it has nothing of it. */
+  have: (hex: string, chunkCount: number, options?: AbortOptions) => Promise<Uint8Array | undefined>
+  /** Requests chunks by digest; replies come in request order, each with its bytes or marked missing. */
+  chunks: (digests: Uint8Array[], options?: AbortOptions) => AsyncIterable<ChunkReply>
+}
+
+/**
+ * Finds the neighbours that may hold an image. For now the connected peers that speak our protocols;
+ * the DHT-backed finder of the swarm issue implements the same interface.
+ */
+export interface HolderFinder {
+  findHolders: (hex: string, options?: AbortOptions) => Promise<PeerSource[]>
+}
+
+/** Bit i of a have-bitfield: whether chunk i is held. */
+export function hasBit (bits: Uint8Array, i: number): boolean {
+  return ((bits[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0
+}
+
+export function setBit (bits: Uint8Array, i: number): void {
+  bits[i >> 3] |= 0x80 >> (i & 7)
+}

@@ -1,0 +1,25 @@
+import type { Writable } from 'node:stream'
+import type { ImageDetails, ImportOptions, ProgressOptions } from './local-node.js'
+import type { ImageRecord } from './store/image-record.js'
+import type { IngestResult } from './store/ingest.js'
+import type { GcResult } from './store/level-store.js'
+import type { VerifyReport } from './store/verify.js'
+
+/**
+ * The operations on a node's images, whether the store is opened in this process ({@link LocalNode})
+ * or held by a running daemon and reached through its API ({@link ApiClient}). The CLI speaks only this.
+ */
+export interface ImageService {
+  importFile: (path: string, options?: ImportOptions) => Promise<IngestResult>
+  importStream: (source: AsyncIterable<Uint8Array>, options?: ImportOptions) => Promise<IngestResult>
+  /** Writes the image to a file (temporary file, renamed once verified) or to a stream. */
+  export: (ref: string, target: string | Writable, options?: ProgressOptions) => Promise<ImageRecord>
+  list: () => Promise<ImageRecord[]>
+  inspect: (ref: string) => Promise<ImageDetails>
+  remove: (ref: string, options?: { force?: boolean }) => Promise<{ record: ImageRecord, freed: GcResult }>
+  pin: (ref: string) => Promise<ImageRecord>
+  unpin: (ref: string) => Promise<ImageRecord>
+  gc: () => Promise<GcResult>
+  verify: (ref?: string, options?: ProgressOptions) => Promise<VerifyReport>
+  close: () => Promise<void>
+}
