@@ -1,4 +1,7 @@
+import { createHash } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
+import { DigestMismatchError } from '../errors.js'
+import type { FetchJob } from '../fetch/fetch-job.js'
 import { chunkEntries, type Manifest } from '../chunks/manifest.js'
 import type { ChunkStore } from '../store/chunk-store.js'
 import { readImage } from '../store/read-image.js'
@@ -48,5 +51,57 @@ export async function sendImageRange (res: ServerResponse, store: ChunkStore, ma
     if (window.length === WINDOW) await flush()
   }
   if (window.length > 0) await flush()
+  res.end()
+}
+
+/** Resolves when the job stores more chunks or ends, or after `ms` (a re-check guards against a missed event). */
+async function progressOf (job: FetchJob, ms: number, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>(resolve => {
+    const done = (): void => {
+      clearTimeout(timer)
+      job.off('chunks', done)
+      job.off('done', done)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    job.once('chunks', done)
+    job.once('done', done)
+    signal?.addEventListener('abort', done, { once: true })
+  })
+  signal?.throwIfAborted()
+}
+
+/**
+ * Sends a whole image while it is being fetched: each chunk as soon as it is stored (verified on read
+ * like any other), in order, and the whole-image digest checked at the end. If the fetch fails, or the
+ * digest does not match, the response is destroyed rather than ended.
+ */
+export async function sendWholeImageWhileFetching (res: ServerResponse, store: ChunkStore, manifest: Manifest, job: FetchJob, signal?: AbortSignal): Promise<void> {
+  const whole = createHash('sha256')
+  let window: Uint8Array[] = []
+  const flush = async (): Promise<void> => {
+    for (;;) {
+      const present = await store.hasMany(window, { signal })
+      if (present.every(Boolean)) break
+      if (job.finished) {
+        await job.promise // throws the fetch's error
+        break // available: every chunk is stored, so the re-check below finds them
+      }
+      await progressOf(job, 2000, signal)
+    }
+    for (const c of await store.getMany(window, { signal })) {
+      whole.update(c.bytes)
+      await write(res, c.bytes)
+    }
+    window = []
+  }
+  for (const e of chunkEntries(manifest)) {
+    window.push(e.digest)
+    if (window.length === WINDOW) await flush()
+  }
+  if (window.length > 0) await flush()
+  const actual = whole.digest()
+  if (!actual.equals(manifest.digest)) throw new DigestMismatchError(`image streamed from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${Buffer.from(manifest.digest).toString('hex')}`)
   res.end()
 }

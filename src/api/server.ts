@@ -7,7 +7,8 @@ import type { ImageRecord } from '../store/image-record.js'
 import type { Manifest } from '../chunks/manifest.js'
 import { formatApiAddress, type ApiAddress } from './address.js'
 import { errorBody, statusOf } from './http-errors.js'
-import { sendImageRange, sendWholeImage } from './image-stream.js'
+import type { FetchJob } from '../fetch/fetch-job.js'
+import { sendImageRange, sendWholeImage, sendWholeImageWhileFetching } from './image-stream.js'
 import { parseRange } from './range.js'
 
 /** What the API serves. A plain store gives the local operations; a daemon adds fetching and peers. */
@@ -17,7 +18,7 @@ export interface ApiBackend {
    * The record and manifest of an image that is available locally, fetching it first when the node
    * can (a daemon). Without a fetcher, an image that is not stored is ImageNotFoundError.
    */
-  acquire: (ref: string, signal: AbortSignal) => Promise<{ record: ImageRecord, manifest: Manifest }>
+  acquire: (ref: string, signal: AbortSignal) => Promise<{ record: ImageRecord, manifest: Manifest, job?: FetchJob }>
   /** Other routes (fetch jobs, node, peers, metrics, health) that a daemon adds. */
   extraRoutes?: Route[]
 }
@@ -113,8 +114,16 @@ function coreRoutes (backend: ApiBackend): Route[] {
       handle: async (req, res, m) => {
         const controller = new AbortController()
         res.once('close', () => { controller.abort() })
-        const { record, manifest } = await backend.acquire(decodeURIComponent(m[1]), controller.signal)
+        const { record, manifest, job } = await backend.acquire(decodeURIComponent(m[1]), controller.signal)
         const range = parseRange(req.headers.range, record.size)
+        if (job != null && !job.finished && range === undefined) {
+          // Stream verified chunks as they arrive; the digest check at the end decides how it ends.
+          res.writeHead(200, { ...imageHeaders(record), 'content-length': record.size })
+          await sendWholeImageWhileFetching(res, local.store, manifest, job, controller.signal)
+          return
+        }
+        // A range of an image still being fetched waits for the fetch: its manifest is not proven yet.
+        if (job != null) await job.promise
         if (range === 'unsatisfiable') {
           res.writeHead(416, { 'content-range': `bytes */${record.size}` })
           res.end()

@@ -14,8 +14,11 @@ export interface PeerSource {
   readonly id: string
   /** The manifest bytes for an image digest (hex) or manifest CID, or undefined when the peer has none. */
   manifest: (ref: { hex: string } | { cid: string }, options?: AbortOptions) => Promise<Uint8Array | undefined>
-  /** Which chunk indices of the image the peer holds (bit i = chunk i), or undefined when it has nothing of it. */
-  have: (hex: string, chunkCount: number, options?: AbortOptions) => Promise<Uint8Array | undefined>
+  /**
+   * Which chunk indices of the image with this manifest CID the peer holds (bit i = chunk i, most
+   * significant bit first), or undefined when it does not know the manifest.
+   */
+  have: (manifestCid: string, chunkCount: number, options?: AbortOptions) => Promise<Uint8Array | undefined>
   /** Requests chunks by digest; replies come in request order, each with its bytes or marked missing. */
   chunks: (digests: Uint8Array[], options?: AbortOptions) => AsyncIterable<ChunkReply>
 }

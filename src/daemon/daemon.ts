@@ -1,0 +1,244 @@
+import '../util/polyfills.js'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import { formatApiAddress, isLocalOnly, parseApiAddress } from '../api/address.js'
+import { readJson, sendJson, startApiServer, type ApiBackend, type ApiServer, type Route } from '../api/server.js'
+import { ImageNotFoundError, UsageError } from '../errors.js'
+import { Fetcher } from '../fetch/fetcher.js'
+import { LocalNode } from '../local-node.js'
+import { openOrigin } from '../origin/open-origin.js'
+import type { Origin } from '../origin/origin.js'
+import { loadOrCreateIdentity } from '../peer/identity.js'
+import { createPeerNode, type PeerNode } from '../peer/libp2p-node.js'
+import { ConnectedHolders, servePeers } from '../peer/peer-service.js'
+import type { Logger } from '../util/log.js'
+import type { NodeConfig } from './config.js'
+import { FetchSets } from './fetch-sets.js'
+import { DaemonMetrics } from './metrics.js'
+
+/** Written into the data dir while a daemon runs, so that CLI commands find its API. */
+export const DAEMON_FILE = 'daemon.json'
+
+/** How long the health check waits for one bootstrap peer to be dialled and identified. */
+const BOOTSTRAP_READY_TIMEOUT_MS = 15_000
+
+export interface DaemonInfo {
+  pid: number
+  api: string
+  peerId: string
+  multiaddrs: string[]
+}
+
+/**
+ * A running imgswarm node: the store, a libp2p peer that serves chunks to neighbours, the fetcher
+ * (neighbours first, origin last) and the local HTTP API. Stop it with {@link Daemon.stop}.
+ */
+export class Daemon {
+  readonly local: LocalNode
+  readonly peer: PeerNode
+  readonly fetcher: Fetcher
+  readonly api: ApiServer
+  readonly metrics: DaemonMetrics
+  readonly origin?: Origin
+  private readonly log: Logger
+  private ready = false
+  private stopping?: Promise<void>
+
+  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger }) {
+    this.local = parts.local
+    this.peer = parts.peer
+    this.fetcher = parts.fetcher
+    this.api = parts.api
+    this.metrics = parts.metrics
+    this.origin = parts.origin
+    this.log = parts.log
+  }
+
+  /**
+   * Opens the store, starts the peer and the API. `overrides.origin` replaces the configured origin
+   * (programs embedding imgswarm, and tests that count origin reads).
+   */
+  static async start (config: NodeConfig, log: Logger, overrides: { origin?: Origin } = {}): Promise<Daemon> {
+    const apiAddress = parseApiAddress(config.api)
+    const swarmKey = config.swarmKey != null ? await readFile(config.swarmKey).catch(err => { throw new UsageError(`cannot read swarm key ${config.swarmKey ?? ''}: ${(err as Error).message}`) }) : undefined
+    const local = await LocalNode.open({ dir: config.data })
+    const cleanups: Array<() => Promise<void>> = [async () => { await local.close() }]
+    try {
+      const origin = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin) : undefined)
+      if (origin?.close != null) cleanups.push(async () => { await origin.close?.() })
+      const { privateKey } = await loadOrCreateIdentity(config.data)
+      const peer = await createPeerNode({
+        privateKey,
+        listen: config.listen,
+        bootstrap: config.bootstrap,
+        mdns: config.mdns,
+        swarmKey,
+        allowPeers: config.allowPeers.length > 0 ? config.allowPeers : undefined
+      })
+      cleanups.push(async () => { await peer.stop() })
+      const metrics = new DaemonMetrics(local.store, () => peer.getConnections().length)
+      const fetcher = new Fetcher({ store: local.store, holders: new ConnectedHolders(peer), origin, log, observer: metrics.observer() })
+      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) } })
+      let daemon: Daemon | undefined
+      const backend: ApiBackend = {
+        local,
+        acquire: async (ref, signal) => await daemon!.acquire(ref, signal),
+        extraRoutes: daemonRoutes(() => daemon!)
+      }
+      const api = await startApiServer(backend, apiAddress, err => { log.error('API request failed', { err }) })
+      daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log })
+      await writeFile(join(config.data, DAEMON_FILE), JSON.stringify(daemon.info()) + '\n')
+      log.info('imgswarm daemon started', { ...daemon.info(), origin: origin?.url ?? null })
+      if (config.swarmKey == null && config.allowPeers.length === 0) {
+        log.warn('no --swarm-key and no --allow-peer: any host that reaches the listen port can read this node\'s images', { listen: config.listen })
+      }
+      if (!isLocalOnly(apiAddress)) log.warn('the API listens beyond this machine; it has no authentication', { api: formatApiAddress(apiAddress) })
+      void daemon.waitForBootstrap(config.bootstrap)
+      void fetcher.resumeUnfinished().then(refs => { if (refs.length > 0) log.info('resuming unfinished fetches', { images: refs }) })
+      return daemon
+    } catch (err) {
+      for (const c of cleanups.reverse()) await c().catch(() => {})
+      throw err
+    }
+  }
+
+  info (): DaemonInfo {
+    return {
+      pid: process.pid,
+      api: formatApiAddress(this.api.address),
+      peerId: this.peer.peerId.toString(),
+      multiaddrs: this.peer.getMultiaddrs().map(String)
+    }
+  }
+
+  /** Ready once every bootstrap peer was dialled and identified, or failed to be. */
+  get isReady (): boolean {
+    return this.ready
+  }
+
+  private async waitForBootstrap (addrs: string[]): Promise<void> {
+    await Promise.all(addrs.map(async a => {
+      try {
+        const ma = multiaddr(a)
+        const id = ma.getComponents().findLast(c => c.name === 'p2p')?.value
+        const identified = new Promise<void>(resolve => {
+          const onIdentify = (evt: CustomEvent<{ peerId: { toString: () => string } }>): void => {
+            if (evt.detail.peerId.toString() === id) { this.peer.removeEventListener('peer:identify', onIdentify as any); resolve() }
+          }
+          this.peer.addEventListener('peer:identify', onIdentify as any)
+          setTimeout(() => { this.peer.removeEventListener('peer:identify', onIdentify as any); resolve() }, BOOTSTRAP_READY_TIMEOUT_MS).unref()
+        })
+        await this.peer.dial(ma, { signal: AbortSignal.timeout(BOOTSTRAP_READY_TIMEOUT_MS) })
+        await identified
+      } catch (err) {
+        this.log.warn('bootstrap peer unreachable', { addr: a, err })
+      }
+    }))
+    this.ready = true
+    this.log.info('ready', { connections: this.peer.getConnections().length })
+  }
+
+  /** The image, stored or being fetched; a fetch starts if needed. */
+  async acquire (ref: string, signal: AbortSignal): Promise<Awaited<ReturnType<ApiBackend['acquire']>>> {
+    const record = await this.local.store.resolve(ref).catch(err => {
+      if (err instanceof ImageNotFoundError) return undefined
+      throw err
+    })
+    if (record?.state === 'available') return { record, manifest: await this.local.store.getManifest(record) }
+    const job = this.fetcher.start(ref)
+    if (!job.finished && job.streaming == null) {
+      await new Promise<void>(resolve => {
+        const done = (): void => { job.off('manifest', done); job.off('done', done); resolve() }
+        job.once('manifest', done)
+        job.once('done', done)
+        signal.addEventListener('abort', done, { once: true })
+      })
+      signal.throwIfAborted()
+    }
+    if (job.finished) {
+      await job.promise
+      const rec = await this.local.store.resolve(job.status.image ?? ref)
+      return { record: rec, manifest: await this.local.store.getManifest(rec) }
+    }
+    return { ...job.streaming!, job }
+  }
+
+  async stop (): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.info('stopping')
+      await this.api.close().catch(err => { this.log.warn('API close failed', { err }) })
+      await Promise.resolve(this.peer.stop()).catch((err: unknown) => { this.log.warn("libp2p stop failed", { err }) })
+      await this.origin?.close?.().catch(() => {})
+      await rm(join(this.local.store.dir!, DAEMON_FILE), { force: true })
+      await this.local.close()
+      this.log.info('stopped')
+    })()
+    await this.stopping
+  }
+}
+
+function daemonRoutes (daemon: () => Daemon): Route[] {
+  const sets = new FetchSets()
+  return [
+    {
+      method: 'POST',
+      path: /^\/v1\/fetch$/,
+      handle: async (req, res, _m, url) => {
+        const body = await readJson(req)
+        const refs: unknown = body.refs
+        if (!Array.isArray(refs) || refs.length === 0 || refs.length > 64 || !refs.every(r => typeof r === 'string')) {
+          throw new UsageError('POST /v1/fetch takes { "refs": [REF, …] } with 1 to 64 refs')
+        }
+        const jobs = refs.map(r => daemon().fetcher.start(r))
+        const id = sets.add(jobs)
+        if (url.searchParams.get('wait') === 'true') await Promise.allSettled(jobs.map(async j => { await j.promise }))
+        const status = sets.status(id)!
+        sendJson(res, status.done ? 200 : 202, status)
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/fetch\/([0-9a-f]+)$/,
+      handle: async (_req, res, m) => {
+        const status = sets.status(m[1])
+        if (status == null) throw new ImageNotFoundError(`no fetch ${m[1]} (finished sets are forgotten after 1000 newer ones)`)
+        sendJson(res, 200, status)
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/node$/,
+      handle: async (_req, res) => {
+        const d = daemon()
+        sendJson(res, 200, { peerId: d.peer.peerId.toString(), multiaddrs: d.peer.getMultiaddrs().map(String), api: formatApiAddress(d.api.address), origin: d.origin?.url ?? null, ready: d.isReady })
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/peers$/,
+      handle: async (_req, res) => {
+        const d = daemon()
+        sendJson(res, 200, d.peer.getConnections().map(c => ({ peerId: c.remotePeer.toString(), addr: c.remoteAddr.toString(), direction: c.direction, status: c.status })))
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/healthz$/,
+      handle: async (_req, res) => {
+        const ready = daemon().isReady
+        sendJson(res, ready ? 200 : 503, { ready })
+      }
+    },
+    {
+      method: 'GET',
+      path: /^\/metrics$/,
+      handle: async (_req, res) => {
+        const reg = daemon().metrics.registry
+        const body = await reg.metrics()
+        res.writeHead(200, { 'content-type': reg.contentType })
+        res.end(body)
+      }
+    }
+  ]
+}

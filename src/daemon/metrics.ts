@@ -1,0 +1,65 @@
+import { readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { FetchObserver } from '../fetch/fetcher.js'
+import type { LevelStore } from '../store/level-store.js'
+
+/**
+ * The daemon's Prometheus metrics. Label sets are bounded: sources, outcomes and states are fixed
+ * lists, and nothing is labelled per peer or per image.
+ */
+export class DaemonMetrics {
+  readonly registry = new Registry()
+  readonly fetchedBytes = new Counter({ name: 'imgswarm_fetched_bytes_total', help: 'Bytes received for image fetches by source (manifests included, used or not); local counts bytes already stored', labelNames: ['source'] as const, registers: [this.registry] })
+  readonly badChunks = new Counter({ name: 'imgswarm_chunk_verification_failures_total', help: 'Chunks received from peers that did not match their CID', registers: [this.registry] })
+  readonly fetchDuration = new Histogram({ name: 'imgswarm_fetch_duration_seconds', help: 'Time to make an image available, by outcome', labelNames: ['outcome'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600], registers: [this.registry] })
+  readonly cache = new Counter({ name: 'imgswarm_cache_requests_total', help: 'Image requests answered from the local store (hit) or needing a fetch (miss)', labelNames: ['result'] as const, registers: [this.registry] })
+  readonly servedBytes = new Counter({ name: 'imgswarm_served_bytes_total', help: 'Chunk and manifest bytes sent to peers', registers: [this.registry] })
+
+  constructor (store: LevelStore, peersConnected: () => number) {
+    for (const source of ['local', 'peer', 'origin']) this.fetchedBytes.inc({ source }, 0)
+    for (const result of ['hit', 'miss']) this.cache.inc({ result }, 0)
+    const registry = this.registry
+    new Gauge({ // eslint-disable-line no-new
+      name: 'imgswarm_store_disk_bytes',
+      help: 'Bytes of the store\'s files on disk',
+      registers: [registry],
+      async collect () { this.set(store.dir != null ? await dirBytes(join(store.dir, 'db')) : 0) }
+    })
+    new Gauge({ // eslint-disable-line no-new
+      name: 'imgswarm_images',
+      help: 'Images in the store by state',
+      labelNames: ['state'] as const,
+      registers: [registry],
+      async collect () {
+        const counts: Record<string, number> = { available: 0, fetching: 0, failed: 0 }
+        for (const r of await store.listImages()) counts[r.state]++
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n)
+      }
+    })
+    new Gauge({ // eslint-disable-line no-new
+      name: 'imgswarm_peers_connected',
+      help: 'Peers with an open connection',
+      registers: [registry],
+      collect () { this.set(peersConnected()) }
+    })
+  }
+
+  /** The hooks the fetcher reports through. */
+  observer (): FetchObserver {
+    return {
+      received: (source, bytes) => { this.fetchedBytes.inc({ source }, bytes) },
+      badChunk: () => { this.badChunks.inc() },
+      cache: hit => { this.cache.inc({ result: hit ? 'hit' : 'miss' }) },
+      finished: (outcome, seconds) => { this.fetchDuration.observe({ outcome }, seconds) }
+    }
+  }
+}
+
+async function dirBytes (dir: string): Promise<number> {
+  let total = 0
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    total += (await stat(join(dir, name)).catch(() => undefined))?.size ?? 0
+  }
+  return total
+}

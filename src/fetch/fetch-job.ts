@@ -1,0 +1,71 @@
+import { EventEmitter } from 'node:events'
+import type { Manifest } from '../chunks/manifest.js'
+import type { ImageRecord } from '../store/image-record.js'
+
+export type FetchSource = 'local' | 'peer' | 'origin'
+export type FetchState = 'resolving' | 'fetching' | 'verifying' | 'available' | 'failed'
+
+/** What a fetch reports: per image, its state and the bytes that came from each source. */
+export interface FetchStatus {
+  /** The ref as asked. */
+  ref: string
+  /** `sha256:<hex>` once known. */
+  image?: string
+  state: FetchState
+  size?: number
+  bytes: Record<FetchSource, number>
+  /** Chunk verification failures (peers dropped for this fetch). */
+  badChunks: number
+  error?: string
+  started: string
+  finished?: string
+}
+
+/**
+ * One image being fetched. Several requests for the same image share it. Emits `chunks` (indices now
+ * stored) so that a reader can stream the image as it arrives, and `done` when it ends either way.
+ */
+export class FetchJob extends EventEmitter {
+  readonly status: FetchStatus
+  readonly promise: Promise<void>
+  private settle!: { resolve: () => void, reject: (err: unknown) => void }
+
+  constructor (ref: string) {
+    super()
+    this.setMaxListeners(1000)
+    this.status = { ref, state: 'resolving', bytes: { local: 0, peer: 0, origin: 0 }, badChunks: 0, started: new Date().toISOString() }
+    this.promise = new Promise<void>((resolve, reject) => { this.settle = { resolve, reject } })
+    this.promise.catch(() => {}) // observed by whoever awaits it
+  }
+
+  /** Set once the manifest is stored and chunks start to arrive; readers may then stream the image. */
+  streaming?: { record: ImageRecord, manifest: Manifest }
+
+  manifestKnown (record: ImageRecord, manifest: Manifest): void {
+    this.streaming = { record, manifest }
+    this.emit('manifest')
+  }
+
+  chunksStored (indices: number[]): void {
+    this.emit('chunks', indices)
+  }
+
+  succeed (): void {
+    this.status.state = 'available'
+    this.status.finished = new Date().toISOString()
+    this.emit('done')
+    this.settle.resolve()
+  }
+
+  fail (err: unknown): void {
+    this.status.state = 'failed'
+    this.status.error = (err as Error)?.message ?? String(err)
+    this.status.finished = new Date().toISOString()
+    this.emit('done')
+    this.settle.reject(err)
+  }
+
+  get finished (): boolean {
+    return this.status.finished !== undefined
+  }
+}

@@ -1,0 +1,269 @@
+import type { VerifiedChunk } from '../chunks/cid.js'
+import { chunkCount, decodeManifest, type Manifest } from '../chunks/manifest.js'
+import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
+import { DigestMismatchError, ImageNotFoundError, ImgswarmError, InvalidManifestError } from '../errors.js'
+import type { Origin } from '../origin/origin.js'
+import type { ImageRecord } from '../store/image-record.js'
+import { ingest } from '../store/ingest.js'
+import type { LevelStore } from '../store/level-store.js'
+import { readImage } from '../store/read-image.js'
+import { silentLogger, type Logger } from '../util/log.js'
+import { FetchJob, type FetchSource } from './fetch-job.js'
+import { fetchFromOrigin, type OriginFetchLimits } from './origin-chunks.js'
+import { fetchFromPeers, type PeerSchedulerLimits } from './peer-scheduler.js'
+import type { HolderFinder, PeerSource } from './sources.js'
+import { missingChunks, type Want } from './wants.js'
+
+/** Hooks for metrics. Every method is optional to call cheaply on hot paths. */
+export interface FetchObserver {
+  received: (source: FetchSource, bytes: number) => void
+  badChunk: (peer: string) => void
+  cache: (hit: boolean) => void
+  finished: (outcome: 'available' | 'failed', seconds: number) => void
+}
+
+const noObserver: FetchObserver = { received: () => {}, badChunk: () => {}, cache: () => {}, finished: () => {} }
+
+export interface FetcherOptions {
+  store: LevelStore
+  holders: HolderFinder
+  origin?: Origin
+  log?: Logger
+  observer?: FetchObserver
+  peerLimits?: Partial<PeerSchedulerLimits>
+  originLimits?: Partial<OriginFetchLimits>
+  /** How long to wait for one peer's answer about a manifest or its chunks of an image. */
+  askTimeoutMs?: number
+}
+
+/** The manifest of an image to fetch and who gave it (a peer's claim is checked by the final digest). */
+interface ManifestFound {
+  manifest: Manifest
+  from: 'store' | 'origin' | PeerSource
+}
+
+/**
+ * Makes images available locally: from the store if present, else chunks from neighbours first and
+ * only what no live neighbour holds from the origin. Every chunk is verified on arrival and the whole
+ * image's sha256 before it is `available`. Concurrent requests for one image share one fetch; an
+ * interrupted fetch resumes from the chunks already stored.
+ */
+export class Fetcher {
+  private readonly jobs = new Map<string, FetchJob>()
+  private readonly opts: FetcherOptions
+  private readonly log: Logger
+  private readonly observer: FetchObserver
+
+  constructor (options: FetcherOptions) {
+    this.opts = options
+    this.log = options.log ?? silentLogger
+    this.observer = options.observer ?? noObserver
+  }
+
+  /** Jobs started since the node started, by the ref they were asked with (and by image once known). */
+  job (ref: string): FetchJob | undefined {
+    return this.jobs.get(ref) ?? this.jobs.get(this.jobKey(ref))
+  }
+
+  /**
+   * Starts (or joins) the fetch of an image and returns its job at once. Await `job.promise` for the
+   * end; a job that failed is replaced by a new one on the next request.
+   */
+  start (ref: string): FetchJob {
+    const key = this.jobKey(ref)
+    const existing = this.jobs.get(key)
+    if (existing != null && !existing.finished) return existing
+    const job = new FetchJob(ref)
+    this.jobs.set(key, job)
+    const started = Date.now()
+    this.run(parseRef(ref), job).then(() => {
+      job.succeed()
+      this.observer.finished('available', (Date.now() - started) / 1000)
+    }, err => {
+      this.log.warn('fetch failed', { ref, err })
+      job.fail(err)
+      this.observer.finished('failed', (Date.now() - started) / 1000)
+    })
+    return job
+  }
+
+  /** Fetches an image (or finds it stored) and returns its record once it is available. */
+  async fetch (ref: string): Promise<ImageRecord> {
+    const job = this.start(ref)
+    await job.promise
+    return await this.opts.store.resolve(job.status.image ?? ref)
+  }
+
+  /** Restarts the fetches that a previous run of the daemon left unfinished. */
+  async resumeUnfinished (): Promise<string[]> {
+    const unfinished = (await this.opts.store.listImages()).filter(r => r.state === 'fetching')
+    for (const r of unfinished) this.start(r.ref)
+    return unfinished.map(r => r.ref)
+  }
+
+  private jobKey (ref: string): string {
+    try {
+      const r = parseRef(ref)
+      return r.kind === 'manifest' ? r.cid.toString() : r.hex
+    } catch {
+      return ref
+    }
+  }
+
+  private async run (ref: ImageRef, job: FetchJob): Promise<void> {
+    const { store } = this.opts
+    const local = await store.resolve(ref).catch(err => {
+      if (err instanceof ImageNotFoundError) return undefined
+      throw err
+    })
+    if (local?.state === 'available') {
+      this.observer.cache(true)
+      job.status.image = local.ref
+      job.status.size = local.size
+      this.count(job, 'local', local.size)
+      return
+    }
+    this.observer.cache(false)
+    if (local == null && ref.kind === 'prefix') {
+      throw new ImageNotFoundError(`no stored image matches the prefix ${ref.hex}; to fetch an image give its full sha256 or manifest CID`)
+    }
+    const found = local != null ? { manifest: await store.getManifest(local), from: 'store' as const } : await this.findManifest(ref, job)
+    if (found == null) {
+      // No manifest anywhere: the origin streams the whole image and it is chunked here.
+      await this.ingestFromOrigin((ref as { hex: string }).hex, job)
+      return
+    }
+    try {
+      await this.fetchChunks(found.manifest, job, local)
+    } catch (err) {
+      if (!(err instanceof DigestMismatchError) || found.from === 'store' || found.from === 'origin' || this.opts.origin == null) throw err
+      // A peer's manifest did not describe the image it claimed. Do not trust any manifest now.
+      this.log.warn('a peer gave a manifest that does not match its image digest', { peer: found.from.id, image: job.status.image })
+      await this.ingestFromOrigin(Buffer.from(found.manifest.digest).toString('hex'), job)
+    }
+  }
+
+  /** A manifest for the ref from the peers (first that answers with a valid one), else the origin. */
+  private async findManifest (ref: ImageRef, job: FetchJob): Promise<ManifestFound | undefined> {
+    const hex = ref.kind === 'manifest' ? undefined : ref.hex
+    const cid = ref.kind === 'manifest' ? ref.cid : undefined
+    const peers = await this.opts.holders.findHolders(hex ?? cid!.toString())
+    for (const peer of peers) {
+      try {
+        const bytes = await peer.manifest(hex != null ? { hex } : { cid: cid!.toString() }, { signal: AbortSignal.timeout(this.opts.askTimeoutMs ?? 10_000) })
+        if (bytes == null) continue
+        this.count(job, 'peer', bytes.length)
+        const manifest = decodeManifest(bytes, cid)
+        if (hex != null && Buffer.from(manifest.digest).toString('hex') !== hex) throw new InvalidManifestError(`manifest is for sha256:${Buffer.from(manifest.digest).toString('hex')}, not sha256:${hex}`)
+        return { manifest, from: peer }
+      } catch (err) {
+        this.log.info('peer gave no usable manifest', { peer: peer.id, err })
+      }
+    }
+    const origin = this.opts.origin
+    if (hex == null) {
+      throw new ImageNotFoundError(`no reachable peer has the manifest ${cid!.toString()}${origin != null ? ' (the origin is addressed by sha256, not by manifest CID)' : ''}`)
+    }
+    if (origin == null) throw new ImageNotFoundError(`no reachable peer holds ${digestRef(hex)} and no origin is configured`)
+    if (origin.capabilities.manifests) {
+      const bytes = await origin.readManifest(hex)
+      if (bytes != null) {
+        this.count(job, 'origin', bytes.length)
+        const manifest = decodeManifest(bytes)
+        if (Buffer.from(manifest.digest).toString('hex') === hex) return { manifest, from: 'origin' }
+        this.log.warn('the origin\'s manifest names another image; ignoring it', { image: digestRef(hex) })
+      }
+    }
+    const st = await origin.stat(hex)
+    if (st == null) throw new ImageNotFoundError(`no reachable peer holds ${digestRef(hex)} and the origin ${origin.url} does not have it`)
+    return undefined
+  }
+
+  private count (job: FetchJob, source: FetchSource, bytes: number): void {
+    job.status.bytes[source] += bytes
+    this.observer.received(source, bytes)
+  }
+
+  private async ingestFromOrigin (hex: string, job: FetchJob): Promise<void> {
+    const origin = this.opts.origin!
+    job.status.image = digestRef(hex)
+    job.status.state = 'fetching'
+    job.status.size = (await origin.stat(hex))?.size
+    const self = this
+    async function * counted (): AsyncGenerator<Uint8Array> {
+      for await (const piece of origin.read(hex)) {
+        self.count(job, 'origin', piece.length)
+        yield piece
+      }
+    }
+    const previous = await this.opts.store.getRecord(hex)
+    const meta = previous != null ? { type: previous.type, name: previous.name, format: previous.format } : { type: 'other' as const, name: '', format: '' }
+    await ingest(this.opts.store, counted(), { meta, expectRef: digestRef(hex) })
+  }
+
+  private async fetchChunks (manifest: Manifest, job: FetchJob, previous: ImageRecord | undefined): Promise<void> {
+    const { store } = this.opts
+    const hex = Buffer.from(manifest.digest).toString('hex')
+    job.status.image = digestRef(hex)
+    job.status.size = manifest.size
+    job.status.state = 'fetching'
+    const now = new Date().toISOString()
+    // Recorded as fetching first: gc keeps its chunks, a restart resumes it, peers may ask for it.
+    const record = await store.commitImage(manifest, { state: 'fetching', pinned: previous?.pinned ?? false, created: previous?.created ?? now, lastAccess: now })
+    job.manifestKnown(record, manifest)
+    try {
+      await store.lock.read(async () => {
+        const { wants, presentBytes } = await missingChunks(store, manifest)
+        this.count(job, 'local', presentBytes)
+        if (wants.length > 0) await this.fetchWants(hex, record.manifest, manifest, wants, job)
+      })
+      job.status.state = 'verifying'
+      for await (const _ of readImage(store, manifest)) { /* readImage checks every chunk and, at the end, the digest */ }
+      await store.updateRecord(digestRef(hex), { state: 'available', lastAccess: new Date().toISOString() })
+    } catch (err) {
+      await store.updateRecord(digestRef(hex), { state: 'failed', reason: (err as Error).message }).catch(() => {})
+      throw err
+    }
+  }
+
+  private async fetchWants (hex: string, manifestCid: string, manifest: Manifest, wants: Want[], job: FetchJob): Promise<void> {
+    const { store, origin } = this.opts
+    const n = chunkCount(manifest)
+    const controller = new AbortController()
+    const deliver = async (chunks: VerifiedChunk[], ws: Want[]): Promise<void> => {
+      await store.putMany(chunks)
+      job.chunksStored(ws.flatMap(w => w.indices))
+    }
+    const peers = await this.opts.holders.findHolders(hex)
+    const haves = await Promise.all(peers.map(async source => {
+      const have = await source.have(manifestCid, n, { signal: AbortSignal.timeout(this.opts.askTimeoutMs ?? 10_000) }).catch(() => undefined)
+      return have == null ? undefined : { source, have }
+    }))
+    const holders = haves.filter(h => h != null)
+    this.log.debug('fetching chunks', { image: digestRef(hex), missing: wants.length, holders: holders.length })
+    const toOrigin = async (ws: Want[]): Promise<void> => {
+      if (ws.length === 0) return
+      if (origin == null) {
+        throw new ImgswarmError('IMGSWARM_NO_SOURCE', `${ws.length} chunks of ${digestRef(hex)} are held by no reachable peer and no origin is configured`)
+      }
+      await fetchFromOrigin(origin, hex, ws, { deliver, received: b => this.count(job, 'origin', b) }, { signal: controller.signal, limits: this.opts.originLimits })
+    }
+    try {
+      const held = new Set(holders.flatMap(h => wants.filter(w => w.indices.some(i => ((h.have[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0))))
+      const orphans = wants.filter(w => !held.has(w))
+      const [leftover] = await Promise.all([
+        fetchFromPeers([...held], holders, {
+          deliver: async (chunks, ws) => { await deliver(chunks, ws) },
+          received: b => this.count(job, 'peer', b),
+          badChunk: peer => { job.status.badChunks++; this.observer.badChunk(peer) }
+        }, { signal: controller.signal, limits: this.opts.peerLimits, log: this.log }),
+        toOrigin(orphans)
+      ])
+      await toOrigin(leftover)
+    } catch (err) {
+      controller.abort(err)
+      throw err
+    }
+  }
+}
+

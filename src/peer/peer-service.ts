@@ -1,0 +1,171 @@
+import { CID } from 'multiformats/cid'
+import { encodeManifest } from '../chunks/manifest.js'
+import { ChunkCorruptError, ImageNotFoundError, ProtocolError } from '../errors.js'
+import type { ChunkReply, HolderFinder, PeerSource } from '../fetch/sources.js'
+import type { AbortOptions } from '../store/chunk-store.js'
+import type { ImageRecord } from '../store/image-record.js'
+import type { LevelStore } from '../store/level-store.js'
+import { silentLogger, type Logger } from '../util/log.js'
+import { Bitfield } from './bitfield.js'
+import { handle, onlyFrame, request } from './exchange.js'
+import {
+  CHUNKS, HAVE, MANIFEST, MAX_CHUNK_BATCH, decodeChunksRequest, decodeHaveRequest, decodeManifestRequest,
+  encodeChunksRequest, encodeChunksResponse, encodeHaveRequest, encodeHaveResponse,
+  encodeManifestRequest, encodeManifestResponse, manifestResponseFrames, readChunksResponse, readHaveResponse,
+  readManifestResponse
+} from './protocols.js'
+import type { AnyLibp2p, PeerId } from './types.js'
+
+/** Chunks read from the store per request while answering a batch: bounds the memory of one answer. */
+const SERVE_WINDOW = 16
+
+export interface ServeOptions {
+  log?: Logger
+  /** Told of every manifest and chunk byte sent to a peer. */
+  served?: (bytes: number) => void
+}
+
+/**
+ * Answers neighbours from the store: manifests, which chunks of an image this node holds (also while
+ * it is still fetching that image), and chunk batches. Every chunk is verified before it is sent; a
+ * damaged one is answered as missing.
+ */
+export async function servePeers (node: AnyLibp2p, store: LevelStore, options: ServeOptions = {}): Promise<void> {
+  const log = options.log ?? silentLogger
+  const served = options.served ?? (() => {})
+  const onError = (err: Error, peer: PeerId): void => { log.debug('peer exchange failed', { peer: peer.toString(), err }) }
+
+  const recordFor = async (ref: { digest: Uint8Array } | { cid: CID }): Promise<ImageRecord | undefined> => {
+    try {
+      return 'digest' in ref ? await store.resolve(`sha256:${Buffer.from(ref.digest).toString('hex')}`) : await store.resolve(ref.cid.toString())
+    } catch (err) {
+      if (err instanceof ImageNotFoundError) return undefined
+      throw err
+    }
+  }
+
+  await handle(node, MANIFEST, async (frames, send) => {
+    const req = decodeManifestRequest(await onlyFrame(frames, MANIFEST))
+    const record = await recordFor(req)
+    if (record == null || record.state === 'failed') {
+      await send(encodeManifestResponse({ type: 'not-found' }))
+      return
+    }
+    const bytes = encodeManifest(await store.getManifest(record))
+    for (const frame of manifestResponseFrames(bytes)) await send(frame)
+    served(bytes.length)
+  }, { onError })
+
+  await handle(node, HAVE, async (frames, send) => {
+    const req = decodeHaveRequest(await onlyFrame(frames, HAVE))
+    const record = await recordFor({ cid: req.manifest })
+    if (record == null || record.state === 'failed') {
+      await send(encodeHaveResponse({ type: 'not-found' }))
+      return
+    }
+    const manifest = await store.getManifest(record)
+    const n = manifest.chunkDigests.length / 32
+    let bitfield: Bitfield
+    if (record.state === 'available') {
+      bitfield = Bitfield.from(new Array<boolean>(n).fill(true))
+    } else {
+      const digests: Uint8Array[] = []
+      for (let i = 0; i < n; i++) digests.push(manifest.chunkDigests.subarray(i * 32, i * 32 + 32))
+      bitfield = Bitfield.from(await store.hasMany(digests))
+    }
+    await send(encodeHaveResponse({ type: 'have', bitfield }))
+  }, { onError })
+
+  await handle(node, CHUNKS, async (frames, send, ctx) => {
+    const { digests } = decodeChunksRequest(await onlyFrame(frames, CHUNKS))
+    for (let i = 0; i < digests.length; i += SERVE_WINDOW) {
+      ctx.signal.throwIfAborted()
+      const window = digests.slice(i, i + SERVE_WINDOW)
+      for (const bytes of await readForServing(store, window)) {
+        if (bytes == null) {
+          await send(encodeChunksResponse({ type: 'missing' }))
+        } else {
+          await send(encodeChunksResponse({ type: 'chunk', bytes }))
+          served(bytes.length)
+        }
+      }
+    }
+  }, { onError })
+}
+
+/** Verified bytes for each digest, or undefined where the chunk is absent or damaged (then dropped). */
+async function readForServing (store: LevelStore, digests: Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
+  const present = await store.hasMany(digests)
+  const wanted = digests.filter((_, i) => present[i])
+  let chunks: Array<Uint8Array | undefined>
+  try {
+    chunks = (await store.getMany(wanted)).map(c => c.bytes)
+  } catch {
+    // One of them is damaged (or vanished to gc): go one by one, and drop what does not verify.
+    chunks = await Promise.all(wanted.map(async d => {
+      try {
+        return (await store.get(d)).bytes
+      } catch (err) {
+        if (err instanceof ChunkCorruptError) await store.deleteMany([d]).catch(() => {})
+        return undefined
+      }
+    }))
+  }
+  let j = 0
+  return present.map(p => p ? chunks[j++] : undefined)
+}
+
+/** A connected neighbour as a source of manifests and chunks, over the imgswarm protocols. */
+export class LibpPeerSource implements PeerSource {
+  readonly id: string
+  private readonly node: AnyLibp2p
+  private readonly peer: PeerId
+
+  constructor (node: AnyLibp2p, peer: PeerId) {
+    this.node = node
+    this.peer = peer
+    this.id = peer.toString()
+  }
+
+  async manifest (ref: { hex: string } | { cid: string }, options?: AbortOptions): Promise<Uint8Array | undefined> {
+    const req = 'hex' in ref ? { digest: Buffer.from(ref.hex, 'hex') } : { cid: CID.parse(ref.cid) }
+    const bytes = await readManifestResponse(request(this.node, this.peer, MANIFEST, [encodeManifestRequest(req)], options))
+    return bytes ?? undefined
+  }
+
+  async have (manifestCid: string, chunkCount: number, options?: AbortOptions): Promise<Uint8Array | undefined> {
+    const bits = await readHaveResponse(request(this.node, this.peer, HAVE, [encodeHaveRequest({ manifest: CID.parse(manifestCid) })], options))
+    if (bits == null) return undefined
+    if (bits.size !== chunkCount) throw new ProtocolError(`${HAVE.id}: ${this.id} answered for ${bits.size} chunks, the manifest has ${chunkCount}`)
+    return bits.bytes
+  }
+
+  async * chunks (digests: Uint8Array[], options?: AbortOptions): AsyncIterable<ChunkReply> {
+    for (let i = 0; i < digests.length; i += MAX_CHUNK_BATCH) {
+      const batch = digests.slice(i, i + MAX_CHUNK_BATCH)
+      yield * readChunksResponse(batch, request(this.node, this.peer, CHUNKS, [encodeChunksRequest({ digests: batch })], options))
+    }
+  }
+}
+
+/**
+ * The neighbours that may hold an image: every connected peer that speaks the imgswarm chunk
+ * protocol (identify tells which). The DHT-backed finder of the swarm replaces it.
+ */
+export class ConnectedHolders implements HolderFinder {
+  private readonly node: AnyLibp2p
+
+  constructor (node: AnyLibp2p) {
+    this.node = node
+  }
+
+  async findHolders (): Promise<PeerSource[]> {
+    const out: PeerSource[] = []
+    for (const peer of this.node.getPeers()) {
+      const protocols = await this.node.peerStore.get(peer).then(p => p.protocols, () => [] as string[])
+      if (protocols.includes(CHUNKS.id)) out.push(new LibpPeerSource(this.node, peer))
+    }
+    return out
+  }
+}
+
