@@ -136,11 +136,59 @@ export class OutputError extends ImgswarmError {
   constructor (message: string, options?: { cause?: unknown }) { super(OutputError.code, message, options) }
 }
 
+/** An origin failed for a reason no other class names (server error, broken connection, unexpected answer); `cause` holds the driver's error. */
+export class OriginError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_ORIGIN'
+  override name = 'OriginError'
+  /** Whether trying again may succeed (a 5xx answer, a broken connection), as opposed to an answer that will repeat. */
+  readonly retryable: boolean
+  constructor (message: string, options?: { cause?: unknown, retryable?: boolean }) {
+    super(OriginError.code, message, options)
+    this.retryable = options?.retryable ?? false
+  }
+}
+
+/** The origin does not hold the image or object (ENOENT, HTTP 404, S3 NoSuchKey alike). */
+export class OriginNotFoundError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_ORIGIN_NOT_FOUND'
+  override name = 'OriginNotFoundError'
+  constructor (message: string, options?: { cause?: unknown }) { super(OriginNotFoundError.code, message, options) }
+}
+
+/** A byte range that ends past the end of the object at the origin. */
+export class OriginRangeError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_ORIGIN_RANGE'
+  override name = 'OriginRangeError'
+  constructor (message: string, options?: { cause?: unknown }) { super(OriginRangeError.code, message, options) }
+}
+
+/** The origin refused the request: missing or wrong credentials, or no permission (HTTP 401/403, S3 AccessDenied, EACCES). */
+export class OriginAccessDeniedError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_ORIGIN_DENIED'
+  override name = 'OriginAccessDeniedError'
+  constructor (message: string, options?: { cause?: unknown }) { super(OriginAccessDeniedError.code, message, options) }
+}
+
+/** The origin did not answer, or stopped sending, within the timeout, every time it was tried. */
+export class OriginTimeoutError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_ORIGIN_TIMEOUT'
+  override name = 'OriginTimeoutError'
+  constructor (message: string, options?: { cause?: unknown }) { super(OriginTimeoutError.code, message, options) }
+}
+
+/** An origin URL, parameter or plug-in module that cannot be used (unknown scheme or parameter, unreadable CA file, a module without a factory). */
+export class OriginConfigError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_ORIGIN_CONFIG'
+  override name = 'OriginConfigError'
+  constructor (message: string, options?: { cause?: unknown }) { super(OriginConfigError.code, message, options) }
+}
+
 /** Every error class, for the documentation test and for programs that map codes. */
 export const errorClasses = [
   UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
   ImageProtectedError, ChunkNotFoundError, ChunkCorruptError, DigestMismatchError, InvalidManifestError,
-  StoreLockedError, StoreVersionError, StoreCorruptError, StoreFullError, StoreIoError, InputError, OutputError
+  StoreLockedError, StoreVersionError, StoreCorruptError, StoreFullError, StoreIoError, InputError, OutputError,
+  OriginError, OriginNotFoundError, OriginRangeError, OriginAccessDeniedError, OriginTimeoutError, OriginConfigError
 ] as const
 
 /** Whether `err` carries the Node.js system error code `code` (ENOENT, ENOSPC, …) on itself or its causes. */
