@@ -96,8 +96,9 @@ export class ApiClient implements ImageService {
       const got = `sha256:${hash.digest('hex')}`
       if (got !== fullRef) throw new DigestMismatchError(`received bytes hash to ${got}, not ${fullRef}`)
     }
+    const body = cutShortAs(res, fullRef)
     if (typeof target !== 'string') {
-      for await (const piece of res) {
+      for await (const piece of body) {
         hash.update(piece as Buffer)
         done += (piece as Buffer).length
         if (!target.write(piece)) await new Promise(resolve => target.once('drain', resolve))
@@ -111,7 +112,7 @@ export class ApiClient implements ImageService {
       const tmp = join(dir, `.${basename(target)}.imgswarm-${randomBytes(6).toString('hex')}.tmp`)
       const fh = await open(tmp, 'wx', 0o644)
       try {
-        for await (const piece of res) {
+        for await (const piece of body) {
           hash.update(piece as Buffer)
           await fh.write(piece as Buffer)
           done += (piece as Buffer).length
@@ -142,6 +143,15 @@ export class ApiClient implements ImageService {
   async gc (): Promise<GcResult> { return await this.call('POST', '/v1/gc') }
   async verify (ref?: string): Promise<VerifyReport> { return await this.call('POST', '/v1/verify', { ref }) }
   async close (): Promise<void> {}
+}
+
+/** The body, with a transfer the daemon aborted (a failed fetch or check) reported as such. */
+async function * cutShortAs (res: IncomingMessage, ref: string): AsyncGenerator<Buffer> {
+  try {
+    for await (const piece of res) yield piece as Buffer
+  } catch (err) {
+    throw new ImgswarmError('IMGSWARM_API', `the daemon aborted the transfer of ${ref} (${(err as Error).message}); \`imgswarm inspect ${ref}\` tells why`, { cause: err })
+  }
 }
 
 async function readText (res: IncomingMessage): Promise<string> {

@@ -77,8 +77,9 @@ async function progressOf (job: FetchJob, ms: number, signal?: AbortSignal): Pro
  * like any other), in order, and the whole-image digest checked at the end. If the fetch fails, or the
  * digest does not match, the response is destroyed rather than ended.
  */
-export async function sendWholeImageWhileFetching (res: ServerResponse, store: ChunkStore, manifest: Manifest, job: FetchJob, signal?: AbortSignal): Promise<void> {
+export async function sendWholeImageWhileFetching (res: ServerResponse, store: ChunkStore, manifest: Manifest, job: FetchJob, sendHeaders: () => void, signal?: AbortSignal): Promise<void> {
   const whole = createHash('sha256')
+  let started = false
   let window: Uint8Array[] = []
   const flush = async (): Promise<void> => {
     for (;;) {
@@ -90,7 +91,10 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
       }
       await progressOf(job, 2000, signal)
     }
-    for (const c of await store.getMany(window, { signal })) {
+    const chunks = await store.getMany(window, { signal })
+    // Headers wait for the first verified chunk, so a fetch that fails early answers with its error.
+    if (!started) { sendHeaders(); started = true }
+    for (const c of chunks) {
       whole.update(c.bytes)
       await write(res, c.bytes)
     }
@@ -103,5 +107,6 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
   if (window.length > 0) await flush()
   const actual = whole.digest()
   if (!actual.equals(manifest.digest)) throw new DigestMismatchError(`image streamed from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${Buffer.from(manifest.digest).toString('hex')}`)
+  if (!started) sendHeaders()
   res.end()
 }

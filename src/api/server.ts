@@ -118,8 +118,8 @@ function coreRoutes (backend: ApiBackend): Route[] {
         const range = parseRange(req.headers.range, record.size)
         if (job != null && !job.finished && range === undefined) {
           // Stream verified chunks as they arrive; the digest check at the end decides how it ends.
-          res.writeHead(200, { ...imageHeaders(record), 'content-length': record.size })
-          await sendWholeImageWhileFetching(res, local.store, manifest, job, controller.signal)
+          const headers = (): void => { res.writeHead(200, { ...imageHeaders(record), 'content-length': record.size }) }
+          await sendWholeImageWhileFetching(res, local.store, manifest, job, headers, controller.signal)
           return
         }
         // A range of an image still being fetched waits for the fetch: its manifest is not proven yet.

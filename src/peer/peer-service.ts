@@ -58,8 +58,9 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
 
   await handle(node, HAVE, async (frames, send) => {
     const req = decodeHaveRequest(await onlyFrame(frames, HAVE))
+    // A failed image's chunks are as good as any (each is verified); only its manifest is suspect.
     const record = await recordFor({ cid: req.manifest })
-    if (record == null || record.state === 'failed') {
+    if (record == null) {
       await send(encodeHaveResponse({ type: 'not-found' }))
       return
     }

@@ -27,3 +27,8 @@ export async function writeRandomFile (path: string, size: number): Promise<stri
 export function sha256Ref (bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`
 }
+
+/** Bytes as the async stream that imports and origin writes take, in pieces of `piece` bytes. */
+export async function * streamOf (bytes: Uint8Array, piece = 1 << 20): AsyncGenerator<Uint8Array> {
+  for (let off = 0; off < bytes.length; off += piece) yield bytes.subarray(off, off + piece)
+}
