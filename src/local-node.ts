@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream'
 import type { ChunkerParams } from './chunks/fastcdc.js'
 import type { ImageMeta } from './chunks/manifest.js'
-import { ChunkCorruptError, ChunkNotFoundError, DigestMismatchError, ImageNotAvailableError, ImageProtectedError } from './errors.js'
+import { ChunkCorruptError, ChunkNotFoundError, DigestMismatchError, ImageNotAvailableError, ImageProtectedError, StoreCorruptError } from './errors.js'
 import type { AbortOptions } from './store/chunk-store.js'
 import { exportToFile, exportToStream } from './store/export-file.js'
 import type { ImageRecord } from './store/image-record.js'
@@ -21,6 +21,16 @@ export interface ImportOptions extends ProgressOptions {
 }
 
 export type ImageDetails = ImageRecord & ImageUsage
+
+/** What `verify` found: damaged chunks by image, and data LevelDB dropped on opening the store. */
+export interface NodeVerifyReport extends VerifyReport {
+  /**
+   * Set when LevelDB skipped damaged parts of its write-ahead log while opening the store since the
+   * last full verify: images written just before then may have lost chunks (reported above) or be
+   * gone altogether. Cleared by a verify of all images.
+   */
+  recoveryDamage?: string
+}
 
 /**
  * The operations of one node on its own store: what the CLI runs in-process and, later, what the
@@ -43,8 +53,12 @@ export class LocalNode {
 
   /** Imports a file, a device, or standard input (`-`). */
   async importFile (path: string, options: ImportOptions = {}): Promise<IngestResult> {
-    const { stream } = await openInput(path)
-    return await this.importStream(stream, options)
+    const input = await openInput(path)
+    try {
+      return await this.importStream(input.stream, options)
+    } finally {
+      input.close()
+    }
   }
 
   async importStream (source: AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<IngestResult> {
@@ -61,10 +75,12 @@ export class LocalNode {
         if (typeof target === 'string') await exportToFile(this.store, manifest, target, options)
         else await exportToStream(this.store, manifest, target, options)
       } catch (err) {
-        await this.markDamaged(record, err)
-        throw err
+        throw await this.markDamaged(record, err)
       }
-      return await this.store.updateRecord(record.ref, { lastAccess: new Date().toISOString() })
+      // The access time is bookkeeping for eviction: a store that cannot record it (a full disk) has
+      // still exported the image.
+      const lastAccess = new Date().toISOString()
+      return await this.store.updateRecord(record.ref, { lastAccess }).catch(() => ({ ...record, lastAccess }))
     })
   }
 
@@ -97,10 +113,25 @@ export class LocalNode {
     return await this.store.gc()
   }
 
-  /** Checks every chunk of one image, or of every available image when `ref` is omitted. */
-  async verify (ref?: string, options: ProgressOptions = {}): Promise<VerifyReport> {
-    const records = ref != null ? [await this.store.resolve(ref)] : (await this.store.listImages()).filter(r => r.state === 'available')
-    return await verifyImages(this.store, records, options)
+  /**
+   * Checks every chunk of one image, or of every available or failed image when `ref` is omitted.
+   * `failed` lists every checked image that is failed afterwards: damaged now, or failed before for a
+   * reason that chunks alone do not show (an image whose chunks do not add up to its digest).
+   */
+  async verify (ref?: string, options: ProgressOptions = {}): Promise<NodeVerifyReport> {
+    const records = ref != null
+      ? [await this.store.resolve(ref)]
+      : (await this.store.listImages()).filter(r => r.state === 'available' || r.state === 'failed')
+    const recoveryDamage = await this.store.recoveryDamage()
+    const report: NodeVerifyReport = await verifyImages(this.store, records, options)
+    for (const r of records) {
+      if (r.state === 'failed' && !report.failed.includes(r.ref)) report.failed.push(r.ref)
+    }
+    if (recoveryDamage != null) {
+      report.recoveryDamage = recoveryDamage
+      if (ref == null) await this.store.clearRecoveryDamage()
+    }
+    return report
   }
 
   private async available (ref: string): Promise<ImageRecord> {
@@ -111,10 +142,18 @@ export class LocalNode {
     return record
   }
 
-  /** A read that found damage marks the image failed and drops the bad chunk, so it is repaired, not served. */
-  private async markDamaged (record: ImageRecord, err: unknown): Promise<void> {
-    if (!(err instanceof ChunkCorruptError || err instanceof ChunkNotFoundError || err instanceof DigestMismatchError)) return
+  /**
+   * A read that found damage marks the image failed and drops the bad chunk, so it is repaired, not
+   * served. Returns the error to throw: for damage, the same kind of error naming the image.
+   */
+  private async markDamaged (record: ImageRecord, err: unknown): Promise<unknown> {
+    if (!(err instanceof ChunkCorruptError || err instanceof ChunkNotFoundError || err instanceof DigestMismatchError || err instanceof StoreCorruptError)) return err
     await this.store.updateRecord(record.ref, { state: 'failed', reason: err.message }).catch(() => {})
     if (err instanceof ChunkCorruptError && err.digest != null) await this.store.deleteMany([err.digest]).catch(() => {})
+    const message = `${record.ref} is damaged and now marked failed (run imgswarm verify; re-import or fetch it): ${err.message}`
+    if (err instanceof ChunkCorruptError) return new ChunkCorruptError(message, { cause: err, digest: err.digest })
+    if (err instanceof ChunkNotFoundError) return new ChunkNotFoundError(message, { cause: err })
+    if (err instanceof StoreCorruptError) return new StoreCorruptError(message, { cause: err })
+    return new DigestMismatchError(message)
   }
 }

@@ -99,7 +99,10 @@ function parseCommandLine (command: Command, args: string[]): ReturnType<typeof 
   try {
     return parseArgs({ args, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true })
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.split('\n')[0]} (see imgswarm ${command.name} --help)`)
+    // Node's own wording for an unknown flag runs to three sentences; the flag is what matters.
+    const message = (err as Error).message.split('\n')[0]
+    const unknown = /^Unknown option '([^']+)'/.exec(message)
+    throw new UsageError(`${unknown != null ? `Unknown option '${unknown[1]}'` : message} (see imgswarm ${command.name} --help)`)
   }
 }
 

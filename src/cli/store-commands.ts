@@ -3,8 +3,8 @@ import { UsageError } from '../errors.js'
 import type { ImageRecord } from '../store/image-record.js'
 import { formatBytes, formatTable } from '../util/format.js'
 import type { Command, CommandContext } from './command.js'
-import { startProgress } from './progress.js'
-import { stat } from 'node:fs/promises'
+import { startProgress, type Progress } from './progress.js'
+import { openInput } from '../util/input.js'
 
 function print (ctx: CommandContext, text: string): void {
   ctx.stdout.write(text + '\n')
@@ -41,11 +41,13 @@ export const storeCommands: Command[] = [
     async run (ctx) {
       const path = one(ctx, 'FILE (or - for stdin)')
       const type = imageType(str(ctx, 'type'))
-      const size = path === '-' ? undefined : await stat(path).then(s => s.isFile() ? s.size : undefined, () => undefined)
-      const node = await ctx.node()
-      const progress = startProgress('import', size, !ctx.quiet)
+      // The input first: a wrong path is reported as such, and never takes the store from a running node.
+      const input = await openInput(path)
+      let progress: Progress | undefined
       try {
-        const { record, newChunks, newBytes } = await node.importFile(path, {
+        const node = await ctx.node()
+        progress = startProgress('import', input.size, !ctx.quiet)
+        const { record, newChunks, newBytes } = await node.importStream(input.stream, {
           meta: { type, name: str(ctx, 'name'), format: str(ctx, 'format') },
           signal: ctx.signal,
           onProgress: progress.update
@@ -54,7 +56,8 @@ export const storeCommands: Command[] = [
         if (ctx.json) printJson(ctx, { ...record, newChunks, newBytes })
         else print(ctx, record.ref)
       } finally {
-        progress.stop()
+        progress?.stop()
+        input.close()
       }
       return 0
     }
@@ -148,22 +151,32 @@ export const storeCommands: Command[] = [
     name: 'verify',
     summary: 'check every chunk of one or all available images; exit 1 on damage',
     usage: 'imgswarm verify [REF] [--json]',
-    details: 'Damaged or missing chunks are named with their images; those images are marked failed\n(re-import or fetch them to repair) and damaged chunks are dropped.',
+    details: [
+      'Damaged or missing chunks are named with their images; those images are marked failed',
+      '(re-import or fetch them to repair) and damaged chunks are dropped. Images that were failed',
+      'already are checked and named too, and so is data that LevelDB dropped from a damaged',
+      'write-ahead log when it opened the store. Exit 1 when anything is wrong.'
+    ].join('\n'),
     options: {},
     async run (ctx) {
       if (ctx.positionals.length > 1) throw new UsageError('verify takes at most one REF')
       const node = await ctx.node()
       const progress = startProgress('verify', undefined, !ctx.quiet)
       const report = await node.verify(ctx.positionals[0], { signal: ctx.signal, onProgress: progress.update }).finally(() => progress.stop())
+      const bad = report.failed.length > 0 || report.recoveryDamage != null
       if (ctx.json) {
         printJson(ctx, report)
       } else {
+        if (report.recoveryDamage != null) process.stderr.write(`store damaged: ${report.recoveryDamage}; images written just before may be missing\n`)
         for (const p of report.problems) process.stderr.write(`${p.problem} ${p.chunk === 'manifest' ? 'manifest' : `chunk ${p.chunk}`} of ${p.image}\n`)
+        const withProblems = new Set(report.problems.map(p => p.image))
+        for (const ref of report.failed) if (!withProblems.has(ref)) process.stderr.write(`failed image ${ref}: its chunks are intact, but it failed before (imgswarm inspect shows why)\n`)
         const summary = `verified ${report.images} images, ${report.chunks} chunks, ${formatBytes(report.bytes)}`
-        if (report.failed.length === 0) print(ctx, `${summary}: all good`)
-        else print(ctx, `${summary}: ${report.problems.length} bad chunks in ${report.failed.length} images (${report.failed.join(', ')}), now marked failed`)
+        if (!bad) print(ctx, `${summary}: all good`)
+        else if (report.failed.length === 0) print(ctx, `${summary}: chunks all good, but the store lost data (see above)`)
+        else print(ctx, `${summary}: ${report.problems.length} bad chunks; ${report.failed.length} images failed (${report.failed.join(', ')}): re-import, fetch or rm them`)
       }
-      return report.failed.length === 0 ? 0 : 1
+      return bad ? 1 : 0
     }
   }
 ]

@@ -11,7 +11,10 @@ export function mapLevelError (err: unknown, what: string, dir: string): Error {
     return new StoreLockedError(`data dir ${dir} is in use by another imgswarm process (stop it, or use its API with IMGSWARM_API)`, { cause: err })
   }
   if (hasSystemCode(err, 'ENOSPC') || /no space left/i.test(text)) {
-    return new StoreFullError(`${what}: no space left on the disk of ${dir}; nothing stored before was lost`, { cause: err })
+    return new StoreFullError(`${what}: no space left on the disk of ${dir}; nothing stored before was lost (free some space and retry)`, { cause: err })
+  }
+  if (hasSystemCode(err, 'EACCES') || /permission denied/i.test(text)) {
+    return new StoreIoError(`${what}: permission denied in ${dir} (run imgswarm as the user that owns it, or use another --data)`, { cause: err })
   }
   if (codes.has('LEVEL_CORRUPTION') || /corrupt/i.test(text)) {
     return new StoreCorruptError(`${what}: the store in ${dir} is damaged (${firstLine(text)}); run 'imgswarm verify'`, { cause: err })

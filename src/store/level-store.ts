@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readFile, readdir, stat, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AbstractBatchOperation, AbstractLevel, AbstractSublevel } from 'abstract-level'
 import { Level } from 'level'
@@ -8,8 +8,9 @@ import { chunkCidFromDigest, verifyChunk, type VerifiedChunk } from '../chunks/c
 import { decodeManifest, encodeManifest, manifestCid, type Manifest } from '../chunks/manifest.js'
 import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
 import {
-  AmbiguousRefError, ChunkNotFoundError, ChunkCorruptError, ImageNotFoundError, StoreIoError, StoreVersionError
+  AmbiguousRefError, ChunkNotFoundError, ChunkCorruptError, ImageNotFoundError, StoreFullError, StoreIoError, StoreVersionError
 } from '../errors.js'
+import { formatBytes } from '../util/format.js'
 import { RwLock } from '../util/rw-lock.js'
 import type { AbortOptions, ChunkStore } from './chunk-store.js'
 import { hexOf, type ImageRecord } from './image-record.js'
@@ -52,10 +53,12 @@ export class LevelStore implements ChunkStore {
   private readonly manifests: Sub<string, Uint8Array>
   private readonly images: Sub<string, ImageRecord>
   private readonly meta: Sub<string, string>
+  private readonly tuning: LevelTuning
 
-  private constructor (db: Db, dir: string | null) {
+  private constructor (db: Db, dir: string | null, tuning: LevelTuning) {
     this.db = db
     this.dir = dir
+    this.tuning = tuning
     this.chunks = db.sublevel<Uint8Array, Uint8Array>('c', { keyEncoding: 'view', valueEncoding: 'view' }) as any
     this.manifests = db.sublevel<string, Uint8Array>('m', { keyEncoding: 'utf8', valueEncoding: 'view' }) as any
     this.images = db.sublevel<string, ImageRecord>('i', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
@@ -64,6 +67,7 @@ export class LevelStore implements ChunkStore {
 
   static async open (options: OpenStoreOptions = {}): Promise<LevelStore> {
     const dir = options.dir ?? null
+    const tuning: LevelTuning = { ...DEFAULT_TUNING, ...options.tuning }
     let db: Db
     if (dir == null) {
       db = new MemoryLevel({ keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as Db
@@ -73,7 +77,7 @@ export class LevelStore implements ChunkStore {
       } catch (err) {
         throw new StoreIoError(`cannot create data dir ${dir}: ${(err as Error).message}`, { cause: err })
       }
-      db = new Level(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view', ...DEFAULT_TUNING, ...options.tuning }) as unknown as Db
+      db = new Level(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view', ...tuning }) as unknown as Db
     }
     const where = dir ?? 'memory'
     try {
@@ -81,9 +85,10 @@ export class LevelStore implements ChunkStore {
     } catch (err) {
       throw mapLevelError(err, 'cannot open the store', where)
     }
-    const store = new LevelStore(db, dir)
+    const store = new LevelStore(db, dir, tuning)
     try {
       await store.checkFormat()
+      await store.noteRecoveryDamage().catch(() => {}) // best effort: a full disk may refuse the note
     } catch (err) {
       await db.close().catch(() => {})
       throw err
@@ -109,6 +114,61 @@ export class LevelStore implements ChunkStore {
 
   async close (): Promise<void> {
     await this.db.close()
+  }
+
+  /**
+   * LevelDB replays its write-ahead log on open and skips records whose checksums fail, saying so only
+   * in its info log (`db/LOG`). Whatever it skipped is lost — chunks, or a whole image's record — so
+   * it is noted in the store, for `verify` to report.
+   */
+  private async noteRecoveryDamage (): Promise<void> {
+    if (this.dir == null) return
+    const info = await readFile(join(this.dir, 'db', 'LOG'), 'utf8').catch(() => '')
+    let dropped = 0
+    const files = new Set<string>()
+    for (const m of info.matchAll(/^\S+ \S+ \(ignoring error\) (\S+?): dropping (\d+) bytes;/gm)) {
+      dropped += Number(m[2])
+      files.add(m[1].split('/').pop() ?? m[1])
+    }
+    if (dropped === 0) return
+    const previous = await this.recoveryDamage()
+    const note = `LevelDB dropped ${formatBytes(dropped)} of damaged write-ahead log (${[...files].join(', ')}) when the store was opened at ${new Date().toISOString()}`
+    await this.meta.put('recovery-damage', previous != null ? `${previous}; ${note}` : note)
+  }
+
+  /** What LevelDB dropped while recovering the store since the last {@link clearRecoveryDamage}, if anything. */
+  async recoveryDamage (): Promise<string | undefined> {
+    return await this.run('cannot read the store metadata', async () => await this.meta.get('recovery-damage'))
+  }
+
+  async clearRecoveryDamage (): Promise<void> {
+    await this.run('cannot write the store metadata', async () => { await this.meta.del('recovery-damage') })
+  }
+
+  /**
+   * Refuses a write of `incoming` bytes that would leave too little room on the disk for LevelDB to
+   * turn its write-ahead log into table files, which it must do to open the store again: the logs
+   * plus twice the write (log and table) plus one write buffer (a flush or compaction in flight) must
+   * fit. A store that a full disk stopped this way reopens, and its images stay readable.
+   */
+  private async ensureSpace (incoming: number, what: string): Promise<void> {
+    if (this.dir == null) return
+    const dbDir = join(this.dir, 'db')
+    let free: number
+    let logs = 0
+    try {
+      const fs = await statfs(dbDir)
+      free = fs.bavail * fs.bsize
+      for (const name of await readdir(dbDir)) {
+        if (name.endsWith('.log')) logs += await stat(join(dbDir, name)).then(s => s.size, () => 0)
+      }
+    } catch {
+      return // cannot tell: LevelDB reports a full disk itself
+    }
+    const needed = logs + 2 * incoming + this.tuning.writeBufferSize
+    if (free < needed) {
+      throw new StoreFullError(`${what}: no space left on the disk of ${this.where} (${formatBytes(free)} free, ${formatBytes(needed)} needed to write safely); nothing stored before was lost`)
+    }
   }
 
   private async run<T> (what: string, fn: () => Promise<T>, options?: AbortOptions): Promise<T> {
@@ -150,6 +210,7 @@ export class LevelStore implements ChunkStore {
 
   async putMany (chunks: VerifiedChunk[], options?: AbortOptions): Promise<void> {
     if (chunks.length === 0) return
+    await this.ensureSpace(chunks.reduce((n, c) => n + c.bytes.length, 0), 'cannot store chunks')
     await this.run('cannot store chunks', async () => {
       await this.chunks.batch(chunks.map(c => ({ type: 'put' as const, key: c.digest, value: c.bytes })))
     }, options)
@@ -236,6 +297,7 @@ export class LevelStore implements ChunkStore {
     const ops: BatchOp[] = lastChunks.map(c => ({ type: 'put', sublevel: this.chunks, key: c.digest, value: c.bytes }) as BatchOp)
     ops.push({ type: 'put', sublevel: this.manifests, key: hex, value: bytes } as BatchOp)
     ops.push({ type: 'put', sublevel: this.images, key: hex, value: full } as BatchOp)
+    await this.ensureSpace(lastChunks.reduce((n, c) => n + c.bytes.length, bytes.length), 'cannot record the image')
     await this.run('cannot record the image', async () => { await this.db.batch(ops) })
     return full
   }
@@ -294,7 +356,24 @@ export class LevelStore implements ChunkStore {
         }
       }
       await flush()
+      if (chunks > 0) await this.compactChunks()
       return { chunks, bytes, keptImages: records.length }
+    })
+  }
+
+  /**
+   * LevelDB frees the disk space of deleted chunks only when it compacts their tables, which otherwise
+   * happens at some later write: compact the chunks now, so that `gc` gives the space back at once
+   * (what an operator on a full disk runs it for). It rewrites only what is kept.
+   */
+  private async compactChunks (): Promise<void> {
+    if (this.db.supports.additionalMethods.compactRange !== true) return
+    const prefix = (this.chunks as unknown as { prefix: string }).prefix
+    const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1)
+    await this.run('cannot compact the store', async () => {
+      await (this.db as unknown as { compactRange: (s: string, e: string) => Promise<void> }).compactRange(prefix, end)
+      // A compaction that fails (a full disk) is reported only to the next write: make one here.
+      await this.meta.put('last-gc', new Date().toISOString())
     })
   }
 

@@ -6,12 +6,20 @@ import { InputError, hasSystemCode } from '../errors.js'
 /** Reads of 1 MiB: fewer, larger pieces cost less per byte in the chunker and the hash. */
 const READ_BYTES = 1024 * 1024
 
+export interface OpenedInput {
+  stream: AsyncIterable<Uint8Array>
+  /** Bytes in a regular file; undefined for pipes and devices. */
+  size: number | undefined
+  /** Closes the file if it was not read to the end (standard input is left open). */
+  close: () => void
+}
+
 /**
  * Opens an image file for reading, or standard input for `-`, with a one-line reason for whatever
  * makes it unusable. Regular files, block devices and pipes are accepted.
  */
-export async function openInput (path: string, stdin: Readable = process.stdin): Promise<{ stream: AsyncIterable<Uint8Array>, size: number | undefined }> {
-  if (path === '-') return { stream: stdin, size: undefined }
+export async function openInput (path: string, stdin: Readable = process.stdin): Promise<OpenedInput> {
+  if (path === '-') return { stream: stdin, size: undefined, close: () => {} }
   let st
   try {
     st = await stat(path)
@@ -28,7 +36,7 @@ export async function openInput (path: string, stdin: Readable = process.stdin):
     stream.once('open', () => resolve())
     stream.once('error', err => reject(inputError(path, err)))
   })
-  return { stream: wrapErrors(stream, path), size: st.isFile() ? st.size : undefined }
+  return { stream: wrapErrors(stream, path), size: st.isFile() ? st.size : undefined, close: () => { stream.destroy() } }
 }
 
 async function * wrapErrors (stream: AsyncIterable<Uint8Array>, path: string): AsyncGenerator<Uint8Array> {

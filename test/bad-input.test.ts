@@ -1,0 +1,184 @@
+// Issue 2, item 5: bad input gets one clear line on stderr and a non-zero exit, and nothing already
+// stored is lost. This file covers bad files, bad REFs, bad export targets and a data dir in use;
+// bad-input-disk-full, bad-input-kill and bad-input-corrupt cover the rest.
+import { spawnSync } from 'node:child_process'
+import { chmod, chown, mkdir, readdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t from 'tap'
+import { LocalNode } from '../src/index.js'
+import { LevelStore } from '../src/store/level-store.js'
+import { runCli, tempDir } from './helpers/cli.js'
+import { seededBytes } from './helpers/data.js'
+import { assertCleanFailure, assertIntact, hasOpen, importOk, listStates, runCliAs, startCli, waitFor } from './helpers/failure.js'
+
+const NOBODY = 65534
+
+/** Why the unprivileged-user case cannot run here, or undefined when it can. */
+function unprivilegedSkip (): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root to run a command as another user'
+  const r = spawnSync('setpriv', ['--version'], { encoding: 'utf8', timeout: 10_000 })
+  if (r.error != null || r.status !== 0) return 'needs setpriv (Debian package util-linux)'
+  return undefined
+}
+
+t.test('bad files, REFs, targets and a busy data dir', async t => {
+  const dir = await tempDir(t)
+  const data = join(dir, 'data')
+  const scratch = join(dir, 'scratch')
+  const env = { IMGSWARM_DATA: data }
+  await writeFile(join(dir, 'img'), seededBytes(3 * 1024 * 1024 + 5, 'bad-input'))
+  const ref = await importOk(t, env, join(dir, 'img'), ['--name', 'keep-me'])
+  const hex = ref.slice('sha256:'.length)
+
+  t.test('import of a missing file', async t => {
+    const missing = join(dir, 'no-such-file.img')
+    assertCleanFailure(t, await runCli(['import', missing], { env }), [missing, /no such file/])
+    await assertIntact(t, env, ref, scratch)
+  })
+
+  t.test('import of a directory', async t => {
+    assertCleanFailure(t, await runCli(['import', dir], { env }), [dir, /is a directory/])
+    await assertIntact(t, env, ref, scratch)
+  })
+
+  t.test('import with missing or extra arguments is a usage error (exit 2)', async t => {
+    assertCleanFailure(t, await runCli(['import'], { env }), [/expected exactly one FILE/], { code: 2 })
+    assertCleanFailure(t, await runCli(['import', 'a', 'b'], { env }), [/expected exactly one FILE/], { code: 2 })
+    assertCleanFailure(t, await runCli(['import', join(dir, 'img'), '--type', 'floppy'], { env }), [/--type must be one of/], { code: 2 })
+    assertCleanFailure(t, await runCli(['export', ref, '--bogus'], { env }), [/^imgswarm export: Unknown option '--bogus' \(see imgswarm export --help\)\n$/], { code: 2 })
+    assertCleanFailure(t, await runCli(['frobnicate'], { env }), [/unknown command "frobnicate"/], { code: 2 })
+    await assertIntact(t, env, ref, scratch)
+  })
+
+  t.test('import of an unreadable file, as an unprivileged user', { skip: unprivilegedSkip() ?? false }, async t => {
+    // Root reads any file, so this runs as uid 65534 with a data dir of its own.
+    const home = join(dir, 'nobody')
+    const nobodyData = join(home, 'data')
+    await chmod(dir, 0o755)
+    await mkdir(nobodyData, { recursive: true })
+    await chown(home, NOBODY, NOBODY)
+    await chown(nobodyData, NOBODY, NOBODY)
+    const readable = join(home, 'readable.img')
+    const secret = join(home, 'secret.img')
+    await writeFile(readable, seededBytes(512 * 1024 + 3, 'nobody'), { mode: 0o644 })
+    await writeFile(secret, seededBytes(4096, 'secret'), { mode: 0o000 })
+    const nenv = { IMGSWARM_DATA: nobodyData }
+    const first = await runCliAs(NOBODY, ['import', readable], nenv)
+    t.equal(first.code, 0, `an unprivileged user imports a readable file: ${first.stderr}`)
+    const nref = first.stdout.trim()
+    assertCleanFailure(t, await runCliAs(NOBODY, ['import', secret], nenv), [secret, /permission denied/])
+    const ls = await runCliAs(NOBODY, ['ls', '--json'], nenv)
+    t.equal(ls.code, 0, ls.stderr)
+    const listed = JSON.parse(ls.stdout) as Array<{ ref: string, state: string }>
+    t.same(listed.map(i => [i.ref, i.state]), [[nref, 'available']], 'only the first image, still available')
+    const out = join(home, 'out.img')
+    const exp = await runCliAs(NOBODY, ['export', nref, '-o', out], nenv)
+    t.equal(exp.code, 0, exp.stderr)
+    const rootOnly = join(dir, 'root-only')
+    await mkdir(rootOnly, { mode: 0o755 })
+    const denied = join(rootOnly, 'out.img')
+    assertCleanFailure(t, await runCliAs(NOBODY, ['export', nref, '-o', denied], nenv), [denied, /permission denied/])
+    t.same(await readdir(rootOnly), [], 'nothing was written where the user may not write')
+    // The store of another user: the input is checked first, then the store says what is wrong.
+    assertCleanFailure(t, await runCliAs(NOBODY, ['import', secret], env), [secret, /permission denied/])
+    assertCleanFailure(t, await runCliAs(NOBODY, ['import', readable], env), [data, /permission denied/, /another --data/])
+    await assertIntact(t, env, ref, scratch)
+  })
+
+  t.test('malformed and unknown REFs, for every command that takes one', async t => {
+    const out = join(scratch, 'never-written')
+    const zeros = 'sha256:' + '0'.repeat(64)
+    const unknownCid = 'bafyreibeu5uk4mumtccyrknplblk6j7kazl7dfsf4gjodao56jhnpb3u64'
+    const cases: Array<[string, Array<string | RegExp>]> = [
+      ['not-a-ref', [/invalid image reference "not-a-ref"/]],
+      [hex.slice(0, 11), [/invalid image reference/, /12/]],
+      ['sha256:' + hex.slice(0, 63) + 'g', [/invalid image reference/]],
+      ['sha256:' + hex + '00', [/invalid image reference/]],
+      [zeros, [/no image/, zeros]],
+      ['000000000000', [/no image matches the prefix 000000000000/]],
+      [unknownCid, [/no image with manifest/, unknownCid]]
+    ]
+    for (const [bad, mentions] of cases) {
+      for (const args of [['export', bad, '-o', out], ['inspect', bad], ['rm', bad], ['pin', bad], ['unpin', bad], ['verify', bad]]) {
+        const r = await runCli(args, { env })
+        assertCleanFailure(t, r, mentions, { code: 1 })
+      }
+    }
+    t.same(await readdir(scratch).catch(() => []), [], 'no output file was written')
+    await assertIntact(t, env, ref, scratch)
+  })
+
+  t.test('export into a missing directory, or onto a directory', async t => {
+    const target = join(dir, 'missing-dir', 'out.img')
+    assertCleanFailure(t, await runCli(['export', ref, '-o', target], { env }), [target, /does not exist/])
+    t.same(await readdir(dir).then(names => names.filter(n => n === 'missing-dir')), [], 'the directory was not created')
+    assertCleanFailure(t, await runCli(['export', ref, '-o', dir], { env }), [dir, /is a directory/])
+    await assertIntact(t, env, ref, scratch)
+  })
+
+  t.test('an ambiguous prefix; an image whose chunks do not add up to its digest', async t => {
+    // Two digests that share 12 hex digits cannot be made from real content, so a twin record is
+    // written through the store API: the same manifest under a digest that differs in the last byte.
+    const adata = join(dir, 'ambiguous')
+    const aenv = { IMGSWARM_DATA: adata }
+    const aref = await importOk(t, aenv, join(dir, 'img'))
+    const twinHex = hex.slice(0, 62) + (hex.slice(62) === 'ff' ? '00' : 'ff')
+    const store = await LevelStore.open({ dir: adata })
+    try {
+      const manifest = await store.getManifest(await store.resolve(aref))
+      const now = new Date().toISOString()
+      await store.commitImage({ ...manifest, digest: Buffer.from(twinHex, 'hex') }, { state: 'available', pinned: false, created: now, lastAccess: now })
+    } finally {
+      await store.close()
+    }
+    const twin = `sha256:${twinHex}`
+    const prefix = hex.slice(0, 12)
+    const out = join(scratch, 'ambiguous-out')
+    for (const args of [['export', prefix, '-o', out], ['inspect', prefix], ['rm', prefix], ['pin', prefix], ['verify', prefix]]) {
+      assertCleanFailure(t, await runCli(args, { env: aenv }), [/matches more than one image/, prefix, /more digits/])
+    }
+    t.same(await readdir(scratch).catch(() => []), [], 'no output file was written')
+
+    const twinOut = join(scratch, 'twin-out')
+    assertCleanFailure(t, await runCli(['export', twin, '-o', twinOut], { env: aenv }), [/hashes to/, ref])
+    t.same(await readdir(scratch).catch(() => []), [], 'no output file, and no temporary file, for an image that hashes wrong')
+    const piped = await runCli(['export', twin, '-o', '-'], { env: aenv })
+    t.not(piped.code, 0, 'export to stdout of a bad image exits non-zero')
+    t.equal((await listStates(aenv)).get(twin), 'failed', 'the bad image is now marked failed')
+    await assertIntact(t, aenv, aref, scratch)
+    await assertIntact(t, env, ref, scratch)
+  })
+
+  t.test('the data dir in use by another imgswarm process', async t => {
+    const lock = join(data, 'db', 'LOCK')
+    // A real imgswarm holds the store: an import from a pipe that the test keeps open.
+    const holder = startCli(t, ['import', '-', '--name', 'from-pipe'], env)
+    const piped = seededBytes(1024 * 1024 + 9, 'held')
+    holder.child.stdin!.write(piped.subarray(0, 1000))
+    t.ok(await waitFor(async () => await hasOpen(holder.child.pid!, lock), 20_000), 'the importing process holds the LOCK')
+    const busy = [/in use by another imgswarm process/, data]
+    const out = join(scratch, 'busy-out')
+    for (const args of [['ls'], ['ls', '--json'], ['import', join(dir, 'img')], ['export', ref, '-o', out], ['inspect', ref], ['rm', ref], ['pin', ref], ['gc'], ['verify']]) {
+      assertCleanFailure(t, await runCli(args, { env }), busy)
+    }
+    t.same(await readdir(scratch).catch(() => []), [], 'no output file was written')
+    // A wrong path is reported as such, before the store is even tried.
+    const missing = join(dir, 'typo.img')
+    assertCleanFailure(t, await runCli(['import', missing], { env }), [missing, /no such file/])
+    holder.child.stdin!.end(piped.subarray(1000))
+    const held = await holder.done
+    t.equal(held.code, 0, `the import that held the store completes: ${held.stderr}`)
+    const states = await listStates(env)
+    t.equal(states.get(held.stdout.trim()), 'available', 'and its image is available')
+    await assertIntact(t, env, held.stdout.trim(), scratch)
+    await assertIntact(t, env, ref, scratch)
+
+    // A program holding the store through the library.
+    const node = await LocalNode.open({ dir: data })
+    t.teardown(async () => { await node.close().catch(() => {}) })
+    assertCleanFailure(t, await runCli(['ls'], { env }), busy)
+    assertCleanFailure(t, await runCli(['import', join(dir, 'img')], { env }), busy)
+    await node.close()
+    await assertIntact(t, env, ref, scratch)
+  })
+})
