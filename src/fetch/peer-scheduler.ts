@@ -53,13 +53,16 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
   const holds = (s: PeerState, w: Want): boolean => s.out === undefined && w.indices.some(i => hasBit(s.have, i))
   const holders = (w: Want): number => states.reduce((n, s) => n + (holds(s, w) ? 1 : 0), 0)
 
-  // Rarest first; among equals, image order (a streaming reader wants the front early).
-  let queue = rank(wants)
-  function rank (ws: Want[]): Want[] {
+  // Wants that no live peer holds: they are returned for the origin.
+  const orphans: Want[] = []
+  // Rarest first; among equals, image order (a streaming reader wants the front early). Wants whose
+  // holders are all gone move to the orphans.
+  const rank = (ws: Want[]): Want[] => {
     const counts = new Map(ws.map(w => [w, holders(w)]))
+    for (const w of ws) if (counts.get(w) === 0) orphans.push(w)
     return ws.filter(w => counts.get(w)! > 0).sort((a, b) => counts.get(a)! - counts.get(b)! || a.indices[0] - b.indices[0])
   }
-  const orphans = wants.filter(w => holders(w) === 0)
+  let queue = rank(wants)
   const running = new Set<Promise<void>>()
 
   const takeBatch = (s: PeerState): Want[] => {
@@ -75,9 +78,7 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
   }
 
   const requeue = (ws: Want[]): void => {
-    const live = ws.filter(w => holders(w) > 0)
-    for (const w of ws) if (!live.includes(w)) orphans.push(w)
-    queue = rank([...queue, ...live])
+    queue = rank([...queue, ...ws])
   }
 
   const runBatch = async (s: PeerState, batch: Want[]): Promise<void> => {
@@ -95,15 +96,16 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
         const key = Buffer.from(reply.digest).toString('latin1')
         const want = pending.get(key)
         if (want == null) continue // an answer to something not asked: ignore
-        pending.delete(key)
         if ('missing' in reply) {
+          pending.delete(key)
           for (const i of want.indices) s.have[i >> 3] &= ~(0x80 >> (i & 7))
           requeue([want])
           continue
         }
         events.received(reply.bytes.length, s.source.id)
-        got.push(verifyChunk(want.digest, reply.bytes))
+        got.push(verifyChunk(want.digest, reply.bytes)) // a bad chunk stays pending, for other holders
         gotWants.push(want)
+        pending.delete(key)
       }
     } catch (err) {
       options.signal?.throwIfAborted()
