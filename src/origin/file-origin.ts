@@ -9,7 +9,7 @@ import {
 } from '../errors.js'
 import {
   DEFAULT_TUNING, imageKey, manifestKey, type Origin, type OriginCallOptions, type OriginCapabilities,
-  type OriginReadOptions, type OriginStat, type OriginTuning
+  type OriginReadOptions, type OriginStat, type OriginTuning, type OriginWriteOptions
 } from './origin.js'
 import { TUNING_PARAMS, checkHex, defined, readParams } from './params.js'
 import { resumableRead } from './resumable-read.js'
@@ -96,7 +96,7 @@ class FileOrigin implements Origin {
     }, { ...this.tuning, what: path, signal: options.signal, mapError: err => mapFsError(err, path) })
   }
 
-  async write (hex: string, source: AsyncIterable<Uint8Array>, options: OriginCallOptions = {}): Promise<OriginStat> {
+  async write (hex: string, source: AsyncIterable<Uint8Array>, options: OriginWriteOptions = {}): Promise<OriginStat> {
     checkHex(hex)
     const path = this.path(imageKey('', hex))
     const hash = createHash('sha256')

@@ -3,7 +3,8 @@
  * opener that picks one by URL, and the resumable reader that plug-in authors may reuse.
  */
 export type {
-  Origin, OriginCallOptions, OriginCapabilities, OriginFactory, OriginReadOptions, OriginStat, OriginTuning
+  Origin, OriginCallOptions, OriginCapabilities, OriginFactory, OriginReadOptions, OriginStat, OriginTuning,
+  OriginWriteOptions
 } from './origin.js'
 export { MAX_MANIFEST_BYTES, imageKey, manifestKey, isImageHex } from './origin.js'
 export { openOrigin, type OpenOriginOptions } from './open-origin.js'

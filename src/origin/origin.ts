@@ -11,6 +11,7 @@
  * <prefix>/sha256/<64 hex>.manifest   its manifest (dag-cbor), optional
  * ```
  */
+import { MAX_MANIFEST_BYTES } from '../chunks/manifest.js'
 
 /** Options every async origin method takes. */
 export interface OriginCallOptions {
@@ -24,6 +25,12 @@ export interface OriginReadOptions extends OriginCallOptions {
   offset?: number
   /** How many bytes to return. Default: to the end of the image. A range past the end is an `OriginRangeError`. */
   length?: number
+}
+
+/** Options of {@link Origin.write}. */
+export interface OriginWriteOptions extends OriginCallOptions {
+  /** The image's size, when known: lets a backend plan the upload (S3 part sizes). */
+  size?: number
 }
 
 /** What a backend can do. Callers branch on these, never on the backend's name or scheme. */
@@ -86,7 +93,7 @@ export interface Origin {
    * wrong image. Memory use is bounded whatever the image size. Present when `capabilities.write`.
    * @throws DigestMismatchError when the bytes do not hash to `hex` (nothing is stored)
    */
-  write? (hex: string, source: AsyncIterable<Uint8Array>, options?: OriginCallOptions): Promise<OriginStat>
+  write? (hex: string, source: AsyncIterable<Uint8Array>, options?: OriginWriteOptions): Promise<OriginStat>
 
   /** Stores the manifest of image `hex`, visible only once complete. Present when `capabilities.write`. */
   writeManifest? (hex: string, bytes: Uint8Array, options?: OriginCallOptions): Promise<void>
@@ -101,8 +108,8 @@ export interface Origin {
  */
 export type OriginFactory = (url: string, options: Record<string, unknown>) => Origin | Promise<Origin>
 
-/** Manifests larger than this (64 MiB) are refused: a manifest of a 1 TiB image at 64 KiB chunks is about 20 MiB. */
-export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+/** Manifests larger than this are refused: the decoder's own bound (64 MiB, ~1.8 M chunks). */
+export { MAX_MANIFEST_BYTES }
 
 /** Settings that every built-in backend takes, from options or from URL parameters of the same name. */
 export interface OriginTuning {

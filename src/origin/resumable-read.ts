@@ -98,6 +98,8 @@ export async function * resumableRead (source: RangeSource, options: OriginReadO
         attempt.touch()
       }
       if (end === undefined) return
+      // A body that ended cleanly without telling the size ended where the object does.
+      if (opened.size === undefined) throw rangeError(what, offset, options.length, pos)
       throw new OriginError(`${what}: the transfer ended after ${pos - started} bytes, ${end - pos} short`, { retryable: true })
     } catch (err) {
       if (yielding) throw err

@@ -10,7 +10,7 @@ import {
 } from '../errors.js'
 import {
   DEFAULT_TUNING, imageKey, manifestKey, type Origin, type OriginCallOptions, type OriginCapabilities,
-  type OriginReadOptions, type OriginStat, type OriginTuning
+  type OriginReadOptions, type OriginStat, type OriginTuning, type OriginWriteOptions
 } from './origin.js'
 import { TUNING_PARAMS, checkHex, defined, readParams, redact } from './params.js'
 import { resumableRead, type OpenedRange } from './resumable-read.js'
@@ -156,7 +156,7 @@ class S3Origin implements Origin {
     }, this.retry(key, options.signal))
   }
 
-  async write (hex: string, source: AsyncIterable<Uint8Array>, options: OriginCallOptions = {}): Promise<OriginStat> {
+  async write (hex: string, source: AsyncIterable<Uint8Array>, options: OriginWriteOptions = {}): Promise<OriginStat> {
     checkHex(hex)
     const key = imageKey(this.prefix, hex)
     const signal = options.signal
@@ -169,6 +169,9 @@ class S3Origin implements Origin {
     const parts: Part[] = []
     let nextPart = 1
     const inFlight = new Set<Promise<void>>()
+    // With the size known, one part size that fits in MAX_PARTS; without, sizes that grow.
+    const fixedPart = options.size === undefined ? undefined : Math.max(this.partSize, Math.ceil(options.size / MAX_PARTS / MIB) * MIB)
+    const partSizeFor = (n: number): number => fixedPart ?? this.partSizeFor(n)
     // Set by a part upload that failed for good; read by the loop (an object, so that the type checker sees it change).
     const failed: { err?: unknown, yes: boolean } = { yes: false }
 
@@ -193,7 +196,7 @@ class S3Origin implements Origin {
         size += piece.length
         pending.push(piece)
         buffered += piece.length
-        for (let want = this.partSizeFor(nextPart); buffered >= want; want = this.partSizeFor(nextPart)) {
+        for (let want = partSizeFor(nextPart); buffered >= want; want = partSizeFor(nextPart)) {
           uploadId ??= await this.createUpload(key, signal)
           while (inFlight.size >= this.concurrency) await Promise.race(inFlight)
           if (failed.yes) throw failed.err

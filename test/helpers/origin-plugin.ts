@@ -5,7 +5,7 @@
  * Its reads go through imgswarm's exported `resumableRead`, as a plug-in's may.
  */
 import { createHash } from 'node:crypto'
-import { DigestMismatchError, InvalidRefError, OriginNotFoundError, OriginError } from '../../src/errors.js'
+import { DigestMismatchError, InvalidManifestError, InvalidRefError, OriginError, OriginNotFoundError } from '../../src/errors.js'
 import type { Origin, OriginFactory } from '../../src/origin/origin.js'
 import { resumableRead } from '../../src/origin/resumable-read.js'
 
@@ -31,6 +31,7 @@ const factory: OriginFactory = (url, options) => {
   const name = new URL(url, 'file:///').searchParams.get('store') ?? 'default'
   const store = memoryStore(name)
   const tuning = { retryDelayMs: Number(options.retryDelayMs ?? 10), timeoutMs: Number(options.timeoutMs ?? 5000) }
+  const maxManifestBytes = Number(options.maxManifestBytes ?? 64 * 1024 * 1024)
   const check = (hex: string): void => { if (!/^[0-9a-f]{64}$/.test(hex)) throw new InvalidRefError(`bad digest ${hex}`) }
   const origin: Origin = {
     url: `memory:${name}`,
@@ -57,7 +58,9 @@ const factory: OriginFactory = (url, options) => {
     async readManifest (hex, opts) {
       check(hex)
       opts?.signal?.throwIfAborted()
-      return store.objects.get(`${hex}.manifest`)
+      const m = store.objects.get(`${hex}.manifest`)
+      if (m !== undefined && m.length > maxManifestBytes) throw new InvalidManifestError(`memory:${name}/${hex}.manifest: larger than ${maxManifestBytes} bytes`)
+      return m
     },
     async write (hex, source, opts) {
       check(hex)

@@ -211,7 +211,7 @@ export function originSuite (t: Test, options: OriginSuiteOptions): void {
       const dataHex = sha256Hex(data)
       let release: () => void = () => {}
       const gate = new Promise<void>(resolve => { release = resolve })
-      const writing = f.origin.write(dataHex, pieces(data, 256 * 1024, gate))
+      const writing = f.origin.write(dataHex, pieces(data, 256 * 1024, gate), { size: data.length })
       await new Promise(resolve => setTimeout(resolve, 300))
       t.equal(await f.origin.stat(dataHex), undefined, 'half-written: stat sees nothing')
       await t.rejects(collect(f.origin.read(dataHex)), OriginNotFoundError, 'half-written: read finds nothing')
@@ -235,10 +235,12 @@ export function originSuite (t: Test, options: OriginSuiteOptions): void {
 
       const dataHex = sha256Hex(data)
       const ac = new AbortController()
+      // Abort after 60% of the bytes: past the first part of a multi-part upload.
       const source = (async function * () {
-        let n = 0
+        let sent = 0
         for await (const p of pieces(data)) {
-          if (++n === 4) ac.abort()
+          sent += p.length
+          if (sent >= data.length * 0.6 && !ac.signal.aborted) ac.abort()
           yield p
         }
       })()
