@@ -127,7 +127,7 @@ export class Fetcher {
     if (local == null && ref.kind === 'prefix') {
       throw new ImageNotFoundError(`no stored image matches the prefix ${ref.hex}; to fetch an image give its full sha256 or manifest CID`)
     }
-    const found = local != null ? { manifest: await store.getManifest(local), from: 'store' as const } : await this.findManifest(ref, job)
+    const found = await this.manifestFor(ref, local, job)
     if (found == null) {
       // No manifest anywhere: the origin streams the whole image and it is chunked here.
       await this.ingestFromOrigin((ref as { hex: string }).hex, job)
@@ -140,6 +140,23 @@ export class Fetcher {
       // A peer's manifest did not describe the image it claimed. Do not trust any manifest now.
       this.log.warn('a peer gave a manifest that does not match its image digest', { peer: found.from.id, image: job.status.image })
       await this.ingestFromOrigin(Buffer.from(found.manifest.digest).toString('hex'), job)
+    }
+  }
+
+  /**
+   * The manifest to fetch by. A fetching image's stored one (resume); for a failed image a fresh one
+   * first, since the stored one may be why it failed, else the stored one; for a new image the peers'
+   * or the origin's. Undefined: there is none, but the origin has the image.
+   */
+  private async manifestFor (ref: ImageRef, local: ImageRecord | undefined, job: FetchJob): Promise<ManifestFound | undefined> {
+    const stored = async (): Promise<ManifestFound> => ({ manifest: await this.opts.store.getManifest(local!), from: 'store' })
+    if (local == null) return await this.findManifest(ref, job)
+    if (local.state !== 'failed') return await stored()
+    try {
+      return await this.findManifest(parseRef(local.ref), job)
+    } catch (err) {
+      if (err instanceof ImageNotFoundError) return await stored()
+      throw err
     }
   }
 
