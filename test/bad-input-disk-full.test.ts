@@ -6,17 +6,20 @@ import t from 'tap'
 import { DEFAULT_TUNING } from '../src/store/tuning.js'
 import { runCli, tempDir } from './helpers/cli.js'
 import { seededBytes, writeRandomFile } from './helpers/data.js'
-import { assertCleanFailure, assertIntact, freeBytes, importOk, listStates, mountTmpfs, tmpfsSkipReason } from './helpers/failure.js'
+import { assertCleanFailure, assertIntact, freeBytes, importOk, listStates, mountTmpfs, tmpfsSkipReason, type T } from './helpers/failure.js'
 
 const MiB = 1024 * 1024
 const skip = await tmpfsSkipReason()
 if (skip !== undefined) t.comment(`SKIP disk-full tests: ${skip}`)
 
-t.test('the disk under the data dir fills up during an import', { skip: skip ?? false }, async t => {
+/**
+ * Imports a small image onto a tmpfs of `size` bytes, then fails to import a file twice that size
+ * (from a file and from stdin); checks that nothing was lost, that gc gives all the space back and that
+ * a small import works again.
+ */
+async function fillDuringImport (t: T, size: number): Promise<{ dir: string, data: string, env: NodeJS.ProcessEnv, scratch: string, refs: string[] }> {
   const dir = await tempDir(t)
   const scratch = join(dir, 'scratch')
-  // 48 MiB with the default 32 MiB write buffer: room for small images, not for a big one.
-  const size = DEFAULT_TUNING.writeBufferSize + 16 * MiB
   const data = await mountTmpfs(t, `${size / MiB}m`)
   const env = { IMGSWARM_DATA: data }
   await writeFile(join(dir, 'small'), seededBytes(2 * MiB + 11, 'disk-full-small'))
@@ -49,6 +52,13 @@ t.test('the disk under the data dir fills up during an import', { skip: skip ?? 
   await assertIntact(t, env, ref, scratch)
   const verify = await runCli(['verify'], { env })
   t.equal(verify.code, 0, `verify finds nothing wrong: ${verify.stderr}`)
+  return { dir, data, env, scratch, refs: [ref, ref2] }
+}
+
+t.test('the disk under the data dir fills up during an import', { skip: skip ?? false }, async t => {
+  // 48 MiB with the default 32 MiB write buffer: room for small images, not for a big one.
+  const size = DEFAULT_TUNING.writeBufferSize + 16 * MiB
+  const { dir, data, env, scratch, refs: [ref, ref2] } = await fillDuringImport(t, size)
 
   // Another program fills the disk to the last byte while imgswarm is not running.
   const filler = join(data, 'filler')
@@ -66,6 +76,12 @@ t.test('the disk under the data dir fills up during an import', { skip: skip ?? 
   const after2 = await runCli(['import', join(dir, 'small')], { env })
   t.equal(after2.code, 0, `with space freed, imports work: ${after2.stderr}`)
   t.equal((await runCli(['verify'], { env })).code, 0, 'and verify finds nothing wrong')
+})
+
+t.test('the disk fills up while LevelDB has tables to flush and compact', { skip: skip ?? false }, async t => {
+  // Large enough for write buffers to turn into tables and for level 0 to reach its compaction
+  // trigger (four tables): a compaction that runs out of space must not leave a store that cannot open.
+  await fillDuringImport(t, 4 * DEFAULT_TUNING.writeBufferSize + 72 * MiB)
 })
 
 /** Writes zeros to `path` until the disk is full (at most `limit` bytes). */

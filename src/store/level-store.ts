@@ -146,10 +146,14 @@ export class LevelStore implements ChunkStore {
   }
 
   /**
-   * Refuses a write of `incoming` bytes that would leave too little room on the disk for LevelDB to
-   * turn its write-ahead log into table files, which it must do to open the store again: the logs
-   * plus twice the write (log and table) plus one write buffer (a flush or compaction in flight) must
-   * fit. A store that a full disk stopped this way reopens, and its images stay readable.
+   * Refuses a write of `incoming` bytes that would leave LevelDB too little disk to carry on, which
+   * otherwise ends with a store that cannot even be opened until space is freed by hand: on open,
+   * LevelDB turns its write-ahead logs into table files before it deletes anything, and a compaction
+   * that runs out of space leaves its partial output behind. What must stay free: the logs (as tables),
+   * twice the write (log, then table), one write buffer (a flush), and room for a compaction, which
+   * rewrites level 0 and level 1 whole (chunk keys are random, so every table spans all keys) or, in
+   * a larger store, one table file plus its share of the next, ten times larger level. A store that
+   * a full disk stopped this way reopens, and its images stay readable.
    */
   private async ensureSpace (incoming: number, what: string): Promise<void> {
     if (this.dir == null) return
@@ -165,10 +169,24 @@ export class LevelStore implements ChunkStore {
     } catch {
       return // cannot tell: LevelDB reports a full disk itself
     }
-    const needed = logs + 2 * incoming + this.tuning.writeBufferSize
+    const levels = this.levelBytes()
+    const tables = levels.reduce((a, b) => a + b, 0)
+    const compaction = Math.min(tables + logs, Math.max((levels[0] ?? 0) + (levels[1] ?? 0) + logs, 11 * this.tuning.maxFileSize))
+    const needed = logs + 2 * incoming + this.tuning.writeBufferSize + compaction
     if (free < needed) {
       throw new StoreFullError(`${what}: no space left on the disk of ${this.where} (${formatBytes(free)} free, ${formatBytes(needed)} needed to write safely); nothing stored before was lost`)
     }
+  }
+
+  /** Bytes of table files in each LevelDB level (from its `leveldb.stats`, in whole MiB). */
+  private levelBytes (): number[] {
+    const db = this.db as unknown as { getProperty?: (p: string) => string }
+    if (typeof db.getProperty !== 'function') return []
+    const levels: number[] = []
+    let stats = ''
+    try { stats = db.getProperty('leveldb.stats') } catch {}
+    for (const m of stats.matchAll(/^\s*(\d+)\s+(\d+)\s+(\d+)\s/gm)) levels[Number(m[1])] = Number(m[3]) * 1024 * 1024
+    return Array.from(levels, v => v ?? 0)
   }
 
   private async run<T> (what: string, fn: () => Promise<T>, options?: AbortOptions): Promise<T> {
