@@ -12,7 +12,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { accessSync, constants, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
@@ -124,6 +124,9 @@ pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_forma
 [app:proxy-server]
 use = egg:swift#proxy
 account_autocreate = true
+# A one-replica cluster has nowhere else to go: never shun a server for its start-up errors
+# (by default ten refused connections while it starts shut it out for a minute).
+error_suppression_interval = 0
 
 [filter:tempauth]
 use = egg:swift#tempauth
@@ -236,15 +239,34 @@ export async function startSwift (options: { timeoutMs?: number, bucket?: string
 
     const endpoint = `http://127.0.0.1:${proxyPort}`
     const bucket = options.bucket ?? 'imgswarm-test'
-    await waitUntilS3Works(endpoint, bucket, deadline, () => {
-      const dead = children.find(c => c.exitCode !== null || c.signalCode !== null)
-      return dead === undefined ? undefined : `${String(dead.spawnfile)} exited (${dead.exitCode ?? dead.signalCode})`
-    })
+    const dead = (): string | undefined => {
+      const c = children.find(c => c.exitCode !== null || c.signalCode !== null)
+      return c === undefined ? undefined : `${String(c.spawnfile)} exited (${c.exitCode ?? c.signalCode})`
+    }
+    // Probe S3 only once every server listens: the proxy's first requests then find them all.
+    await Promise.all([memcachePort, accountPort, containerPort, objectPort, proxyPort].map(async port => { await waitForPort(port, deadline, dead) }))
+    await waitUntilS3Works(endpoint, bucket, deadline, dead)
     return { endpoint, port: proxyPort, region: 'us-east-1', credentials: SWIFT_CREDENTIALS, bucket, startupMs: Date.now() - t0, dir, stop }
   } catch (err) {
     const diagnostics = await tails(dir)
     await stop()
     throw new Error(`Swift did not start: ${(err as Error).message}\n${diagnostics}`, { cause: err })
+  }
+}
+
+/** Resolves once `port` on 127.0.0.1 accepts a TCP connection. */
+async function waitForPort (port: number, deadline: number, dead: () => string | undefined): Promise<void> {
+  for (;;) {
+    const why = dead()
+    if (why !== undefined) throw new Error(why)
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} before the deadline`)
+    const ok = await new Promise<boolean>(resolve => {
+      const s = connect(port, '127.0.0.1')
+      s.once('connect', () => { s.destroy(); resolve(true) })
+      s.once('error', () => { s.destroy(); resolve(false) })
+    })
+    if (ok) return
+    await new Promise(resolve => setTimeout(resolve, 50))
   }
 }
 
