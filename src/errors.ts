@@ -136,6 +136,67 @@ export class OutputError extends ImgswarmError {
   constructor (message: string, options?: { cause?: unknown }) { super(OutputError.code, message, options) }
 }
 
+/** A peer broke the wire protocol: an oversized or malformed frame, a message that does not decode, a frame out of turn. */
+export class ProtocolError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_PROTOCOL'
+  override name = 'ProtocolError'
+  constructor (message: string, options?: { cause?: unknown }) { super(ProtocolError.code, message, options) }
+}
+
+/** A peer did not send the next frame, or did not accept ours, within the time allowed. */
+export class PeerTimeoutError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_PEER_TIMEOUT'
+  override name = 'PeerTimeoutError'
+  constructor (message: string, options?: { cause?: unknown }) { super(PeerTimeoutError.code, message, options) }
+}
+
+/** A stream to a peer was reset or cut off before the exchange finished (by the peer, or because the connection died). */
+export class PeerStreamError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_PEER_STREAM'
+  override name = 'PeerStreamError'
+  constructor (message: string, options?: { cause?: unknown }) { super(PeerStreamError.code, message, options) }
+}
+
+/** A peer could not be dialled: no address answered, the connection was refused (allow-list, wrong swarm key) or timed out. */
+export class PeerUnreachableError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_PEER_UNREACHABLE'
+  override name = 'PeerUnreachableError'
+  constructor (message: string, options?: { cause?: unknown }) { super(PeerUnreachableError.code, message, options) }
+}
+
+/** A peer is reachable but does not speak the protocol (or the protocol version) that was asked for. */
+export class ProtocolUnsupportedError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_PROTOCOL_UNSUPPORTED'
+  override name = 'ProtocolUnsupportedError'
+  constructor (message: string, options?: { cause?: unknown }) { super(ProtocolUnsupportedError.code, message, options) }
+}
+
+/** A peer answered a request with an error of its own (it is busy, it failed, or it found the request invalid). */
+export class RemoteError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_REMOTE'
+  override name = 'RemoteError'
+  /** The peer's reason, as sent on the wire: `busy`, `internal` or `bad-request`. */
+  readonly reason: string
+  constructor (message: string, reason: string) {
+    super(RemoteError.code, message)
+    this.reason = reason
+  }
+}
+
+/** The node's key file in the data dir cannot be read, written, or does not hold an Ed25519 private key. */
+export class PeerIdentityError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_PEER_IDENTITY'
+  override name = 'PeerIdentityError'
+  constructor (message: string, options?: { cause?: unknown }) { super(PeerIdentityError.code, message, options) }
+}
+
+/** Peer settings that cannot work: a malformed listen or bootstrap address, swarm key or allowed peer ID. */
+export class PeerConfigError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_PEER_CONFIG'
+  override name = 'PeerConfigError'
+  constructor (message: string, options?: { cause?: unknown }) { super(PeerConfigError.code, message, options) }
+}
+
 /** An origin failed for a reason no other class names (server error, broken connection, unexpected answer); `cause` holds the driver's error. */
 export class OriginError extends ImgswarmError {
   static readonly code = 'IMGSWARM_ORIGIN'
@@ -188,6 +249,8 @@ export const errorClasses = [
   UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
   ImageProtectedError, ChunkNotFoundError, ChunkCorruptError, DigestMismatchError, InvalidManifestError,
   StoreLockedError, StoreVersionError, StoreCorruptError, StoreFullError, StoreIoError, InputError, OutputError,
+  ProtocolError, PeerTimeoutError, PeerStreamError, PeerUnreachableError, ProtocolUnsupportedError, RemoteError,
+  PeerIdentityError, PeerConfigError,
   OriginError, OriginNotFoundError, OriginRangeError, OriginAccessDeniedError, OriginTimeoutError, OriginConfigError
 ] as const
 
