@@ -53,7 +53,7 @@ export class LocalNode {
 
   /** Imports a file, a device, or standard input (`-`). */
   async importFile (path: string, options: ImportOptions = {}): Promise<IngestResult> {
-    const input = await openInput(path)
+    const input = await openInput(path, { signal: options.signal })
     try {
       return await this.importStream(input.stream, options)
     } finally {

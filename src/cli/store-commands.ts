@@ -42,7 +42,7 @@ export const storeCommands: Command[] = [
       const path = one(ctx, 'FILE (or - for stdin)')
       const type = imageType(str(ctx, 'type'))
       // The input first: a wrong path is reported as such, and never takes the store from a running node.
-      const input = await openInput(path)
+      const input = await openInput(path, { signal: ctx.signal })
       let progress: Progress | undefined
       try {
         const node = await ctx.node()

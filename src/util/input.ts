@@ -1,4 +1,5 @@
-import { createReadStream } from 'node:fs'
+import { createReadStream, open as openFd } from 'node:fs'
+import { Socket } from 'node:net'
 import { stat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { InputError, hasSystemCode } from '../errors.js'
@@ -14,12 +15,23 @@ export interface OpenedInput {
   close: () => void
 }
 
+export interface OpenInputOptions {
+  /** Standard input, for `-` (process.stdin by default). */
+  stdin?: Readable
+  /**
+   * Ends the read at once, with the signal's reason, even while it waits on a pipe that sends
+   * nothing; the input (standard input too) is closed.
+   */
+  signal?: AbortSignal
+}
+
 /**
  * Opens an image file for reading, or standard input for `-`, with a one-line reason for whatever
  * makes it unusable. Regular files, block devices and pipes are accepted.
  */
-export async function openInput (path: string, stdin: Readable = process.stdin): Promise<OpenedInput> {
-  if (path === '-') return { stream: stdin, size: undefined, close: () => {} }
+export async function openInput (path: string, options: OpenInputOptions = {}): Promise<OpenedInput> {
+  const { stdin = process.stdin, signal } = options
+  if (path === '-') return { stream: untilAborted(stdin, signal, () => { stdin.destroy() }), size: undefined, close: () => {} }
   let st
   try {
     st = await stat(path)
@@ -30,13 +42,53 @@ export async function openInput (path: string, stdin: Readable = process.stdin):
   if (!st.isFile() && !st.isBlockDevice() && !st.isFIFO() && !st.isCharacterDevice()) {
     throw new InputError(`cannot import ${path}: not a regular file, device or pipe`)
   }
+  if (st.isFIFO()) {
+    // A named pipe is read as a socket (non-blocking), so that closing it ends a read that waits on
+    // a writer that sends nothing; a file read stream would hold the process until the writer closes.
+    const fd = await new Promise<number>((resolve, reject) => {
+      openFd(path, 'r', (err, fd) => { if (err != null) reject(inputError(path, err)); else resolve(fd) })
+    })
+    const pipe = new Socket({ fd, readable: true, writable: false })
+    const close = (): void => { pipe.destroy() }
+    return { stream: untilAborted(wrapErrors(pipe, path), signal, close), size: undefined, close }
+  }
   const stream = createReadStream(path, { highWaterMark: READ_BYTES })
   // Surface open errors (permissions) before any work starts.
   await new Promise<void>((resolve, reject) => {
     stream.once('open', () => resolve())
     stream.once('error', err => reject(inputError(path, err)))
   })
-  return { stream: wrapErrors(stream, path), size: st.isFile() ? st.size : undefined, close: () => { stream.destroy() } }
+  const close = (): void => { stream.destroy() }
+  return { stream: untilAborted(wrapErrors(stream, path), signal, close), size: st.isFile() ? st.size : undefined, close }
+}
+
+/** `source`, ended by `signal` even while a read is pending; `onAbort` releases what the read holds. */
+async function * untilAborted (source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined, onAbort: () => void): AsyncGenerator<Uint8Array> {
+  if (signal == null) {
+    yield * source
+    return
+  }
+  signal.throwIfAborted()
+  const it = source[Symbol.asyncIterator]()
+  let stop: (reason: unknown) => void = () => {}
+  const aborted = new Promise<never>((_resolve, reject) => { stop = reject })
+  aborted.catch(() => {})
+  const onAbortEvent = (): void => {
+    stop(signal.reason)
+    onAbort()
+  }
+  signal.addEventListener('abort', onAbortEvent, { once: true })
+  try {
+    while (true) {
+      const next = await Promise.race([it.next(), aborted])
+      if (next.done === true) return
+      yield next.value
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbortEvent)
+    // Not awaited: after an abort the source may still wait on a read that never completes.
+    it.return?.()?.catch(() => {})
+  }
 }
 
 async function * wrapErrors (stream: AsyncIterable<Uint8Array>, path: string): AsyncGenerator<Uint8Array> {
