@@ -65,6 +65,19 @@ t.test('http: rangeRead says whether ranged reads cost only their bytes', async 
   t.equal(off.capabilities.rangeRead, false, 'range=false turns it off from the start')
 })
 
+t.test('http: range reads reuse keep-alive connections', async t => {
+  const d = await originDir()
+  await d.put(hex, image)
+  const server = await fileServer(d.dir, { ranges: true })
+  const proxy = await faultProxy(server.port)
+  t.teardown(async () => { await proxy.close(); await server.close(); await d.remove() })
+  const origin = httpOrigin(`${proxy.url}/images`)
+  t.teardown(async () => { await origin.close?.() })
+  for (let i = 0; i < 20; i++) t.equal((await collect(origin.read(hex, { offset: i * 5000, length: 4000 }))).length, 4000)
+  await origin.stat(hex)
+  t.ok(proxy.connections() <= 3, `21 sequential requests, ${proxy.connections()} connections`)
+})
+
 t.test('http: extra headers come from the URL and the options, and stay on their host', async t => {
   const d = await originDir()
   await d.put(hex, image)

@@ -12,6 +12,7 @@ import {
   type OriginReadOptions, type OriginStat, type OriginTuning
 } from './origin.js'
 import { TUNING_PARAMS, checkHex, defined, readParams, redact } from './params.js'
+import { release } from './release-response.js'
 import { resumableRead, type OpenedRange } from './resumable-read.js'
 import { withRetries } from './retry.js'
 
@@ -198,12 +199,12 @@ class HttpOrigin implements Origin {
         res.destroy()
         throw new OriginError(`${url.href}: asked for bytes from ${start}, got Content-Range "${res.headers['content-range'] ?? ''}"`)
       }
-      return { size: cr.size, body: body(res, signal, 0), cancel: () => res.destroy() }
+      return { size: cr.size, body: body(res, signal, 0), cancel: () => { release(res) } }
     }
     if (status === 200) {
       if (ranged) this.noRanges()
       const size = Number(res.headers['content-length'] ?? NaN)
-      return { size: Number.isSafeInteger(size) ? size : undefined, body: body(res, signal, start), cancel: () => res.destroy() }
+      return { size: Number.isSafeInteger(size) ? size : undefined, body: body(res, signal, start), cancel: () => { release(res) } }
     }
     res.resume()
     if (status === 416) {
@@ -256,7 +257,8 @@ class HttpOrigin implements Origin {
 async function * body (res: IncomingMessage, signal: AbortSignal, skip: number): AsyncGenerator<Uint8Array> {
   addAbortSignal(signal, res)
   try {
-    for await (let piece of res as AsyncIterable<Buffer>) {
+    // Not destroyed when the reader stops early: release() below keeps a finished connection for reuse.
+    for await (let piece of res.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       if (skip > 0) {
         if (piece.length <= skip) {
           skip -= piece.length
@@ -269,7 +271,7 @@ async function * body (res: IncomingMessage, signal: AbortSignal, skip: number):
     }
     if (!res.complete) throw Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' })
   } finally {
-    res.destroy()
+    release(res)
   }
 }
 

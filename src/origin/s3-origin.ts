@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import { addAbortSignal, type Readable } from 'node:stream'
 import {
   AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, GetObjectCommand,
@@ -13,6 +14,7 @@ import {
   type OriginReadOptions, type OriginStat, type OriginTuning, type OriginWriteOptions
 } from './origin.js'
 import { TUNING_PARAMS, checkHex, defined, readParams, redact } from './params.js'
+import { release } from './release-response.js'
 import { resumableRead, type OpenedRange } from './resumable-read.js'
 import { withRetries, type RetryOptions } from './retry.js'
 
@@ -298,7 +300,7 @@ class S3Origin implements Origin {
     } else if (start === 0 && res.ContentLength !== undefined) {
       size = res.ContentLength
     }
-    return { size, body: body as AsyncIterable<Uint8Array>, cancel: () => body.destroy() }
+    return { size, body: body.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>, cancel: () => { release(body as IncomingMessage) } }
   }
 
   private async createUpload (key: string, signal?: AbortSignal): Promise<string> {
