@@ -60,6 +60,7 @@ t.test('openOrigin: what it refuses, with OriginConfigError', async t => {
 
   await t.rejects(openOrigin('nbd://server/export'), { name: 'OriginConfigError', message: /no origin backend for "nbd:"/ }, 'an unknown scheme')
   await t.rejects(openOrigin(join(dir, 'missing.mjs')), { name: 'OriginConfigError', message: /cannot load origin plug-in/ }, 'a missing module')
+  await t.rejects(openOrigin(dir), { name: 'OriginConfigError', message: /it is a directory: for a directory origin write file:\/\// }, 'a directory path, with a hint')
   await t.rejects(openOrigin(join(dir, 'throws.mjs')), { name: 'OriginConfigError', message: /broken plug-in/ }, 'a module that fails to load')
   await t.rejects(openOrigin(join(dir, 'no-default.mjs')), { name: 'OriginConfigError', message: /no default-exported factory/ }, 'a module without a default export')
   await t.rejects(openOrigin(join(dir, 'not-an-origin.mjs')), { name: 'OriginConfigError', message: /read, readManifest, write, writeManifest/ }, 'a factory that returns something else')

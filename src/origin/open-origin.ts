@@ -1,5 +1,6 @@
+import { statSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { OriginConfigError } from '../errors.js'
 import { fileOrigin, type FileOriginOptions } from './file-origin.js'
 import { httpOrigin, type HttpOriginOptions } from './http-origin.js'
@@ -59,7 +60,8 @@ async function loadPlugin (module: string, url: string, options: OpenOriginOptio
   try {
     loaded = await import(specifier) as { default?: unknown }
   } catch (err) {
-    throw new OriginConfigError(`cannot load origin plug-in ${module}: ${(err as Error).message?.split('\n')[0]}`, { cause: err })
+    const hint = isPath && isDirectory(specifier) ? ` (it is a directory: for a directory origin write ${specifier})` : ''
+    throw new OriginConfigError(`cannot load origin plug-in ${module}: ${(err as Error).message?.split('\n')[0]}${hint}`, { cause: err })
   }
   const factory = loaded.default
   if (typeof factory !== 'function') throw new OriginConfigError(`origin plug-in ${module} has no default-exported factory function`)
@@ -76,4 +78,12 @@ function checkOrigin (origin: unknown, module: string): asserts origin is Origin
   for (const m of ['stat', 'read', 'readManifest'] as const) if (typeof o?.[m] !== 'function') missing.push(m)
   if (o?.capabilities?.write === true) for (const m of ['write', 'writeManifest'] as const) if (typeof o[m] !== 'function') missing.push(m)
   if (missing.length > 0) throw new OriginConfigError(`origin plug-in ${module} returned an object without ${missing.join(', ')}`)
+}
+
+function isDirectory (fileUrl: string): boolean {
+  try {
+    return statSync(fileURLToPath(fileUrl)).isDirectory()
+  } catch {
+    return false
+  }
 }
