@@ -5,6 +5,7 @@ import { UsageError } from '../errors.js'
 import type { LocalNode } from '../local-node.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { Manifest } from '../chunks/manifest.js'
+import { publishTo } from '../publish.js'
 import { formatApiAddress, type ApiAddress } from './address.js'
 import { errorBody, statusOf } from './http-errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
@@ -156,6 +157,16 @@ function coreRoutes (backend: ApiBackend): Route[] {
       method: 'DELETE',
       path: new RegExp(`^/v1/images/${REF}/pin$`),
       handle: async (_req, res, m) => { sendJson(res, 200, await local.unpin(decodeURIComponent(m[1]))) }
+    },
+    {
+      method: 'POST',
+      path: new RegExp(`^/v1/images/${REF}/publish$`),
+      handle: async (req, res, m) => {
+        const body = await readJson(req)
+        if (typeof body.origin !== 'string') throw new UsageError('publish takes { "origin": URL }')
+        const record = await local.store.resolve(decodeURIComponent(m[1]))
+        sendJson(res, 200, await publishTo(local.store, record, body.origin))
+      }
     },
     {
       method: 'POST',

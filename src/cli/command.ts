@@ -1,5 +1,6 @@
 import type { ParseArgsConfig } from 'node:util'
-import type { LocalNode } from '../local-node.js'
+import type { ImageService } from '../service.js'
+import type { Connection } from './connect.js'
 
 /** What every command gets: parsed flags, positionals, output streams, and the node when it needs one. */
 export interface CommandContext {
@@ -9,8 +10,15 @@ export interface CommandContext {
   quiet: boolean
   signal: AbortSignal
   stdout: NodeJS.WritableStream
-  /** Opens the node's store on first use (so `--help` and bad arguments never touch the data dir). */
-  node: () => Promise<LocalNode>
+  /** The data dir (`--data`, `IMGSWARM_DATA`, or the default). */
+  dataDir: string
+  env: NodeJS.ProcessEnv
+  /**
+   * The images, reached on first use (so `--help` and bad arguments never touch the data dir): the
+   * store opened here, or the daemon that holds it or that `--api` / `IMGSWARM_API` names.
+   */
+  node: () => Promise<ImageService>
+  connection: () => Promise<Connection>
 }
 
 export interface Command {

@@ -1,19 +1,21 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ImgswarmError, UsageError } from '../errors.js'
-import { LocalNode } from '../local-node.js'
 import type { Command, CommandContext } from './command.js'
 import { defaultDataDir } from './data-dir.js'
+import { connect, type Connection } from './connect.js'
+import { daemonCommands } from './daemon-commands.js'
 import { storeCommands } from './store-commands.js'
 
 const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   data: { type: 'string' },
+  api: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' }
 }
 
-const commands: Command[] = [...storeCommands]
+const commands: Command[] = [...storeCommands, ...daemonCommands]
 
 function version (): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -33,6 +35,8 @@ function mainHelp (): string {
     'global flags:',
     '  --data DIR    data dir (env IMGSWARM_DATA; default /var/lib/imgswarm as root,',
     '                else ~/.local/share/imgswarm)',
+    '  --api ADDR    use the daemon at ADDR (env IMGSWARM_API); without it, a daemon that holds',
+    '                the data dir is used through its API, else the store is opened here',
     '  --json        print data as JSON',
     '  -q, --quiet   no progress bars',
     '  -h, --help    help; `imgswarm COMMAND --help` for one command',
@@ -66,7 +70,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   const onSignal = (): void => { controller.abort(new ImgswarmError('IMGSWARM_ABORTED', 'interrupted')) }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
-  let node: LocalNode | undefined
+  let connection: Promise<Connection> | undefined
   try {
     const { values, positionals } = parseCommandLine(command, rest)
     if (values.help === true) {
@@ -81,7 +85,10 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
       quiet: values.quiet === true,
       signal: controller.signal,
       stdout: process.stdout,
-      node: async () => (node ??= await LocalNode.open({ dir: dataDir }))
+      dataDir,
+      env,
+      connection: async () => await (connection ??= connect(dataDir, typeof values.api === 'string' ? values.api : env.IMGSWARM_API)),
+      node: async () => (await ctx.connection()).service
     }
     return await command.run(ctx)
   } catch (err) {
@@ -91,7 +98,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
-    await node?.close().catch(() => {})
+    await connection?.then(async c => { await c.service.close() }, () => {})
   }
 }
 

@@ -1,0 +1,33 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { parseApiAddress } from '../api/address.js'
+import { ApiClient } from '../api/client.js'
+import { DAEMON_FILE, type DaemonInfo } from '../daemon/daemon.js'
+import { StoreLockedError } from '../errors.js'
+import { LocalNode } from '../local-node.js'
+import type { ImageService } from '../service.js'
+
+/** How a command reaches the images: the store in this process, or a running daemon's API. */
+export type Connection =
+  | { kind: 'local', service: LocalNode }
+  | { kind: 'remote', service: ImageService, client: ApiClient }
+
+/**
+ * `--api ADDR` or `IMGSWARM_API` name a daemon to use. Otherwise the data dir is opened here; when a
+ * daemon holds it, the command goes through that daemon's API (found in `<data>/daemon.json`).
+ */
+export async function connect (dataDir: string, api: string | undefined): Promise<Connection> {
+  if (api != null && api !== '') {
+    const client = new ApiClient(parseApiAddress(api))
+    return { kind: 'remote', service: client, client }
+  }
+  try {
+    return { kind: 'local', service: await LocalNode.open({ dir: dataDir }) }
+  } catch (err) {
+    if (!(err instanceof StoreLockedError)) throw err
+    const info = await readFile(join(dataDir, DAEMON_FILE), 'utf8').then(t => JSON.parse(t) as DaemonInfo, () => undefined)
+    if (info == null) throw err
+    const client = new ApiClient(parseApiAddress(info.api))
+    return { kind: 'remote', service: client, client }
+  }
+}

@@ -1,0 +1,201 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { parseApiAddress } from '../api/address.js'
+import { ApiClient } from '../api/client.js'
+import { loadConfig, type NodeConfig } from '../daemon/config.js'
+import { DAEMON_FILE, Daemon, type DaemonInfo } from '../daemon/daemon.js'
+import { ImgswarmError, UsageError } from '../errors.js'
+import { publishTo, type PublishResult } from '../publish.js'
+import { createLogger, silentLogger, type LogLevel } from '../util/log.js'
+import { formatBytes, formatTable } from '../util/format.js'
+import type { Command, CommandContext } from './command.js'
+import { startProgress } from './progress.js'
+
+const print = (ctx: CommandContext, text: string): void => { ctx.stdout.write(text + '\n') }
+const printJson = (ctx: CommandContext, value: unknown): void => { ctx.stdout.write(JSON.stringify(value, null, 2) + '\n') }
+const str = (ctx: CommandContext, key: string): string | undefined => typeof ctx.values[key] === 'string' ? ctx.values[key] : undefined
+const list = (ctx: CommandContext, key: string): string[] | undefined => Array.isArray(ctx.values[key]) ? ctx.values[key] as string[] : undefined
+
+/** The daemon's flags; each also has an IMGSWARM_* variable and a config-file key (docs in README). */
+const NODE_OPTIONS = {
+  listen: { type: 'string', multiple: true },
+  bootstrap: { type: 'string', multiple: true },
+  mdns: { type: 'boolean' },
+  origin: { type: 'string' },
+  api: { type: 'string' },
+  'swarm-key': { type: 'string' },
+  'allow-peer': { type: 'string', multiple: true },
+  'log-level': { type: 'string' },
+  config: { type: 'string' }
+} as const
+
+async function nodeConfig (ctx: CommandContext): Promise<NodeConfig> {
+  return await loadConfig({
+    listen: list(ctx, 'listen'),
+    bootstrap: list(ctx, 'bootstrap'),
+    mdns: ctx.values.mdns === true ? true : undefined,
+    origin: str(ctx, 'origin'),
+    api: str(ctx, 'api'),
+    swarmKey: str(ctx, 'swarm-key'),
+    allowPeers: list(ctx, 'allow-peer'),
+    logLevel: str(ctx, 'log-level') as LogLevel | undefined,
+    config: str(ctx, 'config')
+  }, ctx.env, ctx.dataDir)
+}
+
+/** The client of the daemon that holds the data dir (or that --api / IMGSWARM_API names), if any. */
+async function daemonClient (ctx: CommandContext): Promise<ApiClient | undefined> {
+  const api = str(ctx, 'api') ?? ctx.env.IMGSWARM_API
+  if (api != null && api !== '') return new ApiClient(parseApiAddress(api))
+  const info = await readFile(join(ctx.dataDir, DAEMON_FILE), 'utf8').then(t => JSON.parse(t) as DaemonInfo, () => undefined)
+  if (info == null) return undefined
+  const client = new ApiClient(parseApiAddress(info.api))
+  // A daemon that died without cleaning up leaves its file behind: only a live one counts.
+  return await client.call('GET', '/healthz').then(() => client, (err: unknown) => (err as ImgswarmError).code === 'IMGSWARM_API_UNREACHABLE' ? undefined : client)
+}
+
+async function requireDaemon (ctx: CommandContext): Promise<ApiClient> {
+  const client = await daemonClient(ctx)
+  if (client == null) throw new ImgswarmError('IMGSWARM_API_UNREACHABLE', `no imgswarm daemon runs for ${ctx.dataDir} (start one with \`imgswarm daemon\`, or set IMGSWARM_API)`)
+  return client
+}
+
+export const daemonCommands: Command[] = [
+  {
+    name: 'daemon',
+    summary: 'run the peer in the foreground: serve neighbours, fetch, and answer the local API',
+    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]',
+    details: [
+      'ADDR is HOST:PORT, http://HOST:PORT or unix:PATH (default 127.0.0.1:7480; loopback unless you name another).',
+      'Every flag has an IMGSWARM_* variable (IMGSWARM_LISTEN, IMGSWARM_BOOTSTRAP (comma-separated), IMGSWARM_MDNS,',
+      'IMGSWARM_ORIGIN, IMGSWARM_API, IMGSWARM_SWARM_KEY, IMGSWARM_ALLOW_PEER, IMGSWARM_LOG_LEVEL) and a key in the',
+      'JSON config file (--config, IMGSWARM_CONFIG, or <data>/config.json). Flags win over variables over the file.',
+      'Logs are JSON lines on stderr. SIGINT or SIGTERM stops it cleanly; unfinished fetches resume at the next start.'
+    ].join('\n'),
+    options: NODE_OPTIONS,
+    async run (ctx) {
+      const config = await nodeConfig(ctx)
+      const log = createLogger(config.logLevel)
+      const daemon = await Daemon.start(config, log)
+      if (!ctx.quiet && process.stdout.isTTY === true) print(ctx, `imgswarm daemon: API ${daemon.info().api}, peer ${daemon.info().peerId}`)
+      await new Promise<void>(resolve => {
+        if (ctx.signal.aborted) resolve()
+        ctx.signal.addEventListener('abort', () => resolve(), { once: true })
+      })
+      await daemon.stop()
+      return 0
+    }
+  },
+  {
+    name: 'get',
+    summary: 'fetch images through the daemon (peers first, origin last) and write them as files',
+    usage: 'imgswarm get REF… (-o FILE | --dir DIR) [--origin URL] [--bootstrap MULTIADDR]…',
+    details: 'With one REF, -o names the file; with --dir each image is written as DIR/<sha256 hex>. A file appears only once\nits image checked. With no daemon running, a node started in this process does the fetch (it takes the\ndaemon\'s flags) and stops.',
+    options: { output: { type: 'string', short: 'o' }, dir: { type: 'string' }, ...NODE_OPTIONS },
+    async run (ctx) {
+      const refs = ctx.positionals
+      const out = str(ctx, 'output')
+      const dir = str(ctx, 'dir')
+      if (refs.length === 0) throw new UsageError('get needs at least one REF')
+      if ((out == null) === (dir == null)) throw new UsageError('get needs exactly one of -o FILE and --dir DIR')
+      if (out != null && refs.length > 1) throw new UsageError('-o takes one REF; use --dir DIR for several')
+      const target = (ref: string): string => out ?? join(dir!, ref.replace(/^sha256:/, ''))
+      const client = await daemonClient(ctx)
+      const results = client != null
+        ? await Promise.allSettled(refs.map(async ref => {
+          const progress = startProgress(`get ${ref.slice(0, 19)}`, undefined, !ctx.quiet && refs.length === 1)
+          try {
+            return await client.export(ref, target(ref), { signal: ctx.signal, onProgress: progress.update })
+          } finally { progress.stop() }
+        }))
+        : await getInProcess(ctx, refs, target)
+      let failed = 0
+      results.forEach((r, i) => {
+        if (r.status === 'fulfilled') {
+          if (ctx.json) printJson(ctx, { ref: r.value.ref, file: target(refs[i]), size: r.value.size })
+          else print(ctx, `${r.value.ref} ${target(refs[i])}`)
+        } else {
+          failed++
+          process.stderr.write(`imgswarm get: ${refs[i]}: ${(r.reason as Error).message}\n`)
+        }
+      })
+      return failed === 0 ? 0 : 1
+    }
+  },
+  {
+    name: 'status',
+    summary: 'the running daemon: peer ID, addresses, readiness, peers, images',
+    usage: 'imgswarm status [--json] [--api ADDR]',
+    options: { api: { type: 'string' } },
+    async run (ctx) {
+      const client = await requireDaemon(ctx)
+      const node = await client.call<any>('GET', '/v1/node')
+      const peers = await client.call<any[]>('GET', '/v1/peers')
+      const images = await client.list()
+      const status = { ...node, peers: peers.length, images: images.length, bytes: images.reduce((n, r) => n + r.size, 0) }
+      if (ctx.json) printJson(ctx, status)
+      else {
+        print(ctx, [
+          `peer      ${String(node.peerId)}`,
+          `api       ${String(node.api)}`,
+          `ready     ${node.ready === true ? 'yes' : 'no (dialling bootstrap peers)'}`,
+          `origin    ${String(node.origin ?? 'none')}`,
+          `peers     ${peers.length} connected`,
+          `images    ${images.length} (${formatBytes(status.bytes)})`,
+          ...node.multiaddrs.map((a: string, i: number) => `${i === 0 ? 'listening' : '         '} ${a}`)
+        ].join('\n'))
+      }
+      return 0
+    }
+  },
+  {
+    name: 'peers',
+    summary: 'the daemon\'s connected peers',
+    usage: 'imgswarm peers [--json] [--api ADDR]',
+    options: { api: { type: 'string' } },
+    async run (ctx) {
+      const peers = await (await requireDaemon(ctx)).call<Array<{ peerId: string, addr: string, direction: string }>>('GET', '/v1/peers')
+      if (ctx.json) printJson(ctx, peers)
+      else print(ctx, formatTable(['PEER', 'ADDRESS', 'DIRECTION'], peers.map(p => [p.peerId, p.addr, p.direction])))
+      return 0
+    }
+  },
+  {
+    name: 'publish',
+    summary: 'import an image and upload it with its manifest to a writable origin (file://, s3://); prints its ref',
+    usage: 'imgswarm publish FILE|- --origin URL [--type T] [--name N] [--format F]',
+    options: { origin: { type: 'string' }, type: { type: 'string' }, name: { type: 'string' }, format: { type: 'string' }, api: { type: 'string' } },
+    async run (ctx) {
+      if (ctx.positionals.length !== 1) throw new UsageError('publish takes one FILE (or - for stdin)')
+      const origin = str(ctx, 'origin') ?? ctx.env.IMGSWARM_ORIGIN
+      if (origin == null) throw new UsageError('publish needs --origin URL (or IMGSWARM_ORIGIN)')
+      const conn = await ctx.connection()
+      const type = str(ctx, 'type')
+      if (type != null && !['kernel', 'ramdisk', 'machine', 'other'].includes(type)) throw new UsageError(`--type must be one of kernel, ramdisk, machine, other, not "${type}"`)
+      const { record } = await conn.service.importFile(ctx.positionals[0], { meta: { type: type as any, name: str(ctx, 'name'), format: str(ctx, 'format') }, signal: ctx.signal })
+      const result: PublishResult = conn.kind === 'local'
+        ? await publishTo(conn.service.store, record, origin, { signal: ctx.signal })
+        : await conn.client.call('POST', `/v1/images/${encodeURIComponent(record.ref)}/publish`, { origin })
+      if (ctx.json) printJson(ctx, result)
+      else print(ctx, result.ref)
+      return 0
+    }
+  }
+]
+
+/** `get` with no daemon: a node in this process dials the bootstrap peers, fetches, writes, stops. */
+async function getInProcess (ctx: CommandContext, refs: string[], target: (ref: string) => string): Promise<Array<PromiseSettledResult<{ ref: string, size: number }>>> {
+  const config = await nodeConfig(ctx)
+  const daemon = await Daemon.start({ ...config, listen: ['/ip4/127.0.0.1/tcp/0'], api: `unix:${join(ctx.dataDir, 'get.sock')}` }, ctx.env.IMGSWARM_DEBUG === '1' ? createLogger('debug') : silentLogger)
+  try {
+    const until = Date.now() + 20_000
+    while (!daemon.isReady && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
+    return await Promise.allSettled(refs.map(async ref => {
+      const record = await daemon.fetcher.fetch(ref)
+      await daemon.local.export(record.ref, target(ref), { signal: ctx.signal })
+      return record
+    }))
+  } finally {
+    await daemon.stop()
+  }
+}
