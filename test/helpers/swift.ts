@@ -7,6 +7,10 @@
  * UDP to a collector here and written to `<dir>/swift.log`. `startSwift()` returns once an S3
  * PUT and GET of a probe object work; `stop()` kills every process and removes the directory. A
  * watchdog shell also does that if this process dies without stopping them (tap timeouts, crashes).
+ *
+ * Swift's object server keeps metadata in extended attributes: the directory (under the system temp
+ * dir, or `IMGSWARM_SWIFT_TMP`) must be on a file system with user xattrs (ext4, xfs; tmpfs only
+ * on Linux 6.6+).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createSocket } from 'node:dgram'
