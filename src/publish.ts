@@ -27,7 +27,7 @@ export async function publishImage (store: LevelStore, record: ImageRecord, orig
   async function * bytes (): AsyncGenerator<Uint8Array> {
     for await (const window of readImage(store, manifest, options)) for (const c of window) yield c.bytes
   }
-  await origin.write(hex, bytes(), options)
+  await origin.write(hex, bytes(), { ...options, size: record.size })
   await origin.writeManifest(hex, encodeManifest(manifest), options)
   return { ref: record.ref, origin: origin.url, size: record.size, manifest: record.manifest }
 }

@@ -1,4 +1,5 @@
 import { verifyChunk, type VerifiedChunk } from '../chunks/cid.js'
+import { OriginError } from '../errors.js'
 import type { Origin } from '../origin/origin.js'
 import type { Want } from './wants.js'
 
@@ -91,7 +92,7 @@ async function readSpan (origin: Origin, hex: string, span: Span, events: Origin
       if (pos < w.offset) {
         // Only a whole-image read has gaps: skip to the next wanted chunk.
         const skip = Math.min(w.offset - pos, piece.length - p)
-        if (!sparse) throw new Error(`origin range of ${hex} is not contiguous`)
+        if (!sparse) throw new OriginError(`origin ${origin.url} answered a range of ${hex} with a gap`)
         p += skip
         pos += skip
         continue
@@ -115,5 +116,5 @@ async function readSpan (origin: Origin, hex: string, span: Span, events: Origin
     if (wi === wants.length) break
   }
   await flush()
-  if (wi < wants.length) throw new Error(`origin ${origin.url} ended ${hex} before byte ${wants[wi].offset + wants[wi].length}`)
+  if (wi < wants.length) throw new OriginError(`origin ${origin.url} ended sha256:${hex} before byte ${wants[wi].offset + wants[wi].length}`)
 }
