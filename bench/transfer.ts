@@ -4,7 +4,8 @@
  * Both run in this script, on the same file, several times; the table gives medians and the ratio.
  * IMGSWARM_BENCH_MIB sets the size (default 1024), IMGSWARM_BENCH_RUNS the repetitions (default 3).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFile as execFileCb, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { promisify } from 'node:util'
 import { once } from 'node:events'
 import { createWriteStream, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -17,6 +18,8 @@ import { parseApiAddress } from '../src/api/address.js'
 import { ApiClient } from '../src/api/client.js'
 import { MiB, machine, mdTable, median, seededStream } from './util.js'
 
+// The HTTP server runs in this process: curl must not block its event loop.
+const execFile = promisify(execFileCb)
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const BIN = join(ROOT, 'bin', 'imgswarm')
 const SIZE = Number(process.env.IMGSWARM_BENCH_MIB ?? 1024) * MiB
@@ -46,7 +49,7 @@ async function waitFor<T> (what: string, fn: () => Promise<T | undefined>, ms = 
 async function main (): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'imgswarm-bench-transfer-'))
   const children: ChildProcess[] = []
-  const server = createServer((req, res) => {
+  const server = createServer((_req, res) => {
     res.writeHead(200, { 'content-length': SIZE })
     createReadStream(join(work, 'image')).pipe(res)
   })
@@ -67,8 +70,8 @@ async function main (): Promise<void> {
     for (let i = 0; i < RUNS; i++) {
       await rm(join(work, 'curl.out'), { force: true })
       const t0 = performance.now()
-      execFileSync('curl', ['-sS', '-o', join(work, 'curl.out'), `http://127.0.0.1:${port}/image`])
-      const sum = execFileSync('sha256sum', [join(work, 'curl.out')]).toString().split(' ')[0]
+      await execFile('curl', ['-sS', '-o', join(work, 'curl.out'), `http://127.0.0.1:${port}/image`])
+      const sum = (await execFile('sha256sum', [join(work, 'curl.out')])).stdout.split(' ')[0]
       baseline.push((performance.now() - t0) / 1000)
       if (`sha256:${sum}` !== ref) throw new Error('baseline download is corrupt')
     }
