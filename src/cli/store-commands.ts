@@ -72,7 +72,7 @@ export const storeCommands: Command[] = [
       const out = str(ctx, 'output')
       if (out === undefined) throw new UsageError('export needs -o FILE (or -o - for stdout)')
       const node = await ctx.node()
-      const record = await node.store.resolve(ref)
+      const record = await node.inspect(ref)
       const progress = startProgress('export', record.size, !ctx.quiet && out !== '-')
       try {
         await node.export(ref, out === '-' ? process.stdout : out, { signal: ctx.signal, onProgress: progress.update })
@@ -163,11 +163,13 @@ export const storeCommands: Command[] = [
       const node = await ctx.node()
       const progress = startProgress('verify', undefined, !ctx.quiet)
       const report = await node.verify(ctx.positionals[0], { signal: ctx.signal, onProgress: progress.update }).finally(() => progress.stop())
-      const bad = report.failed.length > 0 || report.recoveryDamage != null
+      // A local store reports what LevelDB dropped on opening it (see LocalNode.verify); a daemon's API may not.
+      const recoveryDamage = (report as { recoveryDamage?: string }).recoveryDamage
+      const bad = report.failed.length > 0 || recoveryDamage != null
       if (ctx.json) {
         printJson(ctx, report)
       } else {
-        if (report.recoveryDamage != null) process.stderr.write(`store damaged: ${report.recoveryDamage}; images written just before may be missing\n`)
+        if (recoveryDamage != null) process.stderr.write(`store damaged: ${recoveryDamage}; images written just before may be missing\n`)
         for (const p of report.problems) process.stderr.write(`${p.problem} ${p.chunk === 'manifest' ? 'manifest' : `chunk ${p.chunk}`} of ${p.image}\n`)
         const withProblems = new Set(report.problems.map(p => p.image))
         for (const ref of report.failed) if (!withProblems.has(ref)) process.stderr.write(`failed image ${ref}: its chunks are intact, but it failed before (imgswarm inspect shows why)\n`)
