@@ -2,7 +2,7 @@
 // the store is stopped). `verify` exits 1 and names the image and its bad chunks; `export` exits
 // non-zero and leaves no file rather than writing wrong bytes; other images stay intact; a re-import
 // repairs the damaged one.
-import { mkdir, open, readdir, writeFile } from 'node:fs/promises'
+import { mkdir, open, readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { runCli, tempDir } from './helpers/cli.js'
@@ -57,6 +57,12 @@ async function assertExportRefused (t: T, s: Setup): Promise<void> {
   const r = await runCli(['export', s.damaged, '-o', join(outDir, 'damaged.img')], { env: s.env })
   assertCleanFailure(t, r, [s.damaged.slice(0, 19)])
   t.same(await readdir(outDir), [], 'no output file and no temporary file')
+  // An existing file at the target stays as it was.
+  const existing = join(outDir, 'existing.img')
+  await writeFile(existing, 'the previous contents\n')
+  assertCleanFailure(t, await runCli(['export', s.damaged, '-o', existing], { env: s.env }), [s.damaged.slice(0, 19)])
+  t.same(await readdir(outDir), ['existing.img'], 'no temporary file beside it')
+  t.equal(await readFile(existing, 'utf8'), 'the previous contents\n', 'the file that was there is unchanged')
   const piped = await runCli(['export', s.damaged, '-o', '-'], { env: s.env })
   t.not(piped.code, 0, 'export to stdout exits non-zero')
   t.not(piped.stdout.length, 3 * MiB, 'and does not pass the image off as complete')
