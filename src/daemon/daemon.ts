@@ -78,8 +78,8 @@ export class Daemon {
       })
       cleanups.push(async () => { await peer.stop() })
       const metrics = new DaemonMetrics(local.store, () => peer.getConnections().length)
-      const fetcher = new Fetcher({ store: local.store, holders: new ConnectedHolders(peer), origin, log, observer: metrics.observer() })
-      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) } })
+      const fetcher = new Fetcher({ store: local.store, holders: new ConnectedHolders(peer), origin, log, observer: metrics.observer(), selfId: peer.peerId.toString() })
+      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid) })
       let daemon: Daemon | undefined
       const backend: ApiBackend = {
         local,

@@ -46,7 +46,14 @@ export class FetchJob extends EventEmitter {
     this.emit('manifest')
   }
 
+  /**
+   * Which chunks of the image are stored (bit i = chunk i), kept as chunks arrive so that neighbours
+   * polling this node's have-bitfield while it fetches get an answer without a store scan.
+   */
+  have?: Uint8Array
+
   chunksStored (indices: number[]): void {
+    if (this.have != null) for (const i of indices) this.have[i >> 3] |= 0x80 >> (i & 7)
     this.emit('chunks', indices)
   }
 

@@ -1,7 +1,6 @@
-import type { VerifiedChunk } from '../chunks/cid.js'
 import { chunkCount, decodeManifest, type Manifest } from '../chunks/manifest.js'
 import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
-import { DigestMismatchError, ImageNotFoundError, ImgswarmError, InvalidManifestError } from '../errors.js'
+import { DigestMismatchError, ImageNotFoundError, InvalidManifestError } from '../errors.js'
 import type { Origin } from '../origin/origin.js'
 import type { ImageRecord } from '../store/image-record.js'
 import { ingest } from '../store/ingest.js'
@@ -9,9 +8,10 @@ import type { LevelStore } from '../store/level-store.js'
 import { readImage } from '../store/read-image.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { FetchJob, type FetchSource } from './fetch-job.js'
-import { fetchFromOrigin, type OriginFetchLimits } from './origin-chunks.js'
-import { fetchFromPeers, type PeerSchedulerLimits } from './peer-scheduler.js'
+import type { OriginFetchLimits } from './origin-chunks.js'
+import type { PeerSchedulerLimits } from './peer-scheduler.js'
 import type { HolderFinder, PeerSource } from './sources.js'
+import { swarmFetch, type SwarmLimits } from './swarm-fetch.js'
 import { missingChunks, type Want } from './wants.js'
 
 /** Hooks for metrics. Every method is optional to call cheaply on hot paths. */
@@ -32,6 +32,9 @@ export interface FetcherOptions {
   observer?: FetchObserver
   peerLimits?: Partial<PeerSchedulerLimits>
   originLimits?: Partial<OriginFetchLimits>
+  swarmLimits?: Partial<SwarmLimits>
+  /** This node's PeerId: one of the candidates that origin reads are shared out to. */
+  selfId?: string
   /** How long to wait for one peer's answer about a manifest or its chunks of an image. */
   askTimeoutMs?: number
 }
@@ -92,6 +95,14 @@ export class Fetcher {
     const job = this.start(ref)
     await job.promise
     return await this.opts.store.resolve(job.status.image ?? ref)
+  }
+
+  /** The have-bitfield of an image being fetched now, by manifest CID (served to neighbours). */
+  haveOf (manifestCid: string): Uint8Array | undefined {
+    for (const job of this.jobs.values()) {
+      if (!job.finished && job.have != null && job.streaming?.record.manifest === manifestCid) return job.have
+    }
+    return undefined
   }
 
   /** Restarts the fetches that a previous run of the daemon left unfinished. */
@@ -232,6 +243,11 @@ export class Fetcher {
       await store.lock.read(async () => {
         const { wants, presentBytes } = await missingChunks(store, manifest)
         this.count(job, 'local', presentBytes)
+        const have = new Uint8Array(Math.ceil(chunkCount(manifest) / 8)).fill(0xff)
+        for (const w of wants) for (const i of w.indices) have[i >> 3] &= ~(0x80 >> (i & 7))
+        const spare = have.length * 8 - chunkCount(manifest)
+        if (spare > 0) have[have.length - 1] &= 0xff << spare
+        job.have = have
         if (wants.length > 0) await this.fetchWants(hex, record.manifest, manifest, wants, job)
       })
       job.status.state = 'verifying'
@@ -244,39 +260,30 @@ export class Fetcher {
   }
 
   private async fetchWants (hex: string, manifestCid: string, manifest: Manifest, wants: Want[], job: FetchJob): Promise<void> {
-    const { store, origin } = this.opts
-    const n = chunkCount(manifest)
+    const { store } = this.opts
     const controller = new AbortController()
-    const deliver = async (chunks: VerifiedChunk[], ws: Want[]): Promise<void> => {
-      await store.putMany(chunks)
-      job.chunksStored(ws.flatMap(w => w.indices))
-    }
-    const peers = await this.opts.holders.findHolders(hex)
-    const haves = await Promise.all(peers.map(async source => {
-      const have = await source.have(manifestCid, n, { signal: AbortSignal.timeout(this.opts.askTimeoutMs ?? 10_000) }).catch(() => undefined)
-      return have == null ? undefined : { source, have }
-    }))
-    const holders = haves.filter(h => h != null)
-    this.log.debug('fetching chunks', { image: digestRef(hex), missing: wants.length, holders: holders.length })
-    const toOrigin = async (ws: Want[]): Promise<void> => {
-      if (ws.length === 0) return
-      if (origin == null) {
-        throw new ImgswarmError('IMGSWARM_NO_SOURCE', `${ws.length} chunks of ${digestRef(hex)} are held by no reachable peer and no origin is configured`)
-      }
-      await fetchFromOrigin(origin, hex, ws, { deliver, received: b => this.count(job, 'origin', b) }, { signal: controller.signal, limits: this.opts.originLimits })
-    }
+    this.log.debug('fetching chunks', { image: digestRef(hex), missing: wants.length })
     try {
-      const held = new Set(holders.flatMap(h => wants.filter(w => w.indices.some(i => ((h.have[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0))))
-      const orphans = wants.filter(w => !held.has(w))
-      const [leftover] = await Promise.all([
-        fetchFromPeers([...held], holders, {
-          deliver: async (chunks, ws) => { await deliver(chunks, ws) },
-          received: b => this.count(job, 'peer', b),
-          badChunk: peer => { job.status.badChunks++; this.observer.badChunk(peer) }
-        }, { signal: controller.signal, limits: this.opts.peerLimits, log: this.log }),
-        toOrigin(orphans)
-      ])
-      await toOrigin(leftover)
+      await swarmFetch({
+        self: this.opts.selfId ?? 'self',
+        hex,
+        manifestCid,
+        chunkCount: chunkCount(manifest),
+        wants,
+        holders: this.opts.holders,
+        origin: this.opts.origin,
+        deliver: async (chunks, ws) => {
+          await store.putMany(chunks)
+          job.chunksStored(ws.flatMap(w => w.indices))
+        },
+        received: (source, bytes) => { this.count(job, source, bytes) },
+        badChunk: peer => { job.status.badChunks++; this.observer.badChunk(peer) },
+        signal: controller.signal,
+        log: this.log,
+        limits: this.opts.swarmLimits,
+        peerLimits: this.opts.peerLimits,
+        originLimits: this.opts.originLimits
+      })
     } catch (err) {
       controller.abort(err)
       throw err

@@ -22,7 +22,7 @@ export interface OriginFetchLimits {
 export const DEFAULT_ORIGIN_LIMITS: Readonly<OriginFetchLimits> = Object.freeze({
   maxRangeBytes: 16 * 1024 * 1024,
   concurrency: 3,
-  deliverBytes: 4 * 1024 * 1024
+  deliverBytes: 1024 * 1024
 })
 
 interface Span { offset: number, length: number, wants: Want[] }

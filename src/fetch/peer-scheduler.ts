@@ -31,6 +31,8 @@ export interface PeerSchedulerEvents {
   received: (bytes: number, peer: string) => void
   /** A peer sent bytes that do not match the digest it was asked for. */
   badChunk: (peer: string) => void
+  /** A peer failed or stalled and gets no more work from this call. */
+  peerOut?: (peer: string) => void
 }
 
 interface PeerState {
@@ -115,6 +117,7 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
         options.log?.warn('peer sent a corrupt chunk; dropped for this fetch', { peer: s.source.id })
       } else {
         s.out = 'dead'
+        events.peerOut?.(s.source.id)
         options.log?.info('peer failed; its chunks go to other holders', { peer: s.source.id, err })
       }
     } finally {

@@ -1,5 +1,11 @@
 import type { AbortOptions } from '../store/chunk-store.js'
 
+/** A peer's have-bitfield, and whether it is fetching the image now. */
+export interface HaveAnswer {
+  bits: Uint8Array
+  fetching: boolean
+}
+
 /** A chunk as a source sent it: not yet verified. */
 export type ChunkReply =
   | { digest: Uint8Array, bytes: Uint8Array }
@@ -18,7 +24,7 @@ export interface PeerSource {
    * Which chunk indices of the image with this manifest CID the peer holds (bit i = chunk i, most
    * significant bit first), or undefined when it does not know the manifest.
    */
-  have: (manifestCid: string, chunkCount: number, options?: AbortOptions) => Promise<Uint8Array | undefined>
+  have: (manifestCid: string, chunkCount: number, options?: AbortOptions) => Promise<HaveAnswer | undefined>
   /** Requests chunks by digest; replies come in request order, each with its bytes or marked missing. */
   chunks: (digests: Uint8Array[], options?: AbortOptions) => AsyncIterable<ChunkReply>
 }

@@ -1,7 +1,7 @@
 import { CID } from 'multiformats/cid'
 import { encodeManifest } from '../chunks/manifest.js'
 import { ChunkCorruptError, ImageNotFoundError, ProtocolError } from '../errors.js'
-import type { ChunkReply, HolderFinder, PeerSource } from '../fetch/sources.js'
+import type { ChunkReply, HaveAnswer, HolderFinder, PeerSource } from '../fetch/sources.js'
 import type { AbortOptions } from '../store/chunk-store.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { LevelStore } from '../store/level-store.js'
@@ -11,7 +11,7 @@ import { handle, onlyFrame, request } from './exchange.js'
 import {
   CHUNKS, HAVE, MANIFEST, MAX_CHUNK_BATCH, decodeChunksRequest, decodeHaveRequest, decodeManifestRequest,
   encodeChunksRequest, encodeChunksResponse, encodeHaveRequest, encodeHaveResponse,
-  encodeManifestRequest, encodeManifestResponse, manifestResponseFrames, readChunksResponse, readHaveResponse,
+  encodeManifestRequest, encodeManifestResponse, manifestResponseFrames, readChunksResponse, readHaveAnswer,
   readManifestResponse
 } from './protocols.js'
 import type { AnyLibp2p, PeerId } from './types.js'
@@ -23,6 +23,8 @@ export interface ServeOptions {
   log?: Logger
   /** Told of every manifest and chunk byte sent to a peer. */
   served?: (bytes: number) => void
+  /** The live have-bitfield of an image this node is fetching, by manifest CID, if it has one. */
+  haveOf?: (manifestCid: string) => Uint8Array | undefined
 }
 
 /**
@@ -67,14 +69,17 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
     const manifest = await store.getManifest(record)
     const n = manifest.chunkDigests.length / 32
     let bitfield: Bitfield
+    const live = options.haveOf?.(record.manifest)
     if (record.state === 'available') {
       bitfield = Bitfield.from(new Array<boolean>(n).fill(true))
+    } else if (live != null && live.length === Bitfield.byteLength(n)) {
+      bitfield = new Bitfield(n, Uint8Array.from(live))
     } else {
       const digests: Uint8Array[] = []
       for (let i = 0; i < n; i++) digests.push(manifest.chunkDigests.subarray(i * 32, i * 32 + 32))
       bitfield = Bitfield.from(await store.hasMany(digests))
     }
-    await send(encodeHaveResponse({ type: 'have', bitfield }))
+    await send(encodeHaveResponse({ type: 'have', bitfield, fetching: live != null }))
   }, { onError })
 
   await handle(node, CHUNKS, async (frames, send, ctx) => {
@@ -134,11 +139,11 @@ export class LibpPeerSource implements PeerSource {
     return bytes ?? undefined
   }
 
-  async have (manifestCid: string, chunkCount: number, options?: AbortOptions): Promise<Uint8Array | undefined> {
-    const bits = await readHaveResponse(request(this.node, this.peer, HAVE, [encodeHaveRequest({ manifest: CID.parse(manifestCid) })], options))
-    if (bits == null) return undefined
-    if (bits.size !== chunkCount) throw new ProtocolError(`${HAVE.id}: ${this.id} answered for ${bits.size} chunks, the manifest has ${chunkCount}`)
-    return bits.bytes
+  async have (manifestCid: string, chunkCount: number, options?: AbortOptions): Promise<HaveAnswer | undefined> {
+    const answer = await readHaveAnswer(request(this.node, this.peer, HAVE, [encodeHaveRequest({ manifest: CID.parse(manifestCid) })], options))
+    if (answer == null) return undefined
+    if (answer.bitfield.size !== chunkCount) throw new ProtocolError(`${HAVE.id}: ${this.id} answered for ${answer.bitfield.size} chunks, the manifest has ${chunkCount}`)
+    return { bits: answer.bitfield.bytes, fetching: answer.fetching }
   }
 
   async * chunks (digests: Uint8Array[], options?: AbortOptions): AsyncIterable<ChunkReply> {

@@ -83,6 +83,8 @@ const KIND = {
   manifestPiece: 0x02,
   notFound: 0x03,
   have: 0x04,
+  /** The same answer from a node that is fetching the image now (it will hold more soon). */
+  haveFetching: 0x07,
   chunk: 0x05,
   missing: 0x06,
   error: 0xff
@@ -201,7 +203,12 @@ export async function readManifestResponse (frames: AsyncIterable<Uint8Array>): 
 
 export interface HaveRequest { manifest: CID }
 
-export type HaveResponse = { type: 'have', bitfield: Bitfield } | NotFoundResponse | ErrorResponse
+/**
+ * The chunks held. `fetching` says the responder is fetching the image right now, so that nodes
+ * fetching it together can share out the origin reads among themselves (a node that merely holds
+ * part of an image is no help with the rest).
+ */
+export type HaveResponse = { type: 'have', bitfield: Bitfield, fetching?: boolean } | NotFoundResponse | ErrorResponse
 
 export function encodeHaveRequest (req: HaveRequest): Uint8Array {
   return dagCbor.encode({ manifest: checkManifestCid(req.manifest) })
@@ -218,7 +225,7 @@ export function encodeHaveResponse (msg: HaveResponse): Uint8Array {
       if (msg.bitfield.size > MAX_MANIFEST_CHUNKS) throw new RangeError(`a bitfield of ${msg.bitfield.size} chunks exceeds ${MAX_MANIFEST_CHUNKS}`)
       const count = encodeVarint(msg.bitfield.size)
       const out = new Uint8Array(1 + count.length + msg.bitfield.bytes.length)
-      out[0] = KIND.have
+      out[0] = msg.fetching === true ? KIND.haveFetching : KIND.have
       out.set(count, 1)
       out.set(msg.bitfield.bytes, 1 + count.length)
       return out
@@ -230,15 +237,17 @@ export function encodeHaveResponse (msg: HaveResponse): Uint8Array {
 
 /** @throws ProtocolError when the bitfield's length does not match its count or has stray tail bits */
 export function decodeHaveResponse (frame: Uint8Array): HaveResponse {
-  switch (kindOf(frame, HAVE)) {
-    case KIND.have: {
+  const kind = kindOf(frame, HAVE)
+  switch (kind) {
+    case KIND.have:
+    case KIND.haveFetching: {
       const { value: size, length } = decodeVarint(frame, 1, HAVE, 'chunk count')
       if (size > MAX_MANIFEST_CHUNKS) throw new ProtocolError(`${HAVE.id}: ${size} chunks exceed the ${MAX_MANIFEST_CHUNKS} any manifest can list`)
       const bits = frame.subarray(1 + length)
       if (bits.length !== Bitfield.byteLength(size)) throw new ProtocolError(`${HAVE.id}: a bitfield of ${size} chunks has ${Bitfield.byteLength(size)} bytes, not ${bits.length}`)
       const bitfield = new Bitfield(size, bits)
       if (!bitfield.hasCleanTail()) throw new ProtocolError(`${HAVE.id}: bits set past the last chunk`)
-      return { type: 'have', bitfield }
+      return { type: 'have', bitfield, fetching: kind === KIND.haveFetching }
     }
     case KIND.notFound: return expectBare(frame, HAVE, { type: 'not-found' })
     case KIND.error: return decodeError(frame, HAVE)
@@ -251,6 +260,11 @@ export function decodeHaveResponse (frame: Uint8Array): HaveResponse {
  * @throws RemoteError for an error answer; ProtocolError for anything but exactly one frame
  */
 export async function readHaveResponse (frames: AsyncIterable<Uint8Array>): Promise<Bitfield | null> {
+  return (await readHaveAnswer(frames))?.bitfield ?? null
+}
+
+/** {@link readHaveResponse} with whether the responder is fetching the image now. */
+export async function readHaveAnswer (frames: AsyncIterable<Uint8Array>): Promise<{ bitfield: Bitfield, fetching: boolean } | null> {
   let result: HaveResponse | undefined
   for await (const frame of frames) {
     if (result !== undefined) throw new ProtocolError(`${HAVE.id}: more than one frame in the answer`)
@@ -258,7 +272,7 @@ export async function readHaveResponse (frames: AsyncIterable<Uint8Array>): Prom
     if (result.type === 'error') throw remoteError(result, HAVE)
   }
   if (result === undefined) throw new ProtocolError(`${HAVE.id}: the answer ended without a frame`)
-  return result.type === 'have' ? result.bitfield : null
+  return result.type === 'have' ? { bitfield: result.bitfield, fetching: result.fetching === true } : null
 }
 
 // ---------------------------------------------------------------------------------------------
