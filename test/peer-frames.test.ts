@@ -187,6 +187,22 @@ t.test('leaving the loop early resets the stream; the responder stops', async t 
   t.same((await collect(request(a, b.peerId, ECHO, [enc('ok')]))).map(dec), ['ok'], 'the connection still works')
 })
 
+t.test('a connection that dies mid-answer is an error after the frames that arrived, never a clean end', async t => {
+  const [a, b] = await spawnPeers(t, 2, { connect: true })
+  let calls = 0
+  await handle(b, ECHO, async (frames, send, ctx) => {
+    await onlyFrame(frames, ECHO)
+    for (let i = 0; i < 5; i++) await send(enc(String(i)))
+    if (++calls > 1) return
+    await new Promise(resolve => setTimeout(resolve, 50))
+    b.getConnections(ctx.peer)[0].abort(new Error('pulled the plug'))
+  })
+  const got: string[] = []
+  await t.rejects(async () => { for await (const f of request(a, b.peerId, ECHO, [enc('q')])) got.push(dec(f)) }, PeerStreamError)
+  t.same(got, ['0', '1', '2', '3', '4'], 'the frames before the cut were delivered')
+  t.same((await collect(request(a, b.peerId, ECHO, [enc('q')]))).length, 5, 'the next request dials a new connection')
+})
+
 t.test('cancelling with a signal rejects with the signal\'s reason', async t => {
   const [a, b] = await spawnPeers(t, 2)
   await handle(b, ECHO, async (frames, _send, ctx) => {

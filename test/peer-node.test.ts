@@ -60,6 +60,19 @@ t.test('pnet: nodes with the same swarm key connect; a wrong or missing key is r
   t.equal(a.getConnections(none.peerId).length, 0)
 })
 
+t.test('pnet carries bulk data: 128 MiB on one stream (xsalsa20\'s WASM memory used to give out after ~63 MiB)', async t => {
+  const [a, b] = await spawnPeers(t, 2, { swarmKey: swarmKey() })
+  const BULK: FrameProtocol = { id: '/imgswarm-test/bulk/1.0.0', maxRequestFrameBytes: 16, maxResponseFrameBytes: 1 << 20 }
+  await handle(a, BULK, async (frames, send) => {
+    for await (const _ of frames) ;
+    const frame = new Uint8Array(1 << 20).fill(7)
+    for (let i = 0; i < 128; i++) await send(frame)
+  })
+  let bytes = 0
+  for await (const f of request(b, a.getMultiaddrs(), BULK, [Uint8Array.of(1)])) bytes += f.length
+  t.equal(bytes, 128 << 20)
+})
+
 t.test('allow-list: a listed peer connects; a stranger is refused both ways', async t => {
   const keys = await Promise.all([1, 2, 3].map(async () => await generateKeyPair('Ed25519')))
   const [aKey, bKey, strangerKey] = keys

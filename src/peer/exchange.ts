@@ -201,11 +201,19 @@ export async function onlyFrame (frames: AsyncIterable<Uint8Array>, protocol: Fr
 }
 
 async function openStream (node: AnyLibp2p, peer: DialTarget, id: string, label: string, options: RequestOptions): Promise<Stream> {
+  const open = async (force: boolean): Promise<Stream> => await node.dialProtocol(peer, id, {
+    signal: options.signal,
+    maxOutboundStreams: options.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS,
+    force
+  })
   try {
-    return await node.dialProtocol(peer, id, {
-      signal: options.signal,
-      maxOutboundStreams: options.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS
-    })
+    try {
+      return await open(false)
+    } catch (err) {
+      // The connection we reused was closing (the peer hung up and we have not noticed yet): dial afresh once.
+      if ((err as Error).name !== 'ConnectionClosedError' || options.signal?.aborted === true) throw err
+      return await open(true)
+    }
   } catch (err) {
     const e = err as Error
     if (options.signal?.aborted === true) throw err

@@ -48,8 +48,8 @@ export interface FrameStream {
   readonly stream: Stream
   /**
    * The next frame, or `null` when the peer closed its writing side between frames. A connection
-   * that closes cleanly looks the same, so a protocol must let the reader tell a complete answer
-   * from a cut one (a count, a total size, an end message).
+   * that closes under the stream is an error (PeerStreamError), not an end; even so, our protocols
+   * let the reader tell a complete answer from a cut one (a count, a total size).
    * @throws ProtocolError on an oversized or malformed frame or a stream that ends inside one;
    *   PeerTimeoutError when no whole frame arrives in time; PeerStreamError when the stream is reset
    *   or cut off; the signal's reason when `options.signal` aborts. The stream is reset in each case.
@@ -88,6 +88,7 @@ class Frames implements FrameStream {
   /** Length of the frame whose varint has been consumed from `buf`, until the frame is taken. */
   private nextLength: number | null = null
   private ended = false
+  private cutOff: Error | null = null
   private error: Error | null = null
   private wake: (() => void) | null = null
   private reading = false
@@ -122,7 +123,11 @@ class Frames implements FrameStream {
     stream.addEventListener('close', evt => {
       if (evt.error != null) {
         this.error ??= this.closeError(evt.error, evt.local === true)
-      } else {
+      } else if (!this.ended) {
+        // A peer that finishes sends its end of stream first ('remoteCloseWrite'). A close without
+        // it means the connection went away under us: frames already here are still delivered,
+        // then the reader learns that the answer was cut off, never a clean end.
+        this.cutOff = new PeerStreamError(`${this.label}: the connection closed before the peer finished sending`)
         this.ended = true
       }
       this.notify()
@@ -146,6 +151,10 @@ class Frames implements FrameStream {
         const frame = this.take()
         if (frame != null) return frame
         if (this.ended && this.stream.readBufferLength === 0) {
+          if (this.cutOff != null) {
+            this.fail(this.cutOff)
+            continue
+          }
           if (this.nextLength != null || this.buf.byteLength > 0) {
             this.fail(new ProtocolError(`${this.label}: the stream ended inside a frame`))
             continue

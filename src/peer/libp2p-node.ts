@@ -7,11 +7,11 @@ import { KEEP_ALIVE } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping, type Ping } from '@libp2p/ping'
-import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
 import { PeerConfigError } from '../errors.js'
+import { privateNetwork } from './pnet.js'
 import type { ConnectionGater, PeerId, PrivateKey } from './types.js'
 
 /** The services every imgswarm node runs; `node.services.ping.ping(peer)` measures a round trip. */
@@ -155,7 +155,7 @@ function buildInit (options: PeerNodeOptions): Libp2pOptions<PeerServices> {
         maxReadBufferLength: window.maxWindow + 1024 * 1024
       }
     })],
-    ...(options.swarmKey != null ? { connectionProtector: checkedProtector(options.swarmKey) } : {}),
+    ...(options.swarmKey != null ? { connectionProtector: olderInterface<Protector>(privateNetwork(options.swarmKey)) } : {}),
     ...(options.allowPeers != null ? { connectionGater: allowListGater(options.allowPeers) } : {}),
     connectionManager: {
       allow: LOOPBACK_ALLOW,
@@ -190,17 +190,6 @@ function services (): NonNullable<Libp2pOptions<PeerServices>['services']> {
     //   peerInfoMapper: (info) => info             // keep loopback/private addresses
     // })
   }
-}
-
-/** Wraps pnet's protector after checking the key, so that a bad key fails here with a clear error. */
-function checkedProtector (swarmKey: Uint8Array): Protector {
-  const factory = preSharedKey({ psk: swarmKey })
-  try {
-    factory()
-  } catch (err) {
-    throw new PeerConfigError(`invalid swarm key (expected "/key/swarm/psk/1.0.0/\\n/base16/\\n<64 hex digits>"): ${(err as Error).message}`, { cause: err })
-  }
-  return olderInterface<Protector>(factory)
 }
 
 /** A gater that admits only the listed peers, inbound and outbound. */
