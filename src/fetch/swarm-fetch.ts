@@ -141,7 +141,11 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w)).sort((a, b) => a.offset - b.offset)
     for (const w of orphans) {
       const g = groupOf(w)
-      if (stalled || rendezvousOwner(`${o.hex}:${g}`, knowers) === o.self) return orphans.filter(x => groupOf(x) === g)
+      const mine = rendezvousOwner(`${o.hex}:${g}`, knowers) === o.self
+      if (stalled || mine) {
+        log.debug('origin read', { image: `sha256:${o.hex}`, group: g, why: mine ? 'owner' : 'stalled', fetchingPeers: knowers.length - 1 })
+        return orphans.filter(x => groupOf(x) === g)
+      }
     }
     return undefined
   }
