@@ -139,6 +139,7 @@ export const storeCommands: Command[] = [
     name: 'gc',
     summary: 'delete chunks that no stored image uses; prints what it freed',
     usage: 'imgswarm gc [--json]',
+    details: 'LevelDB gives the space of deleted chunks back when it compacts their tables: gc compacts at\nonce when an eighth or more of the store was freed or the disk is nearly full, else later writes do.',
     options: {},
     async run (ctx) {
       const r = await (await ctx.node()).gc()

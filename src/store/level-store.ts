@@ -190,7 +190,15 @@ export class LevelStore implements ChunkStore {
    * a full disk stopped this way reopens, and its images stay readable.
    */
   private async ensureSpace (incoming: number, what: string): Promise<void> {
-    if (this.dir == null) return
+    const space = await this.space(incoming)
+    if (space != null && space.free < space.needed) {
+      throw new StoreFullError(`${what}: no space left on the disk of ${this.where} (${formatBytes(space.free)} free, ${formatBytes(space.needed)} needed to write safely); nothing stored before was lost`)
+    }
+  }
+
+  /** Free bytes on the store's disk, and what a write of `incoming` bytes needs free (see {@link ensureSpace}). */
+  private async space (incoming: number): Promise<{ free: number, needed: number } | undefined> {
+    if (this.dir == null) return undefined
     const dbDir = join(this.dir, 'db')
     let free: number
     let logs = 0
@@ -201,15 +209,12 @@ export class LevelStore implements ChunkStore {
         if (name.endsWith('.log')) logs += await stat(join(dbDir, name)).then(s => s.size, () => 0)
       }
     } catch {
-      return // cannot tell: LevelDB reports a full disk itself
+      return undefined // cannot tell: LevelDB reports a full disk itself
     }
     const levels = this.levelBytes()
     const tables = levels.reduce((a, b) => a + b, 0)
     const compaction = Math.min(tables + logs, Math.max((levels[0] ?? 0) + (levels[1] ?? 0) + logs, 11 * this.tuning.maxFileSize))
-    const needed = logs + 2 * incoming + this.tuning.writeBufferSize + compaction
-    if (free < needed) {
-      throw new StoreFullError(`${what}: no space left on the disk of ${this.where} (${formatBytes(free)} free, ${formatBytes(needed)} needed to write safely); nothing stored before was lost`)
-    }
+    return { free, needed: logs + 2 * incoming + this.tuning.writeBufferSize + compaction }
   }
 
   /** Bytes of table files in each LevelDB level (from its `leveldb.stats`, in whole MiB). */
@@ -408,15 +413,27 @@ export class LevelStore implements ChunkStore {
         }
       }
       await flush()
-      if (chunks > 0) await this.compactChunks()
+      if (chunks > 0 && await this.worthCompacting(bytes)) await this.compactChunks()
       return { chunks, bytes, keptImages: records.length }
     })
   }
 
   /**
+   * Whether to compact after deleting `freed` bytes of chunks. A compaction rewrites every chunk kept,
+   * so it runs only when that is worth it: an eighth or more of the tables is dead, or the disk is too
+   * full for another write buffer of chunks (an operator on a full disk runs gc to get space back).
+   */
+  private async worthCompacting (freed: number): Promise<boolean> {
+    const tables = this.levelBytes().reduce((a, b) => a + b, 0)
+    if (freed * 8 >= tables) return true
+    const space = await this.space(this.tuning.writeBufferSize)
+    return space != null && space.free < space.needed
+  }
+
+  /**
    * LevelDB frees the disk space of deleted chunks only when it compacts their tables, which otherwise
-   * happens at some later write: compact the chunks now, so that `gc` gives the space back at once
-   * (what an operator on a full disk runs it for). It rewrites only what is kept.
+   * happens at some later write: compact the chunks now, so that `gc` gives the space back at once.
+   * It rewrites only what is kept.
    */
   private async compactChunks (): Promise<void> {
     if (this.db.supports.additionalMethods.compactRange !== true) return
