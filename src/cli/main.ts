@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ImgswarmError, UsageError } from '../errors.js'
+import { clusterCommands } from './cluster-commands.js'
 import type { Command, CommandContext } from './command.js'
 import { defaultDataDir } from './data-dir.js'
 import { connect, type Connection } from './connect.js'
@@ -15,7 +16,7 @@ const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   help: { type: 'boolean', short: 'h' }
 }
 
-const commands: Command[] = [...storeCommands, ...daemonCommands]
+const commands: Command[] = [...storeCommands, ...daemonCommands, ...clusterCommands]
 
 function version (): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
