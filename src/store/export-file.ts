@@ -34,19 +34,26 @@ export async function exportToFile (store: ChunkStore, manifest: Manifest, path:
   const tmp = join(dir, `.${basename(path)}.imgswarm-${randomBytes(6).toString('hex')}.tmp`)
   const fh = await open(tmp, 'wx', 0o644).catch(err => { throw outputError(path, err) })
   let done = 0
+  // One window's writes stay in flight while the next window is read and verified: positioned writes
+  // of distinct ranges, so their order does not matter. Memory: one window more than readImage holds.
+  let writing: Promise<unknown> = Promise.resolve()
   try {
     for await (const window of readImage(store, manifest, options)) {
-      for (const run of dataRuns(window)) {
-        await fh.writev(run.map(c => c.bytes), run[0].offset)
-      }
-      for (const c of window) done += c.bytes.length
+      const writes = Promise.all([...dataRuns(window)].map(async run => await fh.writev(run.map(c => c.bytes), run[0].offset)))
+      writes.catch(() => {}) // observed when it becomes `writing` and is awaited
+      await writing
       options.onProgress?.(done)
+      for (const c of window) done += c.bytes.length
+      writing = writes
     }
+    await writing
+    options.onProgress?.(done)
     await fh.truncate(manifest.size)
     await fh.sync()
     await fh.close()
     await rename(tmp, path)
   } catch (err) {
+    await writing.catch(() => {})
     await fh.close().catch(() => {})
     await unlink(tmp).catch(() => {})
     throw hasSystemCode(err, 'ENOSPC') || hasSystemCode(err, 'EACCES') ? outputError(path, err) : err

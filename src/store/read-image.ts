@@ -5,8 +5,18 @@ import { DigestMismatchError } from '../errors.js'
 import type { AbortOptions } from './chunk-store.js'
 import type { ChunkStore } from './chunk-store.js'
 
-/** Chunks read from the store per request; two windows are in flight so reads overlap with the consumer. */
+/**
+ * A read request asks for up to this many chunks or bytes (at least one chunk), whichever comes
+ * first; the byte bound keeps memory independent of the chunker's sizes.
+ */
 const WINDOW_CHUNKS = 32
+const WINDOW_BYTES = 2 * 1024 * 1024
+/**
+ * Requests in flight ahead of the window being consumed: they overlap LevelDB reads (on libuv's
+ * threads) with the consumer's hashing and writing. Measured with `npm run bench:import`
+ * (docs/benchmarks.md): going from 1 to 2 helps, more does not. Memory: (1 + READ_AHEAD) windows.
+ */
+const READ_AHEAD = 2
 
 export interface PlacedChunk extends VerifiedChunk {
   offset: number
@@ -20,17 +30,23 @@ export interface PlacedChunk extends VerifiedChunk {
  */
 export async function * readImage (store: ChunkStore, manifest: Manifest, options?: AbortOptions): AsyncGenerator<PlacedChunk[]> {
   const whole = createHash('sha256')
-  const fetch = async (w: ChunkEntry[]): Promise<VerifiedChunk[]> => await store.getMany(w.map(e => e.digest), options)
   const it = windows(chunkEntries(manifest))
-  let cur = it.next()
-  let pending = cur.done === true ? undefined : fetch(cur.value)
-  while (cur.done !== true) {
-    const entries = cur.value
-    const chunks = await pending!
-    cur = it.next()
-    pending = cur.done === true ? undefined : fetch(cur.value)
-    pending?.catch(() => {}) // observed when awaited on the next turn
-    yield chunks.map((c, j) => {
+  const queue: Array<{ entries: ChunkEntry[], chunks: Promise<VerifiedChunk[]> }> = []
+  const refill = (): void => {
+    while (queue.length <= READ_AHEAD) {
+      const next = it.next()
+      if (next.done === true) return
+      const chunks = store.getMany(next.value.map(e => e.digest), options)
+      chunks.catch(() => {}) // observed when its turn comes
+      queue.push({ entries: next.value, chunks })
+    }
+  }
+  refill()
+  while (queue.length > 0) {
+    const { entries, chunks } = queue.shift()!
+    const got = await chunks
+    refill()
+    yield got.map((c, j) => {
       whole.update(c.bytes)
       return { ...c, offset: entries[j].offset, index: entries[j].index }
     })
@@ -43,9 +59,15 @@ export async function * readImage (store: ChunkStore, manifest: Manifest, option
 
 function * windows (entries: Iterable<ChunkEntry>): Generator<ChunkEntry[]> {
   let w: ChunkEntry[] = []
+  let bytes = 0
   for (const e of entries) {
+    if (w.length > 0 && (w.length === WINDOW_CHUNKS || bytes + e.length > WINDOW_BYTES)) {
+      yield w
+      w = []
+      bytes = 0
+    }
     w.push(e)
-    if (w.length === WINDOW_CHUNKS) { yield w; w = [] }
+    bytes += e.length
   }
   if (w.length > 0) yield w
 }
