@@ -20,7 +20,7 @@ export const DEFAULT_FRAME_TIMEOUT_MS = 30_000
 /** A writer whose frames all fit the send window yields to the event loop at least this often. */
 const YIELD_EVERY_MS = 10
 
-/** A varint longer than this cannot encode any length below 2^53; we only accept what the bound needs. */
+/** Lengths longer than this many varint bytes (56 bits) are refused outright; real bounds need 3 or 4. */
 const MAX_VARINT_BYTES = 8
 
 export interface AbortOptions {
@@ -49,7 +49,8 @@ export interface FrameStream {
   /**
    * The next frame, or `null` when the peer closed its writing side between frames. A connection
    * that closes under the stream is an error (PeerStreamError), not an end; even so, our protocols
-   * let the reader tell a complete answer from a cut one (a count, a total size).
+   * let the reader tell a complete answer from a cut one (a count, a total size). A frame may be a
+   * view into a larger buffer: use its `byteOffset` when wrapping its `buffer`.
    * @throws ProtocolError on an oversized or malformed frame or a stream that ends inside one;
    *   PeerTimeoutError when no whole frame arrives in time; PeerStreamError when the stream is reset
    *   or cut off; the signal's reason when `options.signal` aborts. The stream is reset in each case.

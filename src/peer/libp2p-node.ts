@@ -74,7 +74,9 @@ export interface PeerNodeOptions {
   /**
    * Peer IDs allowed to connect, both ways. When given, connections to and from any other peer are
    * refused once its identity is known (after the encryption handshake), and dials to them are not
-   * attempted. The node's own ID need not be listed.
+   * attempted. A stranger dialling in completes its own half of the handshake before we close the
+   * connection, so its dial may appear to succeed; no stream can be opened on it. The node's own ID
+   * need not be listed.
    */
   allowPeers?: string[]
   /** Give up a dial after this long. Default 10 s (libp2p's). */
@@ -185,10 +187,11 @@ function services (): NonNullable<Libp2pOptions<PeerServices>['services']> {
     identify: olderInterface<IdentifyFactory>(identify()),
     ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS })
     // dht: kadDHT({
-    //   protocol: '/imgswarm/kad/1.0.0',          // our own network, not the public IPFS DHT
-    //   clientMode: false,                         // serve records on private networks too
-    //   peerInfoMapper: (info) => info             // keep loopback/private addresses
-    // })
+    //   protocol: '/imgswarm/kad/1.0.0',   // our own network, not the public IPFS DHT
+    //   clientMode: false,                  // else it stays a client without a public address
+    //   peerInfoMapper: passthroughMapper   // keep loopback/private addresses (both from @libp2p/kad-dht 16)
+    // }),
+    // and raise PING_STREAMS further if the DHT's own pings collide with the monitor's.
   }
 }
 
