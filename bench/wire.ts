@@ -172,35 +172,44 @@ async function main (): Promise<void> {
     { name: 'libp2p 16 MiB + sha256 per frame', config: { mode: 'libp2p', yamux: { ...DEFAULT_YAMUX } }, verify: true },
     { name: 'libp2p 16 MiB + pnet', config: { mode: 'libp2p', yamux: { ...DEFAULT_YAMUX }, swarmKey: Buffer.from(psk).toString('base64') } }
   ]
-  const table: Array<Array<string | number>> = []
-  let baseline = 0
-  for (const row of rows) {
-    if (ONLY != null && !ONLY.some(o => row.name.includes(o)) && row.config.mode !== 'tcp') continue
-    const { child, info } = await startResponder({ ...row.config, mode: row.config.mode === 'libp2p-raw' ? 'libp2p' : row.config.mode })
-    let node: PeerNode | undefined
-    try {
-      const runs: Run[] = []
-      if (row.config.mode === 'tcp') {
-        for (let i = 0; i < REPS; i++) runs.push(await tcpRun(info.port!))
-      } else {
-        node = await createPeerNode({
+  // Every responder and requester stays up for the whole run, and the repetitions go round the rows,
+  // so that each row sees the same share of whatever else the machine is doing.
+  const active = rows.filter(row => ONLY == null || row.config.mode === 'tcp' || ONLY.some(o => row.name.includes(o)))
+  const setups: Array<{ row: Row, child: ChildProcess, info: { port?: number, addrs?: string[] }, node?: PeerNode, runs: Run[] }> = []
+  try {
+    for (const row of active) {
+      const { child, info } = await startResponder({ ...row.config, mode: row.config.mode === 'libp2p-raw' ? 'libp2p' : row.config.mode })
+      const setup: typeof setups[number] = { row, child, info, runs: [] }
+      setups.push(setup)
+      if (row.config.mode !== 'tcp') {
+        setup.node = await createPeerNode({
           privateKey: await generateKeyPair('Ed25519'),
           listen: ['/ip4/127.0.0.1/tcp/0'],
           yamux: row.config.yamux,
           swarmKey: row.config.swarmKey != null ? Buffer.from(row.config.swarmKey, 'base64') : undefined
         })
-        for (let i = 0; i < REPS; i++) {
-          runs.push(row.config.mode === 'libp2p-raw' ? await rawRun(node, info.addrs!) : await libp2pRun(node, info.addrs!, row.verify === true))
-        }
       }
-      const mibs = median(runs.map(r => SIZE_MIB / r.seconds))
-      const cpuPerGiB = median(runs.map(r => r.cpu / (SIZE_MIB / 1024)))
-      if (row.config.mode === 'tcp') baseline = mibs
-      table.push([row.name, mibs.toFixed(0), (mibs / baseline).toFixed(2), cpuPerGiB.toFixed(2)])
-    } finally {
-      await node?.stop()
-      await stopResponder(child)
     }
+    for (let i = 0; i < REPS; i++) {
+      for (const s of setups) {
+        const { row, info, node } = s
+        s.runs.push(row.config.mode === 'tcp'
+          ? await tcpRun(info.port!)
+          : row.config.mode === 'libp2p-raw' ? await rawRun(node!, info.addrs!) : await libp2pRun(node!, info.addrs!, row.verify === true))
+      }
+    }
+  } finally {
+    for (const s of setups) {
+      await s.node?.stop()
+      await stopResponder(s.child)
+    }
+  }
+  const table: Array<Array<string | number>> = []
+  const baseline = median(setups[0].runs.map(r => SIZE_MIB / r.seconds))
+  for (const { row, runs } of setups) {
+    const mibs = median(runs.map(r => SIZE_MIB / r.seconds))
+    const cpuPerGiB = median(runs.map(r => r.cpu / (SIZE_MIB / 1024)))
+    table.push([row.name, mibs.toFixed(0), (mibs / baseline).toFixed(2), cpuPerGiB.toFixed(2)])
   }
   console.log(mdTable(['path', 'MiB/s', '× raw TCP', 'receiver CPU s/GiB'], table))
 
