@@ -22,6 +22,8 @@ export interface ApiBackend {
   acquire: (ref: string, signal: AbortSignal) => Promise<{ record: ImageRecord, manifest: Manifest, job?: FetchJob }>
   /** Other routes (fetch jobs, node, peers, metrics, health) that a daemon adds. */
   extraRoutes?: Route[]
+  /** Told of every image imported through the API (a daemon announces it to the swarm). */
+  onImported?: (record: ImageRecord) => void
 }
 
 export interface Route {
@@ -92,6 +94,7 @@ function coreRoutes (backend: ApiBackend): Route[] {
         const meta = { type: typeParam(url), name: url.searchParams.get('name') ?? undefined, format: url.searchParams.get('format') ?? undefined }
         const path = url.searchParams.get('path')
         const result = path != null ? await local.importFile(path, { meta }) : await local.importStream(req, { meta })
+        backend.onImported?.(result.record)
         sendJson(res, 201, result)
       }
     },

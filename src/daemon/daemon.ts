@@ -11,6 +11,7 @@ import { openOrigin } from '../origin/open-origin.js'
 import type { Origin } from '../origin/origin.js'
 import { loadOrCreateIdentity } from '../peer/identity.js'
 import { createPeerNode, type PeerNode } from '../peer/libp2p-node.js'
+import { Announcer, DhtHolders } from '../peer/dht.js'
 import { ConnectedHolders, servePeers } from '../peer/peer-service.js'
 import type { Logger } from '../util/log.js'
 import type { NodeConfig } from './config.js'
@@ -45,7 +46,10 @@ export class Daemon {
   private ready = false
   private stopping?: Promise<void>
 
-  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger }) {
+  private readonly announcer: Announcer
+
+  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer }) {
+    this.announcer = parts.announcer
     this.local = parts.local
     this.peer = parts.peer
     this.fetcher = parts.fetcher
@@ -78,16 +82,28 @@ export class Daemon {
       })
       cleanups.push(async () => { await peer.stop() })
       const metrics = new DaemonMetrics(local.store, () => peer.getConnections().length)
-      const fetcher = new Fetcher({ store: local.store, holders: new ConnectedHolders(peer), origin, log, observer: metrics.observer(), selfId: peer.peerId.toString() })
+      const announcer = new Announcer(peer, local.store, log)
+      cleanups.push(async () => { announcer.stop() })
+      const fetcher = new Fetcher({
+        store: local.store,
+        holders: new DhtHolders(peer, new ConnectedHolders(peer), log),
+        origin,
+        log,
+        observer: metrics.observer(),
+        selfId: peer.peerId.toString(),
+        onState: r => { void announcer.announce(r.ref.slice(7), r.manifest, r.state) }
+      })
       await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid) })
       let daemon: Daemon | undefined
       const backend: ApiBackend = {
         local,
         acquire: async (ref, signal) => await daemon!.acquire(ref, signal),
-        extraRoutes: daemonRoutes(() => daemon!)
+        extraRoutes: daemonRoutes(() => daemon!),
+        onImported: r => { void announcer.announce(r.ref.slice(7), r.manifest, r.state) }
       }
       const api = await startApiServer(backend, apiAddress, err => { log.error('API request failed', { err }) })
-      daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log })
+      daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer })
+      announcer.start()
       await writeFile(join(config.data, DAEMON_FILE), JSON.stringify(daemon.info()) + '\n')
       log.info('imgswarm daemon started', { ...daemon.info(), origin: origin?.url ?? null })
       if (config.swarmKey == null && config.allowPeers.length === 0) {
@@ -167,6 +183,7 @@ export class Daemon {
   async stop (): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('stopping')
+      this.announcer.stop()
       await this.api.close().catch(err => { this.log.warn('API close failed', { err }) })
       await Promise.resolve(this.peer.stop()).catch((err: unknown) => { this.log.warn("libp2p stop failed", { err }) })
       await this.origin?.close?.().catch(() => {})

@@ -35,6 +35,8 @@ export interface FetcherOptions {
   swarmLimits?: Partial<SwarmLimits>
   /** This node's PeerId: one of the candidates that origin reads are shared out to. */
   selfId?: string
+  /** Told when an image starts to be fetched and when it becomes available (to announce it). */
+  onState?: (record: ImageRecord) => void
   /** How long to wait for one peer's answer about a manifest or its chunks of an image. */
   askTimeoutMs?: number
 }
@@ -239,6 +241,7 @@ export class Fetcher {
     // Recorded as fetching first: gc keeps its chunks, a restart resumes it, peers may ask for it.
     const record = await store.commitImage(manifest, { state: 'fetching', pinned: previous?.pinned ?? false, created: previous?.created ?? now, lastAccess: now })
     job.manifestKnown(record, manifest)
+    this.opts.onState?.(record)
     try {
       await store.lock.read(async () => {
         const { wants, presentBytes } = await missingChunks(store, manifest)
@@ -252,7 +255,7 @@ export class Fetcher {
       })
       job.status.state = 'verifying'
       for await (const _ of readImage(store, manifest)) { /* readImage checks every chunk and, at the end, the digest */ }
-      await store.updateRecord(digestRef(hex), { state: 'available', lastAccess: new Date().toISOString() })
+      this.opts.onState?.(await store.updateRecord(digestRef(hex), { state: 'available', lastAccess: new Date().toISOString() }))
     } catch (err) {
       await store.updateRecord(digestRef(hex), { state: 'failed', reason: (err as Error).message }).catch(() => {})
       throw err

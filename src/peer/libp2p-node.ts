@@ -3,6 +3,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
 import { identify, type Identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { KEEP_ALIVE } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -19,7 +20,8 @@ import type { ConnectionGater, PeerId, PrivateKey } from './types.js'
 export type PeerServices = {
   identify: Identify
   ping: Ping
-  // The Kademlia DHT joins here (next issue): `dht: KadDHT`, built in `services()` below.
+  /** Kademlia on our own protocol id: provider records say who holds (or is fetching) which image. */
+  dht: KadDHT
 }
 
 /** A running imgswarm libp2p node. */
@@ -181,17 +183,22 @@ function olderInterface<T> (factory: unknown): T {
   return factory as T
 }
 
-/** The node's services. One place to add the DHT in the next issue. */
+/** The DHT's protocol id: our own network, never the public IPFS DHT. */
+export const DHT_PROTOCOL = '/imgswarm/kad/1.0.0'
+
+/** The node's services. */
 function services (): NonNullable<Libp2pOptions<PeerServices>['services']> {
   return {
     identify: olderInterface<IdentifyFactory>(identify()),
-    ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS })
-    // dht: kadDHT({
-    //   protocol: '/imgswarm/kad/1.0.0',   // our own network, not the public IPFS DHT
-    //   clientMode: false,                  // else it stays a client without a public address
-    //   peerInfoMapper: passthroughMapper   // keep loopback/private addresses (both from @libp2p/kad-dht 16)
-    // }),
-    // and raise PING_STREAMS further if the DHT's own pings collide with the monitor's.
+    ping: ping({ maxOutboundStreams: PING_STREAMS, maxInboundStreams: PING_STREAMS }),
+    dht: kadDHT({
+      protocol: DHT_PROTOCOL,
+      // kad-dht stays a client until it sees a public address; a cluster on private or loopback
+      // addresses must serve records too.
+      clientMode: false,
+      // Its default mapper drops private and loopback addresses, which are all a cluster has.
+      peerInfoMapper: passthroughMapper
+    })
   }
 }
 

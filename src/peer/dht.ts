@@ -1,0 +1,114 @@
+import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
+import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
+import * as raw from 'multiformats/codecs/raw'
+import type { HolderFinder, PeerSource } from '../fetch/sources.js'
+import type { AbortOptions } from '../store/chunk-store.js'
+import type { LevelStore } from '../store/level-store.js'
+import { silentLogger, type Logger } from '../util/log.js'
+import type { ConnectedHolders } from './peer-service.js'
+import type { AnyLibp2p } from './types.js'
+
+/** The DHT key for an image: the CIDv1 (raw, sha2-256) of its whole content, i.e. of its sha256. */
+export function imageCid (hex: string): CID {
+  return CID.createV1(raw.code, Digest.create(sha256Hasher.code, Buffer.from(hex, 'hex')))
+}
+
+/** How long one provider lookup or announcement may take before it is given up. */
+const DHT_QUERY_MS = 5_000
+/** Providers dialled per lookup: enough for a swarm, bounded so a flood of records costs little. */
+const MAX_PROVIDERS = 32
+/** Lookups for the same image within this time reuse the last answer. */
+const LOOKUP_CACHE_MS = 2_000
+
+/**
+ * Tells the DHT which images this node holds or is fetching, under the image CID and the manifest
+ * CID. An image is announced as soon as its fetch starts (so that nodes starting together find each
+ * other), again when it is complete, and every image in the store is announced at start and by a sweep
+ * every 10 s; kad-dht's reprovider refreshes the records before they expire (its default: records
+ * live 48 h and are re-published well before).
+ */
+export class Announcer {
+  private readonly announced = new Map<string, string>()
+  private timer?: NodeJS.Timeout
+  private readonly node: AnyLibp2p
+  private readonly store: LevelStore
+  private readonly log: Logger
+
+  constructor (node: AnyLibp2p, store: LevelStore, log: Logger = silentLogger) {
+    this.node = node
+    this.store = store
+    this.log = log
+  }
+
+  start (): void {
+    void this.sweep()
+    this.timer = setInterval(() => { void this.sweep() }, 10_000)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  /** Announces an image (again, when its state changed). */
+  async announce (hex: string, manifestCid: string, state: string): Promise<void> {
+    if (this.announced.get(hex) === state) return
+    this.announced.set(hex, state)
+    const signal = AbortSignal.timeout(DHT_QUERY_MS)
+    await Promise.all([imageCid(hex), CID.parse(manifestCid)].map(async cid => {
+      await this.node.contentRouting.provide(cid, { signal }).catch((err: unknown) => {
+        this.log.debug('DHT announce failed (no DHT peers yet?)', { cid: cid.toString(), err })
+        this.announced.delete(hex) // the next sweep tries again
+      })
+    }))
+  }
+
+  private async sweep (): Promise<void> {
+    try {
+      for (const r of await this.store.listImages()) {
+        if (r.state !== 'failed') await this.announce(r.ref.slice(7), r.manifest, r.state)
+      }
+    } catch (err) {
+      this.log.debug('DHT announce sweep failed', { err })
+    }
+  }
+}
+
+/**
+ * The holders of an image: the connected peers, plus the providers the DHT knows for the image, which
+ * are dialled. A node thus finds holders it was never told about.
+ */
+export class DhtHolders implements HolderFinder {
+  private readonly node: AnyLibp2p
+  private readonly connected: ConnectedHolders
+  private readonly log: Logger
+  private readonly recent = new Map<string, number>()
+
+  constructor (node: AnyLibp2p, connected: ConnectedHolders, log: Logger = silentLogger) {
+    this.node = node
+    this.connected = connected
+    this.log = log
+  }
+
+  async findHolders (hex: string, options?: AbortOptions): Promise<PeerSource[]> {
+    if (Date.now() - (this.recent.get(hex) ?? 0) > LOOKUP_CACHE_MS) {
+      this.recent.set(hex, Date.now())
+      await this.dialProviders(hex, options).catch((err: unknown) => { this.log.debug('DHT provider lookup failed', { image: hex, err }) })
+    }
+    return await this.connected.findHolders()
+  }
+
+  private async dialProviders (hex: string, options?: AbortOptions): Promise<void> {
+    const signal = AbortSignal.any([AbortSignal.timeout(DHT_QUERY_MS), ...(options?.signal != null ? [options.signal] : [])])
+    const dials: Array<Promise<unknown>> = []
+    let n = 0
+    for await (const provider of this.node.contentRouting.findProviders(imageCid(hex), { signal })) {
+      if (provider.id.equals(this.node.peerId) || this.node.getConnections(provider.id).length > 0) continue
+      if (provider.multiaddrs.length > 0) await this.node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => {})
+      dials.push(this.node.dial(provider.id, { signal }).catch(() => {}))
+      if (++n >= MAX_PROVIDERS) break
+    }
+    await Promise.all(dials)
+  }
+}
