@@ -94,15 +94,17 @@ export class Daemon {
         onState: r => { void announcer.announce(r.ref.slice(7), r.manifest, r.state) }
       })
       await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid) })
-      let daemon: Daemon | undefined
+      // The API starts before the Daemon object exists (it needs the bound address); routes reach it late.
+      const ref: { daemon?: Daemon } = {}
       const backend: ApiBackend = {
         local,
-        acquire: async (ref, signal) => await daemon!.acquire(ref, signal),
-        extraRoutes: daemonRoutes(() => daemon!),
+        acquire: async (image, signal) => await ref.daemon!.acquire(image, signal),
+        extraRoutes: daemonRoutes(() => ref.daemon!),
         onImported: r => { void announcer.announce(r.ref.slice(7), r.manifest, r.state) }
       }
       const api = await startApiServer(backend, apiAddress, err => { log.error('API request failed', { err }) })
-      daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer })
+      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer })
+      ref.daemon = daemon
       announcer.start()
       await writeFile(join(config.data, DAEMON_FILE), JSON.stringify(daemon.info()) + '\n')
       log.info('imgswarm daemon started', { ...daemon.info(), origin: origin?.url ?? null })

@@ -20,13 +20,13 @@ export class DaemonMetrics {
     for (const source of ['local', 'peer', 'origin']) this.fetchedBytes.inc({ source }, 0)
     for (const result of ['hit', 'miss']) this.cache.inc({ result }, 0)
     const registry = this.registry
-    new Gauge({ // eslint-disable-line no-new
+    new Gauge({
       name: 'imgswarm_store_disk_bytes',
       help: 'Bytes of the store\'s files on disk',
       registers: [registry],
       async collect () { this.set(store.dir != null ? await dirBytes(join(store.dir, 'db')) : 0) }
     })
-    new Gauge({ // eslint-disable-line no-new
+    new Gauge({
       name: 'imgswarm_images',
       help: 'Images in the store by state',
       labelNames: ['state'] as const,
@@ -37,7 +37,7 @@ export class DaemonMetrics {
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n)
       }
     })
-    new Gauge({ // eslint-disable-line no-new
+    new Gauge({
       name: 'imgswarm_peers_connected',
       help: 'Peers with an open connection',
       registers: [registry],

@@ -219,10 +219,10 @@ export class Fetcher {
     job.status.image = digestRef(hex)
     job.status.state = 'fetching'
     job.status.size = (await origin.stat(hex))?.size
-    const self = this
+    const count = (bytes: number): void => { this.count(job, 'origin', bytes) }
     async function * counted (): AsyncGenerator<Uint8Array> {
       for await (const piece of origin.read(hex)) {
-        self.count(job, 'origin', piece.length)
+        count(piece.length)
         yield piece
       }
     }
