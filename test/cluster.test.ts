@@ -1,21 +1,27 @@
 import { spawn } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { parseApiAddress } from '../src/api/address.js'
+import { ApiClient } from '../src/api/client.js'
 import { BIN, runCli, tempDir } from './helpers/cli.js'
 import { clusterStatus, clusterUp, type ClusterUpOptions } from '../src/cluster/cluster.js'
 import { alive, clusterStatus as statusJson, clusterUp as upJson, leftovers } from './helpers/cluster.js'
 import { seededBytes, sha256Ref } from './helpers/data.js'
+import { originWith } from './helpers/daemons.js'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-t.test('a loopback cluster of three: up, import on node0, get on node2, status, a killed node, down twice', async t => {
+t.test('a loopback cluster of three with an HTTP origin: up, import on node0, get on node2, status, a killed node, down twice', async t => {
   const dir = join(await tempDir(t, 'isw-cl-'), 'c')
-  const { result, info } = await upJson(t, dir, ['--nodes', '3'])
+  const published = seededBytes(3 * 1024 * 1024 + 1, 'cluster-origin')
+  const { url: originUrl, refs: [publishedRef] } = await originWith(t, [published])
+  const { result, info } = await upJson(t, dir, ['--nodes', '3', '--origin-dir', fileURLToPath(originUrl)])
   t.equal(result.code, 0, result.stderr)
   if (info == null) return
   t.equal(info.dir, dir)
-  t.equal(info.origin, null)
+  t.match(info.origin, /^http:\/\/127\.0\.0\.1:\d+$/, 'the origin server listens on loopback')
   t.equal(info.nodes.length, 3)
   info.nodes.forEach((n, k) => {
     t.equal(n.name, `node${k}`)
@@ -36,12 +42,16 @@ t.test('a loopback cluster of three: up, import on node0, get on node2, status, 
   t.equal(got.code, 0, got.stderr)
   t.ok((await readFile(out)).equals(bytes), 'node2 wrote the exact bytes node0 holds')
 
+  const fromOrigin = await new ApiClient(parseApiAddress(info.nodes[1].api)).call<any>('POST', '/v1/fetch?wait=true', { refs: [publishedRef] })
+  t.equal(fromOrigin.ok, true, JSON.stringify(fromOrigin.images[0].error))
+  t.ok(fromOrigin.images[0].bytes.origin >= published.length, 'node1 read the published image from the cluster\'s origin server')
+
   const status = await statusJson(dir)
-  t.match(status, { dir, mode: 'loopback', origin: null, complete: true })
-  t.same(status.nodes.map((n: any) => [n.name, n.state, n.peers, n.images]), [['node0', 'ready', 2, 1], ['node1', 'ready', 2, 0], ['node2', 'ready', 2, 1]])
+  t.match(status, { dir, mode: 'loopback', origin: info.origin, complete: true, originServer: { running: true } })
+  t.same(status.nodes.map((n: any) => [n.name, n.state, n.peers, n.images]), [['node0', 'ready', 2, 1], ['node1', 'ready', 2, 1], ['node2', 'ready', 2, 1]])
   const text = await runCli(['cluster', 'status', '--dir', dir])
   t.equal(text.code, 0, text.stderr)
-  for (const n of info.nodes) t.match(text.stdout, new RegExp(`${n.name}\\s+ready\\s+\\d+\\s+2\\s+[01]\\s+${n.api}`), `status lists ${n.name}`)
+  for (const n of info.nodes) t.match(text.stdout, new RegExp(`${n.name}\\s+ready\\s+\\d+\\s+2\\s+1\\s+${n.api}`), `status lists ${n.name}`)
 
   const pids: number[] = status.nodes.map((n: any) => n.pid)
   process.kill(pids[1], 'SIGKILL')
@@ -50,7 +60,7 @@ t.test('a loopback cluster of three: up, import on node0, get on node2, status, 
 
   const down = await runCli(['cluster', 'down', '--dir', dir])
   t.equal(down.code, 0, down.stderr)
-  t.match(down.stdout, /removed the cluster in .*: 2 processes/)
+  t.match(down.stdout, /removed the cluster in .*: 3 processes/, 'two nodes and the origin server were still running')
   t.same(await leftovers(dir), { processes: [], namespaces: [], links: [], dirExists: false }, 'no process and no file is left')
   for (const pid of pids) t.notOk(alive(pid), `pid ${pid} is gone`)
   const again = await runCli(['cluster', 'down', '--dir', dir])
