@@ -244,6 +244,41 @@ export class OriginConfigError extends ImgswarmError {
   constructor (message: string, options?: { cause?: unknown }) { super(OriginConfigError.code, message, options) }
 }
 
+/** No peer holds the chunks an image still lacks and no origin is configured (or reachable) for them. */
+export class NoSourceError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_NO_SOURCE'
+  override name = 'NoSourceError'
+  constructor (message: string, options?: { cause?: unknown }) { super(NoSourceError.code, message, options) }
+}
+
+/** A daemon's API answered something a client cannot use (not JSON, a transfer cut short). */
+export class ApiError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_API'
+  override name = 'ApiError'
+  constructor (message: string, options?: { cause?: unknown }) { super(ApiError.code, message, options) }
+}
+
+/** No daemon answers at the API address (none runs, or the address is wrong). */
+export class ApiUnreachableError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_API_UNREACHABLE'
+  override name = 'ApiUnreachableError'
+  constructor (message: string, options?: { cause?: unknown }) { super(ApiUnreachableError.code, message, options) }
+}
+
+/** The command was stopped by SIGINT or SIGTERM; nothing half-done was recorded. */
+export class InterruptedError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_INTERRUPTED'
+  override name = 'InterruptedError'
+  constructor (message = 'interrupted') { super(InterruptedError.code, message) }
+}
+
+/** A test cluster could not be made, read or removed (`imgswarm cluster`). */
+export class ClusterError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_CLUSTER'
+  override name = 'ClusterError'
+  constructor (message: string, options?: { cause?: unknown }) { super(ClusterError.code, message, options) }
+}
+
 /** Every error class, for the documentation test and for programs that map codes. */
 export const errorClasses = [
   UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
@@ -251,7 +286,8 @@ export const errorClasses = [
   StoreLockedError, StoreVersionError, StoreCorruptError, StoreFullError, StoreIoError, InputError, OutputError,
   ProtocolError, PeerTimeoutError, PeerStreamError, PeerUnreachableError, ProtocolUnsupportedError, RemoteError,
   PeerIdentityError, PeerConfigError,
-  OriginError, OriginNotFoundError, OriginRangeError, OriginAccessDeniedError, OriginTimeoutError, OriginConfigError
+  OriginError, OriginNotFoundError, OriginRangeError, OriginAccessDeniedError, OriginTimeoutError, OriginConfigError,
+  NoSourceError, ApiError, ApiUnreachableError, InterruptedError, ClusterError
 ] as const
 
 /** Whether `err` carries the Node.js system error code `code` (ENOENT, ENOSPC, …) on itself or its causes. */

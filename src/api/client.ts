@@ -3,7 +3,7 @@ import { open, rename, stat, unlink } from 'node:fs/promises'
 import { request, type IncomingMessage, type RequestOptions } from 'node:http'
 import { basename, dirname, join } from 'node:path'
 import type { Writable } from 'node:stream'
-import { DigestMismatchError, ImgswarmError, OutputError } from '../errors.js'
+import { ApiError, ApiUnreachableError, DigestMismatchError, OutputError } from '../errors.js'
 import type { ImageDetails, ImportOptions, ProgressOptions } from '../local-node.js'
 import type { ImageService } from '../service.js'
 import type { ImageRecord } from '../store/image-record.js'
@@ -34,7 +34,7 @@ export class ApiClient implements ImageService {
     return await new Promise((resolve, reject) => {
       const req = request({ ...base, method, path, headers: options.headers, signal: options.signal }, resolve)
       req.on('error', err => {
-        reject(new ImgswarmError('IMGSWARM_API_UNREACHABLE', `cannot reach the imgswarm daemon at ${formatApiAddress(this.address)}: ${(err as Error).message}`, { cause: err }))
+        reject(new ApiUnreachableError(`cannot reach the imgswarm daemon at ${formatApiAddress(this.address)}: ${(err as Error).message}`, { cause: err }))
       })
       const body = options.body
       if (body == null || typeof body === 'string' || body instanceof Uint8Array) {
@@ -58,7 +58,7 @@ export class ApiClient implements ImageService {
     try {
       parsed = text === '' ? undefined : JSON.parse(text)
     } catch {
-      throw new ImgswarmError('IMGSWARM_API', `the daemon answered HTTP ${res.statusCode ?? 0} with a body that is not JSON`)
+      throw new ApiError(`the daemon answered HTTP ${res.statusCode ?? 0} with a body that is not JSON`)
     }
     if ((res.statusCode ?? 500) >= 400) throw errorFromBody(parsed, res.statusCode ?? 500)
     return parsed as T
@@ -104,7 +104,7 @@ export class ApiClient implements ImageService {
         if (!target.write(piece)) await new Promise(resolve => target.once('drain', resolve))
         options.onProgress?.(done)
       }
-      if (!res.complete) throw new ImgswarmError('IMGSWARM_API', `the daemon cut the transfer of ${fullRef} short`)
+      if (!res.complete) throw new ApiError(`the daemon cut the transfer of ${fullRef} short`)
       check()
     } else {
       const dir = dirname(target)
@@ -118,7 +118,7 @@ export class ApiClient implements ImageService {
           done += (piece as Buffer).length
           options.onProgress?.(done)
         }
-        if (!res.complete) throw new ImgswarmError('IMGSWARM_API', `the daemon cut the transfer of ${fullRef} short`)
+        if (!res.complete) throw new ApiError(`the daemon cut the transfer of ${fullRef} short`)
         check()
         await fh.sync()
         await fh.close()
@@ -150,7 +150,7 @@ async function * cutShortAs (res: IncomingMessage, ref: string): AsyncGenerator<
   try {
     for await (const piece of res) yield piece as Buffer
   } catch (err) {
-    throw new ImgswarmError('IMGSWARM_API', `the daemon aborted the transfer of ${ref} (${(err as Error).message}); \`imgswarm inspect ${ref}\` tells why`, { cause: err })
+    throw new ApiError(`the daemon aborted the transfer of ${ref} (${(err as Error).message}); \`imgswarm inspect ${ref}\` tells why`, { cause: err })
   }
 }
 

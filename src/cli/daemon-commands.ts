@@ -4,7 +4,7 @@ import { parseApiAddress } from '../api/address.js'
 import { ApiClient } from '../api/client.js'
 import { loadConfig, type NodeConfig } from '../daemon/config.js'
 import { DAEMON_FILE, Daemon, type DaemonInfo } from '../daemon/daemon.js'
-import { ImgswarmError, UsageError } from '../errors.js'
+import { ApiUnreachableError, ImgswarmError, UsageError } from '../errors.js'
 import { publishTo, type PublishResult } from '../publish.js'
 import { createLogger, silentLogger, type LogLevel } from '../util/log.js'
 import { formatBytes, formatTable } from '../util/format.js'
@@ -56,7 +56,7 @@ async function daemonClient (ctx: CommandContext): Promise<ApiClient | undefined
 
 async function requireDaemon (ctx: CommandContext): Promise<ApiClient> {
   const client = await daemonClient(ctx)
-  if (client == null) throw new ImgswarmError('IMGSWARM_API_UNREACHABLE', `no imgswarm daemon runs for ${ctx.dataDir} (start one with \`imgswarm daemon\`, or set IMGSWARM_API)`)
+  if (client == null) throw new ApiUnreachableError(`no imgswarm daemon runs for ${ctx.dataDir} (start one with \`imgswarm daemon\`, or set IMGSWARM_API)`)
   return client
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { ImgswarmError, UsageError } from '../errors.js'
+import { ImgswarmError, InterruptedError, UsageError } from '../errors.js'
 import { clusterCommands } from './cluster-commands.js'
 import type { Command, CommandContext } from './command.js'
 import { defaultDataDir } from './data-dir.js'
@@ -68,7 +68,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
     return 2
   }
   const controller = new AbortController()
-  const onSignal = (): void => { controller.abort(new ImgswarmError('IMGSWARM_ABORTED', 'interrupted')) }
+  const onSignal = (): void => { controller.abort(new InterruptedError()) }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   let connection: Promise<Connection> | undefined

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { link, readFile, rename, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { ImgswarmError } from '../errors.js'
+import { ClusterError } from '../errors.js'
 
 /** The state file's name in the cluster dir. */
 export const STATE_FILE = 'cluster.json'
@@ -69,16 +69,16 @@ export async function readState (dir: string): Promise<ClusterState | undefined>
     text = await readFile(join(dir, STATE_FILE), 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined
-    throw new ImgswarmError('IMGSWARM_CLUSTER', `cannot read the cluster state ${join(dir, STATE_FILE)}: ${(err as Error).message}`, { cause: err })
+    throw new ClusterError(`cannot read the cluster state ${join(dir, STATE_FILE)}: ${(err as Error).message}`, { cause: err })
   }
   let state: ClusterState
   try {
     state = JSON.parse(text) as ClusterState
   } catch (err) {
-    throw new ImgswarmError('IMGSWARM_CLUSTER', `the cluster state ${join(dir, STATE_FILE)} is not valid JSON (a crash while writing it cannot cause this: it is replaced atomically)`, { cause: err })
+    throw new ClusterError(`the cluster state ${join(dir, STATE_FILE)} is not valid JSON (a crash while writing it cannot cause this: it is replaced atomically)`, { cause: err })
   }
   if (state.format !== 1 || !Array.isArray(state.resources) || !Array.isArray(state.nodes)) {
-    throw new ImgswarmError('IMGSWARM_CLUSTER', `${join(dir, STATE_FILE)} is not an imgswarm cluster state of format 1`)
+    throw new ClusterError(`${join(dir, STATE_FILE)} is not an imgswarm cluster state of format 1`)
   }
   return state
 }
@@ -108,7 +108,7 @@ export class StateFile {
       await link(tmp, file.path)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new ImgswarmError('IMGSWARM_CLUSTER', `${state.dir} already holds a cluster (${STATE_FILE}); run \`imgswarm cluster down --dir ${state.dir}\` first`)
+        throw new ClusterError(`${state.dir} already holds a cluster (${STATE_FILE}); run \`imgswarm cluster down --dir ${state.dir}\` first`)
       }
       throw err
     } finally {

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseApiAddress } from '../api/address.js'
 import { ApiClient } from '../api/client.js'
-import { ImgswarmError, UsageError } from '../errors.js'
+import { ClusterError, ImgswarmError, UsageError } from '../errors.js'
 import { loadOrCreateIdentity } from '../peer/identity.js'
 import type { LogLevel } from '../util/log.js'
 import { StateFile, newClusterId, readState, type ClusterNode, type ClusterResource, type ClusterState } from './cluster-state.js'
@@ -84,7 +84,7 @@ export function defaultClusterDir (env: NodeJS.ProcessEnv = process.env): string
   return `/tmp/imgswarm-cluster-${process.getuid?.() ?? 'user'}`
 }
 
-const clusterError = (message: string, cause?: unknown): ImgswarmError => new ImgswarmError('IMGSWARM_CLUSTER', message, { cause })
+const clusterError = (message: string, cause?: unknown): ImgswarmError => new ClusterError(message, { cause })
 
 /** Names and addresses of one cluster's namespaces and links (interface names stay within 15 characters). */
 function names (id: string): { bridge: string, nodeNs: (k: number) => string, nodeLink: (k: number) => string, nodeAddress: (k: number) => string, originNs: string, originLink: string, originAddress: string } {

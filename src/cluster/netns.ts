@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { ImgswarmError } from '../errors.js'
+import { ClusterError } from '../errors.js'
 import { tbfBurstBytes } from './tc-units.js'
 
 /**
@@ -21,7 +21,7 @@ export async function run (cmd: 'ip' | 'tc', args: string[]): Promise<string> {
     execFile(cmd, args, { timeout: COMMAND_TIMEOUT_MS, encoding: 'utf8' }, (err, stdout, stderr) => {
       if (err == null) { resolve(stdout); return }
       const reason = stderr.trim().split('\n').filter(l => l !== '').join('; ') || (err as Error).message
-      const e = new ImgswarmError('IMGSWARM_CLUSTER', `${cmd} ${args.join(' ')}: ${reason}`, { cause: err })
+      const e = new ClusterError(`${cmd} ${args.join(' ')}: ${reason}`, { cause: err })
       Object.assign(e, { stderr })
       reject(e)
     })
@@ -94,7 +94,7 @@ async function shape (dev: string, netns: string | undefined, shaping: Shaping):
       await tc(['qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'netem', 'delay', shaping.delay, 'limit', '100000'])
     } catch (err) {
       if (/qdisc kind is unknown/i.test(String((err as { stderr?: string }).stderr))) {
-        throw new ImgswarmError('IMGSWARM_CLUSTER', `--delay needs the kernel's netem qdisc (sch_netem), which this kernel does not have; --rate works without it`, { cause: err })
+        throw new ClusterError(`--delay needs the kernel's netem qdisc (sch_netem), which this kernel does not have; --rate works without it`, { cause: err })
       }
       throw err
     }

@@ -140,12 +140,13 @@ export class Daemon {
       try {
         const ma = multiaddr(a)
         const id = ma.getComponents().findLast(c => c.name === 'p2p')?.value
+        // Listen before dialling: libp2p's own bootstrap may connect and identify the peer first.
         const identified = new Promise<void>(resolve => {
-          const onIdentify = (evt: CustomEvent<{ peerId: { toString: () => string } }>): void => {
-            if (evt.detail.peerId.toString() === id) { this.peer.removeEventListener('peer:identify', onIdentify as any); resolve() }
-          }
+          const done = (): void => { this.peer.removeEventListener('peer:identify', onIdentify as any); clearTimeout(timer); resolve() }
+          const onIdentify = (evt: CustomEvent<{ peerId: { toString: () => string } }>): void => { if (evt.detail.peerId.toString() === id) done() }
+          const timer = setTimeout(done, BOOTSTRAP_READY_TIMEOUT_MS)
           this.peer.addEventListener('peer:identify', onIdentify as any)
-          setTimeout(() => { this.peer.removeEventListener('peer:identify', onIdentify as any); resolve() }, BOOTSTRAP_READY_TIMEOUT_MS).unref()
+          void this.identifiedAlready(id).then(yes => { if (yes) done() })
         })
         await this.peer.dial(ma, { signal: AbortSignal.timeout(BOOTSTRAP_READY_TIMEOUT_MS) })
         await identified
@@ -155,6 +156,14 @@ export class Daemon {
     }))
     this.ready = true
     this.log.info('ready', { connections: this.peer.getConnections().length })
+  }
+
+  /** Whether a connected peer was already identified (the peer store knows its protocols). */
+  private async identifiedAlready (id: string | undefined): Promise<boolean> {
+    const conn = this.peer.getConnections().find(c => c.remotePeer.toString() === id)
+    if (conn == null) return false
+    const info = await this.peer.peerStore.get(conn.remotePeer).catch(() => undefined)
+    return (info?.protocols.length ?? 0) > 0
   }
 
   /** The image, stored or being fetched; a fetch starts if needed. */

@@ -1,5 +1,5 @@
 import type { VerifiedChunk } from '../chunks/cid.js'
-import { ImgswarmError } from '../errors.js'
+import { NoSourceError } from '../errors.js'
 import type { Origin } from '../origin/origin.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { fetchFromOrigin, type OriginFetchLimits } from './origin-chunks.js'
@@ -160,7 +160,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       if (origin == null) {
         // Only neighbours can help; give up once nothing arrives and nobody holds what is left.
         const stuck = Date.now() - lastProgress > limits.stallMs && busy.size === 0 && ![...remaining.values()].some(held)
-        if (stuck) throw new ImgswarmError('IMGSWARM_NO_SOURCE', `${remaining.size} chunks of sha256:${o.hex} are held by no reachable peer and no origin is configured`)
+        if (stuck) throw new NoSourceError(`${remaining.size} chunks of sha256:${o.hex} are held by no reachable peer and no origin is configured`)
         await sleep(limits.pollMs)
         continue
       }
