@@ -3,9 +3,9 @@ import { join } from 'node:path'
 import { parseApiAddress } from '../api/address.js'
 import { ApiClient } from '../api/client.js'
 import { loadConfig, type NodeConfig } from '../daemon/config.js'
-import { DAEMON_FILE, Daemon, type DaemonInfo } from '../daemon/daemon.js'
+import { DAEMON_FILE, type DaemonInfo } from '../daemon/daemon-file.js'
 import { ApiUnreachableError, ImgswarmError, UsageError } from '../errors.js'
-import { publishTo, type PublishResult } from '../publish.js'
+import type { PublishResult } from '../publish.js'
 import { createLogger, silentLogger, type LogLevel } from '../util/log.js'
 import { formatBytes, formatTable } from '../util/format.js'
 import type { Command, CommandContext } from './command.js'
@@ -76,6 +76,7 @@ export const daemonCommands: Command[] = [
     async run (ctx) {
       const config = await nodeConfig(ctx)
       const log = createLogger(config.logLevel)
+      const { Daemon } = await import('../daemon/daemon.js') // libp2p loads only for commands that need it
       const daemon = await Daemon.start(config, log)
       if (!ctx.quiet && process.stdout.isTTY === true) print(ctx, `imgswarm daemon: API ${daemon.info().api}, peer ${daemon.info().peerId}`)
       await new Promise<void>(resolve => {
@@ -173,6 +174,7 @@ export const daemonCommands: Command[] = [
       const type = str(ctx, 'type')
       if (type != null && !['kernel', 'ramdisk', 'machine', 'other'].includes(type)) throw new UsageError(`--type must be one of kernel, ramdisk, machine, other, not "${type}"`)
       const { record } = await conn.service.importFile(ctx.positionals[0], { meta: { type: type as any, name: str(ctx, 'name'), format: str(ctx, 'format') }, signal: ctx.signal })
+      const { publishTo } = await import('../publish.js')
       const result: PublishResult = conn.kind === 'local'
         ? await publishTo(conn.service.store, record, origin, { signal: ctx.signal })
         : await conn.client.call('POST', `/v1/images/${encodeURIComponent(record.ref)}/publish`, { origin })
@@ -186,6 +188,7 @@ export const daemonCommands: Command[] = [
 /** `get` with no daemon: a node in this process dials the bootstrap peers, fetches, writes, stops. */
 async function getInProcess (ctx: CommandContext, refs: string[], target: (ref: string) => string): Promise<Array<PromiseSettledResult<{ ref: string, size: number }>>> {
   const config = await nodeConfig(ctx)
+  const { Daemon } = await import('../daemon/daemon.js')
   const daemon = await Daemon.start({ ...config, listen: ['/ip4/127.0.0.1/tcp/0'], api: `unix:${join(ctx.dataDir, 'get.sock')}` }, ctx.env.IMGSWARM_DEBUG === '1' ? createLogger('debug') : silentLogger)
   try {
     const until = Date.now() + 20_000

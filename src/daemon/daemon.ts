@@ -18,18 +18,13 @@ import type { NodeConfig } from './config.js'
 import { FetchSets } from './fetch-sets.js'
 import { DaemonMetrics } from './metrics.js'
 
-/** Written into the data dir while a daemon runs, so that CLI commands find its API. */
-export const DAEMON_FILE = 'daemon.json'
+import { DAEMON_FILE, type DaemonInfo } from './daemon-file.js'
+
+export { DAEMON_FILE, type DaemonInfo }
 
 /** How long the health check waits for one bootstrap peer to be dialled and identified. */
 const BOOTSTRAP_READY_TIMEOUT_MS = 15_000
 
-export interface DaemonInfo {
-  pid: number
-  api: string
-  peerId: string
-  multiaddrs: string[]
-}
 
 /**
  * A running imgswarm node: the store, a libp2p peer that serves chunks to neighbours, the fetcher

@@ -1,0 +1,10 @@
+/** Written into the data dir while a daemon runs, so that CLI commands find its API. */
+export const DAEMON_FILE = 'daemon.json'
+
+/** What `daemon.json` holds. */
+export interface DaemonInfo {
+  pid: number
+  api: string
+  peerId: string
+  multiaddrs: string[]
+}
