@@ -56,8 +56,8 @@ async function fillDuringImport (t: T, size: number): Promise<{ dir: string, dat
 }
 
 t.test('the disk under the data dir fills up during an import', { skip: skip ?? false }, async t => {
-  // 48 MiB with the default 32 MiB write buffer: room for small images, not for a big one.
-  const size = DEFAULT_TUNING.writeBufferSize + 16 * MiB
+  // Room for small images, not for a big one.
+  const size = Math.max(48 * MiB, DEFAULT_TUNING.writeBufferSize + 16 * MiB)
   const { dir, data, env, scratch, refs: [ref, ref2] } = await fillDuringImport(t, size)
 
   // Another program fills the disk to the last byte while imgswarm is not running.
