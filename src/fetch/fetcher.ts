@@ -1,3 +1,4 @@
+import type { CID } from 'multiformats/cid'
 import { chunkCount, decodeManifest, type Manifest } from '../chunks/manifest.js'
 import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
 import { DigestMismatchError, ImageNotFoundError, InvalidManifestError } from '../errors.js'
@@ -173,21 +174,33 @@ export class Fetcher {
     }
   }
 
+  /** The manifest a peer gives for the image, when it has one that fits; anything else is logged. */
+  private async manifestFrom (peer: PeerSource, hex: string | undefined, cid: CID | undefined, job: FetchJob): Promise<ManifestFound | undefined> {
+    try {
+      const bytes = await peer.manifest(hex != null ? { hex } : { cid: cid!.toString() }, { signal: AbortSignal.timeout(this.opts.askTimeoutMs ?? 10_000) })
+      if (bytes == null) return undefined
+      this.count(job, 'peer', bytes.length)
+      const manifest = decodeManifest(bytes, cid)
+      if (hex != null && Buffer.from(manifest.digest).toString('hex') !== hex) throw new InvalidManifestError(`manifest is for sha256:${Buffer.from(manifest.digest).toString('hex')}, not sha256:${hex}`)
+      return { manifest, from: peer }
+    } catch (err) {
+      this.log.info('peer gave no usable manifest', { peer: peer.id, err })
+      return undefined
+    }
+  }
+
   /** A manifest for the ref from the peers (first that answers with a valid one), else the origin. */
   private async findManifest (ref: ImageRef, job: FetchJob): Promise<ManifestFound | undefined> {
     const hex = ref.kind === 'manifest' ? undefined : ref.hex
     const cid = ref.kind === 'manifest' ? ref.cid : undefined
-    const peers = await this.opts.holders.findHolders(hex ?? cid!.toString())
-    for (const peer of peers) {
-      try {
-        const bytes = await peer.manifest(hex != null ? { hex } : { cid: cid!.toString() }, { signal: AbortSignal.timeout(this.opts.askTimeoutMs ?? 10_000) })
-        if (bytes == null) continue
-        this.count(job, 'peer', bytes.length)
-        const manifest = decodeManifest(bytes, cid)
-        if (hex != null && Buffer.from(manifest.digest).toString('hex') !== hex) throw new InvalidManifestError(`manifest is for sha256:${Buffer.from(manifest.digest).toString('hex')}, not sha256:${hex}`)
-        return { manifest, from: peer }
-      } catch (err) {
-        this.log.info('peer gave no usable manifest', { peer: peer.id, err })
+    // The connected neighbours first; only when none has it, wait for the slower search (the DHT).
+    const asked = new Set<string>()
+    for (const wait of [false, true]) {
+      for (const peer of await this.opts.holders.findHolders(hex ?? cid!.toString(), { wait })) {
+        if (asked.has(peer.id)) continue
+        asked.add(peer.id)
+        const found = await this.manifestFrom(peer, hex, cid, job)
+        if (found != null) return found
       }
     }
     const origin = this.opts.origin

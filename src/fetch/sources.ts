@@ -34,7 +34,11 @@ export interface PeerSource {
  * the DHT-backed finder of the swarm issue implements the same interface.
  */
 export interface HolderFinder {
-  findHolders: (hex: string, options?: AbortOptions) => Promise<PeerSource[]>
+  /**
+   * The holders known now. With `wait`, a slower search (the DHT) is awaited first, within its time
+   * bound; without it, the search runs in the background and a later call sees what it found.
+   */
+  findHolders: (hex: string, options?: AbortOptions & { wait?: boolean }) => Promise<PeerSource[]>
 }
 
 /** Bit i of a have-bitfield: whether chunk i is held. */

@@ -14,7 +14,7 @@ export interface SwarmLimits {
   pollMs: number
   /** How often the list of holders is refreshed (it may come from the DHT). */
   holdersEveryMs: number
-  /** Origin reads are shared out in groups of consecutive chunks of about this many bytes. */
+  /** Origin reads are shared out in groups of consecutive chunks of about this many bytes: small enough to spread a small image over many nodes. */
   groupBytes: number
   /**
    * With no chunk arriving from anywhere for this long, a node stops waiting for the owners of the
@@ -30,7 +30,7 @@ export interface SwarmLimits {
 export const DEFAULT_SWARM_LIMITS: Readonly<SwarmLimits> = Object.freeze({
   pollMs: 250,
   holdersEveryMs: 2000,
-  groupBytes: 4 * 1024 * 1024,
+  groupBytes: 1024 * 1024,
   stallMs: 5000,
   settleMs: 500,
   originConcurrency: 2
@@ -186,5 +186,8 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       throw err
     }
   }
-  await Promise.all([guard(peerLoop), ...Array.from({ length: limits.originConcurrency }, async () => { await guard(originLoop) })])
+  // Wait for every loop to stop (the first failure aborts the others), so nothing still writes when this returns.
+  const results = await Promise.allSettled([guard(peerLoop), ...Array.from({ length: limits.originConcurrency }, async () => { await guard(originLoop) })])
+  const failed = results.find(r => r.status === 'rejected')
+  if (failed != null) throw (inner.signal.reason ?? failed.reason)
 }

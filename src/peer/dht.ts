@@ -84,6 +84,7 @@ export class DhtHolders implements HolderFinder {
   private readonly connected: ConnectedHolders
   private readonly log: Logger
   private readonly recent = new Map<string, number>()
+  private readonly inflight = new Map<string, Promise<void>>()
 
   constructor (node: AnyLibp2p, connected: ConnectedHolders, log: Logger = silentLogger) {
     this.node = node
@@ -91,16 +92,21 @@ export class DhtHolders implements HolderFinder {
     this.log = log
   }
 
-  async findHolders (hex: string, options?: AbortOptions): Promise<PeerSource[]> {
-    if (Date.now() - (this.recent.get(hex) ?? 0) > LOOKUP_CACHE_MS) {
+  async findHolders (hex: string, options?: AbortOptions & { wait?: boolean }): Promise<PeerSource[]> {
+    let lookup = this.inflight.get(hex)
+    if (lookup == null && Date.now() - (this.recent.get(hex) ?? 0) > LOOKUP_CACHE_MS) {
       this.recent.set(hex, Date.now())
-      await this.dialProviders(hex, options).catch((err: unknown) => { this.log.debug('DHT provider lookup failed', { image: hex, err }) })
+      lookup = this.dialProviders(hex).catch((err: unknown) => { this.log.debug('DHT provider lookup failed', { image: hex, err }) })
+        .finally(() => { this.inflight.delete(hex) })
+      this.inflight.set(hex, lookup)
     }
+    // With no connection the DHT cannot answer; do not wait out its time bound for nothing.
+    if (options?.wait === true && lookup != null && this.node.getConnections().length > 0) await lookup
     return await this.connected.findHolders()
   }
 
-  private async dialProviders (hex: string, options?: AbortOptions): Promise<void> {
-    const signal = AbortSignal.any([AbortSignal.timeout(DHT_QUERY_MS), ...(options?.signal != null ? [options.signal] : [])])
+  private async dialProviders (hex: string): Promise<void> {
+    const signal = AbortSignal.timeout(DHT_QUERY_MS)
     const dials: Array<Promise<unknown>> = []
     let n = 0
     for await (const provider of this.node.contentRouting.findProviders(imageCid(hex), { signal })) {
