@@ -56,7 +56,7 @@ export async function exportToFile (store: ChunkStore, manifest: Manifest, path:
     await writing.catch(() => {})
     await fh.close().catch(() => {})
     await unlink(tmp).catch(() => {})
-    throw hasSystemCode(err, 'ENOSPC') || hasSystemCode(err, 'EACCES') ? outputError(path, err) : err
+    throw isSystemError(err) ? outputError(path, err) : err
   }
 }
 
@@ -80,19 +80,48 @@ function * dataRuns (window: PlacedChunk[]): Generator<PlacedChunk[]> {
  */
 export async function exportToStream (store: ChunkStore, manifest: Manifest, out: Writable, options: ExportOptions = {}): Promise<void> {
   let done = 0
-  for await (const window of readImage(store, manifest, options)) {
-    for (const c of window) {
-      if (!out.write(c.bytes)) await new Promise<void>((resolve, reject) => {
-        out.once('drain', resolve)
-        out.once('error', reject)
-      })
-      done += c.bytes.length
+  let failed: Error | undefined
+  const onError = (err: Error): void => { failed = err }
+  out.on('error', onError)
+  try {
+    for await (const window of readImage(store, manifest, options)) {
+      for (const c of window) {
+        if (failed != null) throw failed
+        if (!out.write(c.bytes)) await new Promise<void>((resolve, reject) => {
+          out.once('drain', resolve)
+          out.once('error', reject)
+        })
+        done += c.bytes.length
+      }
+      options.onProgress?.(done)
     }
-    options.onProgress?.(done)
+    if (failed != null) throw failed
+  } catch (err) {
+    // `export … -o - | head`: the reader left; say so instead of "write EPIPE".
+    if (hasSystemCode(err, 'EPIPE')) throw new OutputError('cannot write to standard output: the reader closed it', { cause: err })
+    throw err
+  } finally {
+    out.off('error', onError)
   }
 }
 
+/** The file system's own errors (they carry an errno code); imgswarm's errors pass through as they are. */
+function isSystemError (err: unknown): boolean {
+  return typeof (err as { errno?: unknown })?.errno === 'number' || typeof (err as { syscall?: unknown })?.syscall === 'string'
+}
+
+const WHY: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'read-only file system',
+  EIO: 'input/output error'
+}
+
+/** One line naming the target (never the temporary file) and the reason in words. */
 function outputError (path: string, err: unknown): OutputError {
-  const why = hasSystemCode(err, 'ENOSPC') ? 'no space left on device' : hasSystemCode(err, 'EACCES') ? 'permission denied' : (err as Error).message
+  const code = Object.keys(WHY).find(c => hasSystemCode(err, c))
+  const why = code != null ? WHY[code] : (err as Error).message.replace(/, \w+ '[^']*'$/, '')
   return new OutputError(`cannot write ${path}: ${why}`, { cause: err })
 }
