@@ -185,9 +185,8 @@ export class LevelStore implements ChunkStore {
    * LevelDB turns its write-ahead logs into table files before it deletes anything, and a compaction
    * that runs out of space leaves its partial output behind. What must stay free: the logs (as tables),
    * twice the write (log, then table), one write buffer (a flush), and room for a compaction, which
-   * rewrites level 0 and level 1 whole (chunk keys are random, so every table spans all keys) or, in
-   * a larger store, one table file plus its share of the next, ten times larger level. A store that
-   * a full disk stopped this way reopens, and its images stay readable.
+   * with random chunk keys may rewrite every table: the store can fill at most about half its disk.
+   * A store that a full disk stopped this way reopens, and its images stay readable.
    */
   private async ensureSpace (incoming: number, what: string): Promise<void> {
     const space = await this.space(incoming)
@@ -202,18 +201,22 @@ export class LevelStore implements ChunkStore {
     const dbDir = join(this.dir, 'db')
     let free: number
     let logs = 0
+    let tables = 0
     try {
       const fs = await statfs(dbDir)
       free = fs.bavail * fs.bsize
       for (const name of await readdir(dbDir)) {
-        if (name.endsWith('.log')) logs += await stat(join(dbDir, name)).then(s => s.size, () => 0)
+        const size = await stat(join(dbDir, name)).then(s => s.size, () => 0)
+        if (name.endsWith('.log')) logs += size
+        else if (name.endsWith('.ldb')) tables += size
       }
     } catch {
       return undefined // cannot tell: LevelDB reports a full disk itself
     }
-    const levels = this.levelBytes()
-    const tables = levels.reduce((a, b) => a + b, 0)
-    const compaction = Math.min(tables + logs, Math.max((levels[0] ?? 0) + (levels[1] ?? 0) + logs, 11 * this.tuning.maxFileSize))
+    // Chunk keys are random, so every table spans the whole key range and one compaction of a small
+    // upper level can rewrite the whole level below it: in the worst case, every table. That much,
+    // and the logs turned into tables, must stay free, or a compaction can strand the store.
+    const compaction = tables + logs
     return { free, needed: logs + 2 * incoming + this.tuning.writeBufferSize + compaction }
   }
 
