@@ -57,6 +57,9 @@ export interface SwarmFetchOptions {
 
 interface Holder { source: PeerSource, have: Uint8Array, fetching: boolean }
 
+/** Rounds of neighbour fetches running at once, each over the chunks that became available at one poll. */
+const MAX_ROUNDS = 4
+
 /**
  * Fetches the wanted chunks of one image together with the other nodes that are fetching or hold it.
  * Chunks any holder has come from the holders (their have-bitfields are asked for again every
@@ -109,27 +112,34 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     polled = true
   }
 
-  // Neighbours: whatever they hold, in rounds between polls.
+  // Neighbours: whatever they hold. Each poll starts a round for what became available since, while
+  // earlier rounds still run (up to MAX_ROUNDS), so chunks flow on without waiting for a round to end.
+  const rounds = new Set<Promise<void>>()
+  const round = async (batch: Want[]): Promise<void> => {
+    try {
+      await fetchFromPeers(batch, holders.filter(h => !excluded.has(h.source.id)).map(h => ({ source: h.source, have: Uint8Array.from(h.have) })), {
+        deliver,
+        received: b => { o.received('peer', b) },
+        badChunk: peer => { excluded.add(peer); o.badChunk(peer) },
+        peerOut: peer => { excluded.add(peer) }
+      }, { signal, limits: o.peerLimits, log })
+    } finally {
+      for (const w of batch) busy.delete(w.key)
+    }
+  }
   const peerLoop = async (): Promise<void> => {
     while (remaining.size > 0) {
       await poll()
-      const batch = [...remaining.values()].filter(w => !busy.has(w.key) && held(w))
-      if (batch.length === 0) {
-        await sleep(limits.pollMs)
-        continue
+      const batch = rounds.size < MAX_ROUNDS ? [...remaining.values()].filter(w => !busy.has(w.key) && held(w)) : []
+      if (batch.length > 0) {
+        for (const w of batch) busy.add(w.key)
+        const r: Promise<void> = round(batch).finally(() => { rounds.delete(r) })
+        r.catch(() => {}) // observed by the race below (or the final wait); never left unhandled
+        rounds.add(r)
       }
-      for (const w of batch) busy.add(w.key)
-      try {
-        await fetchFromPeers(batch, holders.filter(h => !excluded.has(h.source.id)).map(h => ({ source: h.source, have: Uint8Array.from(h.have) })), {
-          deliver,
-          received: b => { o.received('peer', b) },
-          badChunk: peer => { excluded.add(peer); o.badChunk(peer) },
-          peerOut: peer => { excluded.add(peer) }
-        }, { signal: signal, limits: o.peerLimits, log })
-      } finally {
-        for (const w of batch) busy.delete(w.key)
-      }
+      await Promise.race([sleep(limits.pollMs), ...rounds])
     }
+    await Promise.all(rounds)
   }
 
   // The origin: the groups this node owns, then, once the swarm stalls, any group left.
