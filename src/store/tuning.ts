@@ -7,8 +7,8 @@
  * raises any value below 74 to 74), so mapped tables cost up to 64 × `maxFileSize`, and level-0 tables
  * are as large as the write buffer whatever `maxFileSize` says. With chunks keyed by random digests
  * every compaction rewrites whole levels, so a larger write buffer is faster (fewer, larger level-0
- * merges: disk writes fall from ~7× to ~2.5× the image as it grows from 2 to 64 MiB) but each MiB of it
- * costs ~10 MiB of peak RSS. Only the smallest settings keep an import of a 1 GiB image under 200 MB.
+ * merges: disk writes fall from ~8× to ~2.4× the image as it grows from 2 to 64 MiB) but each MiB of it
+ * costs ~9 MB of peak RSS. Only the smallest settings keep an import of a 1 GiB image near 200 MB.
  */
 export interface LevelTuning {
   /** Bytes of the memtable; up to two are held, and each level-0 table file is this large. */
@@ -26,9 +26,9 @@ export interface LevelTuning {
 }
 
 /**
- * 2 MiB write buffer and 1 MiB table files (LevelDB's smallest): peak RSS ~200 MB for import and
- * export of 1 GiB and not growing with image size; import ~5× slower than with 64 MiB buffers (which
- * cost ~850 MB). See docs/benchmarks.md for the curve.
+ * 2 MiB write buffer and 1 MiB table files (LevelDB's smallest): peak RSS ~150–215 MB for import and
+ * export of 1 GiB, not growing with image size; imports take ~2.5× the CPU and 5–8× the time they take
+ * with 64 MiB buffers (which peak at 740–930 MB). See docs/benchmarks.md for the curve.
  */
 export const DEFAULT_TUNING: Readonly<LevelTuning> = Object.freeze({
   writeBufferSize: 2 * 1024 * 1024,
