@@ -105,10 +105,12 @@ async function sha256sumSeconds (file: string): Promise<number> {
 
 /**
  * REPS rounds of: sha256sum, import into a fresh data dir, export right after (LevelDB is still
- * compacting what the import wrote, and reads trigger more), export again.
+ * compacting what the import wrote, and reads trigger more), export again; then the import again
+ * through the library in a fresh data dir.
  */
 async function cliRuns (work: string, file: string, ref: string, size: number): Promise<Row[]> {
-  const rows: Row[] = ['sha256sum', 'imgswarm import', 'imgswarm export (right after import)', 'imgswarm export (again)'].map(label => ({ label, size, runs: [] }))
+  const rows: Row[] = ['sha256sum', 'imgswarm import', 'imgswarm export (right after import)', 'imgswarm export (again)', 'library import (bench/run-op.js, no AbortSignal)']
+    .map(label => ({ label, size, runs: [] }))
   for (let r = 0; r < REPS; r++) {
     const data = join(work, `data-${size}-${r}`)
     const out = join(work, `out-${size}`)
@@ -124,6 +126,11 @@ async function cliRuns (work: string, file: string, ref: string, size: number): 
       await rm(out)
       row.runs.push({ ...exp, baseline })
     }
+    await rm(data, { recursive: true })
+    // The same import through the library without an AbortSignal, which the CLI always passes.
+    const lib = await timeV(process.execPath, [RUN_OP, 'import', data, file])
+    if ((JSON.parse(lib.stdout) as { ref: string }).ref !== ref) throw new Error('library import gave the wrong ref')
+    rows[4].runs.push({ ...lib, baseline })
     await rm(data, { recursive: true })
     process.stderr.write(`${size / MiB} MiB round ${r + 1}: sha256sum ${baseline.toFixed(2)} s, import ${imp.wall.toFixed(2)} s\n`)
   }
