@@ -70,22 +70,21 @@ async function * untilAborted (source: AsyncIterable<Uint8Array>, signal: AbortS
   }
   signal.throwIfAborted()
   const it = source[Symbol.asyncIterator]()
-  let stop: (reason: unknown) => void = () => {}
-  const aborted = new Promise<never>((_resolve, reject) => { stop = reject })
-  aborted.catch(() => {})
-  const onAbortEvent = (): void => {
-    stop(signal.reason)
-    onAbort()
-  }
-  signal.addEventListener('abort', onAbortEvent, { once: true })
+  signal.addEventListener('abort', onAbort, { once: true })
   try {
     while (true) {
-      const next = await Promise.race([it.next(), aborted])
+      // One listener per read, removed when the read settles: racing every read against one shared,
+      // never-settling promise would keep each resolved read (a 1 MiB buffer) alive to the end.
+      const next = await new Promise<IteratorResult<Uint8Array>>((resolve, reject) => {
+        const stop = (): void => { reject(signal.reason) }
+        signal.addEventListener('abort', stop, { once: true })
+        it.next().then(r => { signal.removeEventListener('abort', stop); resolve(r) }, (err: unknown) => { signal.removeEventListener('abort', stop); reject(err) })
+      })
       if (next.done === true) return
       yield next.value
     }
   } finally {
-    signal.removeEventListener('abort', onAbortEvent)
+    signal.removeEventListener('abort', onAbort)
     // Not awaited: after an abort the source may still wait on a read that never completes.
     it.return?.()?.catch(() => {})
   }
