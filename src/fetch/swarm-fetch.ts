@@ -137,9 +137,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
         r.catch(() => {}) // observed by the race below (or the final wait); never left unhandled
         rounds.add(r)
       }
-      // Every node polls every holder, so the swarm's polls grow with the square of its size: space
-      // them out as holders grow (250 ms alone or with two, ~2 s with sixteen).
-      await Promise.race([sleep(limits.pollMs * Math.max(1, sources.length / 2)), ...rounds])
+      await Promise.race([sleep(limits.pollMs), ...rounds])
     }
     await Promise.all(rounds)
   }
