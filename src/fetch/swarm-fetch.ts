@@ -91,8 +91,9 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   }
   const sleep = async (ms: number): Promise<void> => {
     await new Promise<void>(resolve => {
-      const timer = setTimeout(resolve, ms)
-      signal.addEventListener('abort', () => { clearTimeout(timer); resolve() }, { once: true })
+      const wake = (): void => { clearTimeout(timer); signal.removeEventListener('abort', wake); resolve() }
+      const timer = setTimeout(wake, ms)
+      signal.addEventListener('abort', wake, { once: true })
     })
     signal.throwIfAborted()
   }
