@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { tempDir } from './helpers/cli.js'
 import { seededBytes, sha256Ref, streamOf } from './helpers/data.js'
-import { countingOrigin, originWith, startDaemon, waitReady } from './helpers/daemons.js'
+import { breakingOrigin, countingOrigin, originWith, startDaemon, waitReady } from './helpers/daemons.js'
 import { startEvilPeer } from './helpers/evil-peer.js'
 
 t.test('a peer serving corrupted chunks: the image still arrives byte-exact and the peer is counted', async t => {
@@ -81,19 +81,7 @@ t.test('a peer killed mid-transfer: the fetch completes from the origin', async 
 t.test('a restarted daemon resumes an unfinished fetch from the chunks it holds', async t => {
   const bytes = seededBytes(12 * 1024 * 1024, 'resume')
   const { origin: inner, refs: [ref] } = await originWith(t, [bytes])
-  let allowed = 5 * 1024 * 1024
-  const base = countingOrigin(inner).origin
-  const breaking = {
-    ...base,
-    read: (hex: string, o?: any) => ({
-      async * [Symbol.asyncIterator] () {
-        for await (const piece of base.read(hex, o)) {
-          if ((allowed -= piece.length) < 0) throw new Error('origin connection reset')
-          yield piece
-        }
-      }
-    })
-  }
+  const breaking = breakingOrigin(inner, 5 * 1024 * 1024)
   const first = await startDaemon(t, { origin: breaking })
   const res = await first.client.call<any>('POST', '/v1/fetch?wait=true', { refs: [ref] })
   t.equal(res.ok, false)

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { tempDir } from './helpers/cli.js'
 import { seededBytes, sha256Ref, streamOf } from './helpers/data.js'
-import { countingOrigin, originWith, startDaemon, waitReady } from './helpers/daemons.js'
+import { breakingOrigin, countingOrigin, originWith, startDaemon, waitReady } from './helpers/daemons.js'
 
 async function metric (client: { send: (m: string, p: string) => Promise<AsyncIterable<unknown>> }, name: string, labels = ''): Promise<number> {
   const res = await client.send('GET', '/metrics')
@@ -35,19 +35,7 @@ t.test('C gets an image A holds part of: A\'s chunks from A, only the rest from 
   const full = seededBytes(size, 'part')
   const { origin: inner, refs: [ref] } = await originWith(t, [full])
   // A's origin breaks after 8 MiB, so A ends with part of the image (its fetch failed).
-  let allowed = 8 * 1024 * 1024
-  const breaking = countingOrigin(inner).origin
-  const cut = {
-    ...breaking,
-    read: (hex: string, o?: any) => ({
-      async * [Symbol.asyncIterator] () {
-        for await (const piece of breaking.read(hex, o)) {
-          if ((allowed -= piece.length) < 0) throw new Error('origin connection reset')
-          yield piece
-        }
-      }
-    })
-  }
+  const cut = breakingOrigin(inner, 8 * 1024 * 1024)
   const a = await startDaemon(t, { origin: cut })
   const partial = await a.client.call<any>('POST', '/v1/fetch?wait=true', { refs: [ref] })
   t.equal(partial.ok, false, 'A could not finish')

@@ -81,6 +81,26 @@ export function countingOrigin (inner: Origin): { origin: Origin, counts: Origin
   return { origin, counts }
 }
 
+/**
+ * An origin whose connection resets once it has sent `allowed` bytes in all (every later read fails):
+ * a node fetching through it ends with part of the image.
+ */
+export function breakingOrigin (inner: Origin, allowed: number): Origin {
+  const base = countingOrigin(inner).origin
+  let left = allowed
+  return {
+    ...base,
+    read: (hex: string, o?: OriginReadOptions) => ({
+      async * [Symbol.asyncIterator] () {
+        for await (const piece of base.read(hex, o)) {
+          if ((left -= piece.length) < 0) throw new Error('origin connection reset')
+          yield piece
+        }
+      }
+    })
+  }
+}
+
 /** A file origin in a temp dir holding the given images with their manifests, as `publish` leaves it. */
 export async function originWith (t: Teardown, images: Uint8Array[], options: { manifests?: boolean } = {}): Promise<{ origin: Origin, url: string, refs: string[] }> {
   const dir = await tempDir(t)
