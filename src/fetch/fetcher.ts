@@ -66,11 +66,6 @@ export class Fetcher {
     this.observer = options.observer ?? noObserver
   }
 
-  /** Jobs started since the node started, by the ref they were asked with (and by image once known). */
-  job (ref: string): FetchJob | undefined {
-    return this.jobs.get(ref) ?? this.jobs.get(this.jobKey(ref))
-  }
-
   /**
    * Starts (or joins) the fetch of an image and returns its job at once. Await `job.promise` for the
    * end; a job that failed is replaced by a new one on the next request.
@@ -82,6 +77,10 @@ export class Fetcher {
     const job = new FetchJob(ref)
     this.jobs.set(key, job)
     const started = Date.now()
+    // A finished job is forgotten here (fetch sets keep their own), so a long-running daemon's map
+    // holds only the fetches in flight.
+    const forget = (): void => { if (this.jobs.get(key) === job) this.jobs.delete(key) }
+    job.once('done', forget)
     this.run(parseRef(ref), job).then(() => {
       job.succeed()
       this.observer.finished('available', (Date.now() - started) / 1000)
