@@ -3,10 +3,8 @@ import { UsageError } from '../errors.js'
 import { formatTable } from '../util/format.js'
 import { LOG_LEVELS, type LogLevel } from '../util/log.js'
 import type { Command, CommandContext } from './command.js'
+import { print, printJson, str } from './output.js'
 
-const print = (ctx: CommandContext, text: string): void => { ctx.stdout.write(text + '\n') }
-const printJson = (ctx: CommandContext, value: unknown): void => { ctx.stdout.write(JSON.stringify(value, null, 2) + '\n') }
-const str = (ctx: CommandContext, key: string): string | undefined => typeof ctx.values[key] === 'string' ? ctx.values[key] : undefined
 
 function wholeNumber (text: string | undefined, flag: string): number | undefined {
   if (text == null) return undefined

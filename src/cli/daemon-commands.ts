@@ -9,12 +9,9 @@ import type { PublishResult } from '../publish.js'
 import { createLogger, silentLogger, type LogLevel } from '../util/log.js'
 import { formatBytes, formatTable } from '../util/format.js'
 import type { Command, CommandContext } from './command.js'
+import { list, print, printJson, str } from './output.js'
 import { startProgress } from './progress.js'
 
-const print = (ctx: CommandContext, text: string): void => { ctx.stdout.write(text + '\n') }
-const printJson = (ctx: CommandContext, value: unknown): void => { ctx.stdout.write(JSON.stringify(value, null, 2) + '\n') }
-const str = (ctx: CommandContext, key: string): string | undefined => typeof ctx.values[key] === 'string' ? ctx.values[key] : undefined
-const list = (ctx: CommandContext, key: string): string[] | undefined => Array.isArray(ctx.values[key]) ? ctx.values[key] as string[] : undefined
 
 /** The daemon's flags; each also has an IMGSWARM_* variable and a config-file key (docs in README). */
 const NODE_OPTIONS = {

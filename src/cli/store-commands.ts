@@ -3,25 +3,13 @@ import { UsageError } from '../errors.js'
 import type { ImageRecord } from '../store/image-record.js'
 import { formatBytes, formatTable } from '../util/format.js'
 import type { Command, CommandContext } from './command.js'
+import { print, printJson, str } from './output.js'
 import { startProgress, type Progress } from './progress.js'
 import { openInput } from '../util/input.js'
-
-function print (ctx: CommandContext, text: string): void {
-  ctx.stdout.write(text + '\n')
-}
-
-function printJson (ctx: CommandContext, value: unknown): void {
-  ctx.stdout.write(JSON.stringify(value, null, 2) + '\n')
-}
 
 function one (ctx: CommandContext, what: string): string {
   if (ctx.positionals.length !== 1) throw new UsageError(`expected exactly one ${what}, got ${ctx.positionals.length}`)
   return ctx.positionals[0]
-}
-
-function str (ctx: CommandContext, key: string): string | undefined {
-  const v = ctx.values[key]
-  return typeof v === 'string' ? v : undefined
 }
 
 function imageType (s: string | undefined): ImageType | undefined {
