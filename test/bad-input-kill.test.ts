@@ -70,13 +70,14 @@ t.test('SIGTERM or SIGINT during an import that waits on a pipe', async t => {
   }
 
   /**
-   * Once the importer has read what was written and the store has grown by a few MiB of its chunks,
+   * Once the importer has read what was written and the store has grown by its chunks (a MiB at least:
+   * LevelDB may flush and compact the earlier run's log meanwhile, so the files grow less than was written),
    * sends `signal`; checks that it stops promptly and cleanly.
    */
   const interrupt = async (importer: ReturnType<typeof startCli>, before: number, written: Promise<unknown>, signal: NodeJS.Signals, what: string): Promise<void> => {
     const timeout = new Promise(resolve => setTimeout(resolve, 30_000).unref())
     await Promise.race([written, timeout])
-    t.ok(await waitFor(async () => await storeBytes() >= before + 3 * MiB, 30_000), `${what}: chunks went in`)
+    t.ok(await waitFor(async () => await storeBytes() >= before + MiB, 30_000), `${what}: chunks went in`)
     const sent = Date.now()
     importer.child.kill(signal)
     const r = await importer.done
