@@ -115,6 +115,16 @@ export class StoreFullError extends ImgswarmError {
   constructor (message: string, options?: { cause?: unknown }) { super(StoreFullError.code, message, options) }
 }
 
+/**
+ * An image does not fit under the daemon's size cap (`--max-size`) even after evicting every image
+ * that may be evicted; the fetch fails before it writes anything.
+ */
+export class CacheFullError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_CACHE_FULL'
+  override name = 'CacheFullError'
+  constructor (message: string) { super(CacheFullError.code, message) }
+}
+
 /** Any other failure of the store's files. */
 export class StoreIoError extends ImgswarmError {
   static readonly code = 'IMGSWARM_STORE_IO'
@@ -283,7 +293,7 @@ export class ClusterError extends ImgswarmError {
 export const errorClasses = [
   UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
   ImageProtectedError, ChunkNotFoundError, ChunkCorruptError, DigestMismatchError, InvalidManifestError,
-  StoreLockedError, StoreVersionError, StoreCorruptError, StoreFullError, StoreIoError, InputError, OutputError,
+  StoreLockedError, StoreVersionError, StoreCorruptError, StoreFullError, CacheFullError, StoreIoError, InputError, OutputError,
   ProtocolError, PeerTimeoutError, PeerStreamError, PeerUnreachableError, ProtocolUnsupportedError, RemoteError,
   PeerIdentityError, PeerConfigError,
   OriginError, OriginNotFoundError, OriginRangeError, OriginAccessDeniedError, OriginTimeoutError, OriginConfigError,

@@ -1,11 +1,13 @@
 import type { Writable } from 'node:stream'
+import { Evictor, type CacheReport, type EvictorOptions } from './cache/evictor.js'
 import type { ChunkerParams } from './chunks/fastcdc.js'
 import type { ImageMeta } from './chunks/manifest.js'
 import { ChunkCorruptError, ChunkNotFoundError, DigestMismatchError, ImageNotAvailableError, ImageProtectedError, StoreCorruptError } from './errors.js'
 import type { AbortOptions } from './store/chunk-store.js'
 import { exportToFile, exportToStream } from './store/export-file.js'
-import type { ImageRecord } from './store/image-record.js'
+import { hexOf, type ImageRecord } from './store/image-record.js'
 import { ingest, type IngestResult } from './store/ingest.js'
+import { checkHolder, type Lease } from './store/lease.js'
 import { LevelStore, type GcResult, type OpenStoreOptions } from './store/level-store.js'
 import { imageUsage, type ImageUsage } from './store/usage.js'
 import { verifyImages, type VerifyReport } from './store/verify.js'
@@ -20,7 +22,20 @@ export interface ImportOptions extends ProgressOptions {
   chunker?: ChunkerParams
 }
 
-export type ImageDetails = ImageRecord & ImageUsage
+export type ImageDetails = ImageRecord & ImageUsage & { leases: Lease[] }
+
+/** An image as `ls` shows it: its record and who leases it. */
+export type ImageListing = ImageRecord & { leasedBy: string[] }
+
+export interface LeaseOptions {
+  /** Milliseconds until the lease lapses by itself; omitted, it lasts until released. */
+  ttlMs?: number
+}
+
+export interface LocalNodeOptions extends OpenStoreOptions {
+  /** The size cap a daemon keeps the store under (without limits nothing is evicted), and its hooks. */
+  cache?: EvictorOptions
+}
 
 /** What `verify` found: damaged chunks by image, and data LevelDB dropped on opening the store. */
 export interface NodeVerifyReport extends VerifyReport {
@@ -38,13 +53,23 @@ export interface NodeVerifyReport extends VerifyReport {
  */
 export class LocalNode {
   readonly store: LevelStore
+  /** Keeps the store under its cap (when it has one) and reports its usage. */
+  readonly evictor: Evictor
 
-  private constructor (store: LevelStore) {
+  private constructor (store: LevelStore, cache?: EvictorOptions) {
     this.store = store
+    this.evictor = new Evictor(store, cache)
   }
 
-  static async open (options: OpenStoreOptions = {}): Promise<LocalNode> {
-    return new LocalNode(await LevelStore.open(options))
+  static async open (options: LocalNodeOptions = {}): Promise<LocalNode> {
+    const { cache, ...storeOptions } = options
+    const store = await LevelStore.open(storeOptions)
+    try {
+      return new LocalNode(store, cache)
+    } catch (err) {
+      await store.close()
+      throw err
+    }
   }
 
   async close (): Promise<void> {
@@ -70,35 +95,83 @@ export class LocalNode {
   async export (ref: string, target: string | Writable, options: ProgressOptions = {}): Promise<ImageRecord> {
     return await this.store.lock.read(async () => {
       const record = await this.available(ref)
-      const manifest = await this.store.getManifest(record)
+      const release = this.store.inUse.hold(hexOf(record))
       try {
-        if (typeof target === 'string') await exportToFile(this.store, manifest, target, options)
-        else await exportToStream(this.store, manifest, target, options)
-      } catch (err) {
-        throw await this.markDamaged(record, err)
+        const manifest = await this.store.getManifest(record)
+        try {
+          if (typeof target === 'string') await exportToFile(this.store, manifest, target, options)
+          else await exportToStream(this.store, manifest, target, options)
+        } catch (err) {
+          throw await this.markDamaged(record, err)
+        }
+      } finally {
+        release()
       }
-      // The access time is bookkeeping for eviction: a store that cannot record it (a full disk) has
-      // still exported the image.
-      const lastAccess = new Date().toISOString()
-      return await this.store.updateRecord(record.ref, { lastAccess }).catch(() => ({ ...record, lastAccess }))
+      await this.store.noteRead(record.ref)
+      return await this.store.getRecord(hexOf(record)) ?? record
     })
   }
 
-  async list (): Promise<ImageRecord[]> {
-    return await this.store.listImages()
+  async list (): Promise<ImageListing[]> {
+    const holders = new Map<string, string[]>()
+    for (const l of await this.store.leases()) holders.set(l.ref, [...holders.get(l.ref) ?? [], l.holder])
+    return (await this.store.listImages()).map(r => ({ ...r, hits: r.hits ?? 0, leasedBy: holders.get(r.ref) ?? [] }))
   }
 
   async inspect (ref: string): Promise<ImageDetails> {
     const record = await this.store.resolve(ref)
-    return { ...record, ...await imageUsage(this.store, record) }
+    return { ...record, hits: record.hits ?? 0, ...await imageUsage(this.store, record), leases: await this.store.leasesOf(hexOf(record)) }
   }
 
-  /** Forgets an image and frees the chunks no other image uses. A pinned image needs `force`. */
+  /**
+   * Forgets an image and frees the chunks no other image uses. A pinned or leased image needs
+   * `force` (which also drops its leases).
+   */
   async remove (ref: string, options: { force?: boolean } = {}): Promise<{ record: ImageRecord, freed: GcResult }> {
     const record = await this.store.resolve(ref)
-    if (record.pinned && options.force !== true) throw new ImageProtectedError(`${record.ref} is pinned; unpin it first or use --force`)
+    if (options.force !== true) {
+      if (record.pinned) throw new ImageProtectedError(`${record.ref} is pinned; unpin it first or use --force`)
+      const leases = await this.store.leasesOf(hexOf(record))
+      if (leases.length > 0) throw new ImageProtectedError(`${record.ref} is leased by ${leases.map(l => l.holder).join(', ')}; release it first or use --force`)
+    }
     await this.store.removeImage(record)
     return { record, freed: await this.store.gc() }
+  }
+
+  /**
+   * Leases a stored image to a holder (a VM running on it): it is not evicted nor removed without
+   * force until released or, with a TTL, until the TTL runs out. Leasing again renews.
+   */
+  async lease (ref: string, holder: string, options: LeaseOptions = {}): Promise<Lease> {
+    checkHolder(holder)
+    const record = await this.store.resolve(ref)
+    const previous = (await this.store.leasesOf(hexOf(record))).find(l => l.holder === holder)
+    const now = Date.now()
+    const lease: Lease = {
+      ref: record.ref,
+      holder,
+      created: previous?.created ?? new Date(now).toISOString(),
+      ...(options.ttlMs != null ? { expires: new Date(now + options.ttlMs).toISOString() } : {})
+    }
+    await this.store.putLease(lease)
+    return lease
+  }
+
+  /** Drops a holder's lease; `released` is false when it held none (releasing twice is harmless). */
+  async release (ref: string, holder: string): Promise<{ ref: string, holder: string, released: boolean }> {
+    checkHolder(holder)
+    const record = await this.store.resolve(ref)
+    return { ref: record.ref, holder, released: await this.store.deleteLease(hexOf(record), holder) }
+  }
+
+  /** Every live lease (expired ones lapse here). */
+  async leases (): Promise<Lease[]> {
+    return await this.store.leases()
+  }
+
+  /** The store's size, cap and what is pinned, leased, in use and reclaimable. */
+  async df (): Promise<CacheReport> {
+    return await this.evictor.report()
   }
 
   async pin (ref: string): Promise<ImageRecord> {

@@ -1,5 +1,7 @@
 import type { Writable } from 'node:stream'
-import type { ImageDetails, ImportOptions, ProgressOptions } from './local-node.js'
+import type { CacheReport } from './cache/evictor.js'
+import type { ImageDetails, ImageListing, ImportOptions, LeaseOptions, ProgressOptions } from './local-node.js'
+import type { Lease } from './store/lease.js'
 import type { ImageRecord } from './store/image-record.js'
 import type { IngestResult } from './store/ingest.js'
 import type { GcResult } from './store/level-store.js'
@@ -14,11 +16,15 @@ export interface ImageService {
   importStream: (source: AsyncIterable<Uint8Array>, options?: ImportOptions) => Promise<IngestResult>
   /** Writes the image to a file (temporary file, renamed once verified) or to a stream. */
   export: (ref: string, target: string | Writable, options?: ProgressOptions) => Promise<ImageRecord>
-  list: () => Promise<ImageRecord[]>
+  list: () => Promise<ImageListing[]>
   inspect: (ref: string) => Promise<ImageDetails>
   remove: (ref: string, options?: { force?: boolean }) => Promise<{ record: ImageRecord, freed: GcResult }>
   pin: (ref: string) => Promise<ImageRecord>
   unpin: (ref: string) => Promise<ImageRecord>
+  lease: (ref: string, holder: string, options?: LeaseOptions) => Promise<Lease>
+  release: (ref: string, holder: string) => Promise<{ ref: string, holder: string, released: boolean }>
+  leases: () => Promise<Lease[]>
+  df: () => Promise<CacheReport>
   gc: () => Promise<GcResult>
   verify: (ref?: string, options?: ProgressOptions) => Promise<VerifyReport>
   close: () => Promise<void>

@@ -4,10 +4,12 @@ import { request, type IncomingMessage, type RequestOptions } from 'node:http'
 import { basename, dirname, join } from 'node:path'
 import type { Writable } from 'node:stream'
 import { ApiError, ApiUnreachableError, DigestMismatchError, OutputError } from '../errors.js'
-import type { ImageDetails, ImportOptions, ProgressOptions } from '../local-node.js'
+import type { CacheReport } from '../cache/evictor.js'
+import type { ImageDetails, ImageListing, ImportOptions, LeaseOptions, ProgressOptions } from '../local-node.js'
 import type { ImageService } from '../service.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { IngestResult } from '../store/ingest.js'
+import type { Lease } from '../store/lease.js'
 import type { GcResult } from '../store/level-store.js'
 import type { VerifyReport } from '../store/verify.js'
 import { openInput } from '../util/input.js'
@@ -132,7 +134,7 @@ export class ApiClient implements ImageService {
     return await this.call<ImageDetails>('GET', `/v1/images/${encodeURIComponent(fullRef)}/info`)
   }
 
-  async list (): Promise<ImageRecord[]> { return await this.call('GET', '/v1/images') }
+  async list (): Promise<ImageListing[]> { return await this.call('GET', '/v1/images') }
   async inspect (ref: string): Promise<ImageDetails> { return await this.call('GET', `/v1/images/${encodeURIComponent(ref)}/info`) }
   async remove (ref: string, options: { force?: boolean } = {}): Promise<{ record: ImageRecord, freed: GcResult }> {
     return await this.call('DELETE', `/v1/images/${encodeURIComponent(ref)}${options.force === true ? '?force=true' : ''}`)
@@ -140,6 +142,16 @@ export class ApiClient implements ImageService {
 
   async pin (ref: string): Promise<ImageRecord> { return await this.call('PUT', `/v1/images/${encodeURIComponent(ref)}/pin`) }
   async unpin (ref: string): Promise<ImageRecord> { return await this.call('DELETE', `/v1/images/${encodeURIComponent(ref)}/pin`) }
+  async lease (ref: string, holder: string, options: LeaseOptions = {}): Promise<Lease> {
+    return await this.call('PUT', `/v1/images/${encodeURIComponent(ref)}/leases/${encodeURIComponent(holder)}`, options.ttlMs != null ? { ttlSeconds: options.ttlMs / 1000 } : {})
+  }
+
+  async release (ref: string, holder: string): Promise<{ ref: string, holder: string, released: boolean }> {
+    return await this.call('DELETE', `/v1/images/${encodeURIComponent(ref)}/leases/${encodeURIComponent(holder)}`)
+  }
+
+  async leases (): Promise<Lease[]> { return await this.call('GET', '/v1/leases') }
+  async df (): Promise<CacheReport> { return await this.call('GET', '/v1/df') }
   async gc (): Promise<GcResult> { return await this.call('POST', '/v1/gc') }
   async verify (ref?: string): Promise<VerifyReport> { return await this.call('POST', '/v1/verify', { ref }) }
   async close (): Promise<void> {}

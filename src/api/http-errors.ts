@@ -1,6 +1,6 @@
 import {
   AmbiguousRefError, ImageNotAvailableError, ImageNotFoundError, ImageProtectedError, ImgswarmError,
-  InputError, InvalidRefError, OutputError, StoreFullError, UsageError, errorClasses
+  CacheFullError, InputError, InvalidRefError, OutputError, StoreFullError, UsageError, errorClasses
 } from '../errors.js'
 
 /** The HTTP status for an error the API returns. */
@@ -8,7 +8,7 @@ export function statusOf (err: unknown): number {
   if (err instanceof ImageNotFoundError) return 404
   if (err instanceof InvalidRefError || err instanceof UsageError || err instanceof InputError || err instanceof OutputError) return 400
   if (err instanceof AmbiguousRefError || err instanceof ImageProtectedError || err instanceof ImageNotAvailableError) return 409
-  if (err instanceof StoreFullError) return 507
+  if (err instanceof StoreFullError || err instanceof CacheFullError) return 507
   if ((err as Error)?.name === 'AbortError') return 499
   return 500
 }

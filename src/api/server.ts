@@ -11,6 +11,7 @@ import { errorBody, statusOf } from './http-errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
 import { sendImageRange, sendWholeImage, sendWholeImageWhileFetching } from './image-stream.js'
 import { parseRange } from './range.js'
+import { parseDuration } from '../util/units.js'
 
 /** What the API serves. A plain store gives the local operations; a daemon adds fetching and peers. */
 export interface ApiBackend {
@@ -77,6 +78,19 @@ function typeParam (url: URL): ImageType | undefined {
 
 const REF = '([^/]+)'
 
+/** A lease's TTL from a request body, in milliseconds; undefined for a lease until released. */
+function ttlOf (body: { ttl?: unknown, ttlSeconds?: unknown }): number | undefined {
+  if (body.ttlSeconds != null) {
+    if (typeof body.ttlSeconds !== 'number' || !(body.ttlSeconds > 0)) throw new UsageError('ttlSeconds must be a positive number')
+    return Math.round(body.ttlSeconds * 1000)
+  }
+  if (body.ttl != null) {
+    if (typeof body.ttl !== 'string') throw new UsageError('ttl must be a duration such as "90s", "30m", "12h", "7d"')
+    return parseDuration(body.ttl)
+  }
+  return undefined
+}
+
 /** The routes every API serves: the store's operations and image streaming. */
 function coreRoutes (backend: ApiBackend): Route[] {
   const { local } = backend
@@ -119,6 +133,9 @@ function coreRoutes (backend: ApiBackend): Route[] {
         const controller = new AbortController()
         res.once('close', () => { controller.abort() })
         const { record, manifest, job } = await backend.acquire(decodeURIComponent(m[1]), controller.signal)
+        // In use while it streams: eviction leaves it alone.
+        const release = local.store.inUse.hold(record.ref.slice('sha256:'.length))
+        res.once('close', release)
         const range = parseRange(req.headers.range, record.size)
         if (job != null && !job.finished && range === undefined) {
           // Stream verified chunks as they arrive; the digest check at the end decides how it ends.
@@ -140,7 +157,7 @@ function coreRoutes (backend: ApiBackend): Route[] {
           res.writeHead(206, { ...imageHeaders(record), 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${record.size}` })
           await sendImageRange(res, local.store, manifest, range, controller.signal)
         }
-        await local.store.updateRecord(record.ref, { lastAccess: new Date().toISOString() }).catch(() => {})
+        await local.store.noteRead(record.ref)
       }
     },
     {
@@ -170,6 +187,30 @@ function coreRoutes (backend: ApiBackend): Route[] {
         const record = await local.store.resolve(decodeURIComponent(m[1]))
         sendJson(res, 200, await publishTo(local.store, record, body.origin))
       }
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/leases$/,
+      handle: async (_req, res) => { sendJson(res, 200, await local.leases()) }
+    },
+    {
+      method: 'PUT',
+      path: new RegExp(`^/v1/images/${REF}/leases/${REF}$`),
+      // Body: {} for a lease until released, { "ttlSeconds": N } or { "ttl": "12h" } for one that lapses.
+      handle: async (req, res, m) => {
+        const body = await readJson(req)
+        sendJson(res, 200, await local.lease(decodeURIComponent(m[1]), decodeURIComponent(m[2]), { ttlMs: ttlOf(body) }))
+      }
+    },
+    {
+      method: 'DELETE',
+      path: new RegExp(`^/v1/images/${REF}/leases/${REF}$`),
+      handle: async (_req, res, m) => { sendJson(res, 200, await local.release(decodeURIComponent(m[1]), decodeURIComponent(m[2]))) }
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/df$/,
+      handle: async (_req, res) => { sendJson(res, 200, await local.df()) }
     },
     {
       method: 'POST',

@@ -23,6 +23,9 @@ const NODE_OPTIONS = {
   'swarm-key': { type: 'string' },
   'allow-peer': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
+  'max-size': { type: 'string' },
+  'high-water': { type: 'string' },
+  'low-water': { type: 'string' },
   config: { type: 'string' }
 } as const
 
@@ -36,6 +39,9 @@ async function nodeConfig (ctx: CommandContext): Promise<NodeConfig> {
     swarmKey: str(ctx, 'swarm-key'),
     allowPeers: list(ctx, 'allow-peer'),
     logLevel: str(ctx, 'log-level') as LogLevel | undefined,
+    maxSize: str(ctx, 'max-size'),
+    highWater: str(ctx, 'high-water'),
+    lowWater: str(ctx, 'low-water'),
     config: str(ctx, 'config')
   }, ctx.env, ctx.dataDir)
 }
@@ -61,11 +67,15 @@ export const daemonCommands: Command[] = [
   {
     name: 'daemon',
     summary: 'run the peer in the foreground: serve neighbours, fetch, and answer the local API',
-    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]',
+    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]\n       [--max-size SIZE|PCT%] [--high-water SHARE] [--low-water SHARE]',
     details: [
+      '--max-size caps the store (10GiB, 500G, or 80% of the data dir\'s disk): above --high-water of it (default 0.9)',
+      'the least recently used images that are not pinned, leased, in use or kept as replicas are evicted down to',
+      '--low-water (default 0.8); a fetch that cannot fit even then fails. Without it the store only grows.',
       'ADDR is HOST:PORT, http://HOST:PORT or unix:PATH (default 127.0.0.1:7480; loopback unless you name another).',
       'Every flag has an IMGSWARM_* variable (IMGSWARM_LISTEN, IMGSWARM_BOOTSTRAP (comma-separated), IMGSWARM_MDNS,',
-      'IMGSWARM_ORIGIN, IMGSWARM_API, IMGSWARM_SWARM_KEY, IMGSWARM_ALLOW_PEER, IMGSWARM_LOG_LEVEL) and a key in the',
+      'IMGSWARM_ORIGIN, IMGSWARM_API, IMGSWARM_SWARM_KEY, IMGSWARM_ALLOW_PEER, IMGSWARM_LOG_LEVEL, IMGSWARM_MAX_SIZE,',
+      'IMGSWARM_HIGH_WATER, IMGSWARM_LOW_WATER) and a key in the',
       'JSON config file (--config, IMGSWARM_CONFIG, or <data>/config.json). Flags win over variables over the file.',
       'Logs are JSON lines on stderr. SIGINT or SIGTERM stops it cleanly; unfinished fetches resume at the next start.'
     ].join('\n'),

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ImgswarmError, InterruptedError, UsageError } from '../errors.js'
+import { cacheCommands } from './cache-commands.js'
 import { clusterCommands } from './cluster-commands.js'
 import type { Command, CommandContext } from './command.js'
 import { defaultDataDir } from './data-dir.js'
@@ -16,7 +17,7 @@ const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   help: { type: 'boolean', short: 'h' }
 }
 
-const commands: Command[] = [...storeCommands, ...daemonCommands, ...clusterCommands]
+const commands: Command[] = [...storeCommands, ...cacheCommands, ...daemonCommands, ...clusterCommands]
 
 function version (): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }

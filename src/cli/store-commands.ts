@@ -1,5 +1,6 @@
 import { IMAGE_TYPES, type ImageType } from '../chunks/manifest.js'
 import { UsageError } from '../errors.js'
+import type { ImageListing } from '../local-node.js'
 import type { ImageRecord } from '../store/image-record.js'
 import { formatBytes, formatTable } from '../util/format.js'
 import type { Command, CommandContext } from './command.js'
@@ -19,6 +20,18 @@ function imageType (s: string | undefined): ImageType | undefined {
 }
 
 const shortRef = (ref: string): string => ref.slice(0, 'sha256:'.length + 12)
+
+/** Why eviction keeps an image: `pinned`, `leased(N)`, both, or `-`. */
+function held (r: ImageListing): string {
+  const why = [...r.pinned ? ['pinned'] : [], ...r.leasedBy.length > 0 ? [`leased(${r.leasedBy.length})`] : []]
+  return why.length > 0 ? why.join(',') : '-'
+}
+
+/** Bytes that came from the store itself, neighbour peers and the origin (`-` for records written before imgswarm kept them). */
+function sourceColumns (r: ImageRecord): string[] {
+  const s = r.sources
+  return s == null ? ['-', '-', '-'] : [formatBytes(s.local), formatBytes(s.peers), formatBytes(s.origin)]
+}
 
 export const storeCommands: Command[] = [
   {
@@ -72,7 +85,7 @@ export const storeCommands: Command[] = [
   },
   {
     name: 'ls',
-    summary: 'list stored images',
+    summary: 'list stored images: state, pin and leases, hits, last access, bytes by source',
     usage: 'imgswarm ls [--json]',
     options: {},
     async run (ctx) {
@@ -81,8 +94,9 @@ export const storeCommands: Command[] = [
         printJson(ctx, images)
         return 0
       }
-      print(ctx, formatTable(['REF', 'TYPE', 'NAME', 'SIZE', 'STATE', 'PINNED', 'LAST ACCESS'], images.map(r => [
-        shortRef(r.ref), r.type, r.name === '' ? '-' : r.name, formatBytes(r.size), r.state, r.pinned ? 'yes' : 'no', r.lastAccess.replace(/\.\d+Z$/, 'Z')
+      print(ctx, formatTable(['REF', 'TYPE', 'NAME', 'SIZE', 'STATE', 'HELD', 'HITS', 'LAST ACCESS', 'LOCAL', 'PEERS', 'ORIGIN'], images.map(r => [
+        shortRef(r.ref), r.type, r.name === '' ? '-' : r.name, formatBytes(r.size), r.state, held(r), String(r.hits ?? 0),
+        r.lastAccess.replace(/\.\d+Z$/, 'Z'), ...sourceColumns(r)
       ])))
       return 0
     }

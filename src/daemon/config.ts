@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { UsageError } from '../errors.js'
+import { DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER } from '../cache/evictor.js'
 import { LOG_LEVELS, type LogLevel } from '../util/log.js'
+import { parseSizeLimit, type SizeLimit } from '../util/units.js'
 
 /** Everything a daemon (or an in-process node doing one fetch) is configured with. */
 export interface NodeConfig {
@@ -20,6 +22,11 @@ export interface NodeConfig {
   /** When non-empty, only these peer IDs may connect. */
   allowPeers: string[]
   logLevel: LogLevel
+  /** The store's size cap (bytes, or a percentage of the data dir's disk); none when absent. */
+  maxSize?: SizeLimit
+  /** Eviction runs above `highWater` × cap down to `lowWater` × cap (defaults 0.9 and 0.8). */
+  highWater?: number
+  lowWater?: number
 }
 
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001']
@@ -36,8 +43,21 @@ const KEYS: Array<{ key: keyof NodeConfig, env: string, kind: 'string' | 'list' 
   { key: 'api', env: 'IMGSWARM_API', kind: 'string' },
   { key: 'swarmKey', env: 'IMGSWARM_SWARM_KEY', kind: 'string' },
   { key: 'allowPeers', env: 'IMGSWARM_ALLOW_PEER', kind: 'list' },
-  { key: 'logLevel', env: 'IMGSWARM_LOG_LEVEL', kind: 'string' }
+  { key: 'logLevel', env: 'IMGSWARM_LOG_LEVEL', kind: 'string' },
+  { key: 'maxSize', env: 'IMGSWARM_MAX_SIZE', kind: 'string' },
+  { key: 'highWater', env: 'IMGSWARM_HIGH_WATER', kind: 'string' },
+  { key: 'lowWater', env: 'IMGSWARM_LOW_WATER', kind: 'string' }
 ]
+
+/** A watermark as a share of the cap: `0.9`, `90%`, or a JSON number. */
+function share (v: unknown, name: string, fallback: number): number {
+  if (v == null) return fallback
+  const text = String(v).trim()
+  const n = text.endsWith('%') ? Number(text.slice(0, -1)) / 100 : Number(text)
+  if (typeof v !== 'number' && typeof v !== 'string') throw new UsageError(`${name} must be a share of the cap such as 0.9 or 90%`)
+  if (!(n > 0 && n <= 1)) throw new UsageError(`${name} must be a share of the cap above 0 and at most 1 (or 100%), not "${text}"`)
+  return n
+}
 
 function fromEnv (env: NodeJS.ProcessEnv): Source {
   const out: Source = {}
@@ -94,6 +114,10 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
   const logLevel = str(merged.logLevel, 'logLevel') ?? 'info'
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`log level must be one of ${LOG_LEVELS.join(', ')}, not "${logLevel}"`)
   const listen = list(merged.listen, 'listen')
+  const maxSize = merged.maxSize != null ? parseSizeLimit(String(merged.maxSize)) : undefined
+  const highWater = share(merged.highWater, 'highWater', DEFAULT_HIGH_WATER)
+  const lowWater = share(merged.lowWater, 'lowWater', DEFAULT_LOW_WATER)
+  if (lowWater >= highWater) throw new UsageError(`the low watermark (${lowWater}) must be below the high one (${highWater})`)
   return {
     data,
     listen: listen.length > 0 ? listen : DEFAULT_LISTEN,
@@ -103,7 +127,10 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
     api: str(merged.api, 'api') ?? DEFAULT_API,
     swarmKey: str(merged.swarmKey, 'swarmKey'),
     allowPeers: list(merged.allowPeers, 'allowPeers'),
-    logLevel: logLevel as LogLevel
+    logLevel: logLevel as LogLevel,
+    maxSize,
+    highWater,
+    lowWater
   }
 }
 

@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { formatApiAddress, isLocalOnly, parseApiAddress } from '../api/address.js'
 import { readJson, sendJson, startApiServer, type ApiBackend, type ApiServer, type Route } from '../api/server.js'
-import { ImageNotFoundError, UsageError } from '../errors.js'
+import { DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER } from '../cache/evictor.js'
+import { CacheFullError, ImageNotFoundError, UsageError } from '../errors.js'
 import { Fetcher } from '../fetch/fetcher.js'
 import { LocalNode } from '../local-node.js'
 import { openOrigin } from '../origin/open-origin.js'
@@ -61,7 +62,16 @@ export class Daemon {
   static async start (config: NodeConfig, log: Logger, overrides: { origin?: Origin } = {}): Promise<Daemon> {
     const apiAddress = parseApiAddress(config.api)
     const swarmKey = config.swarmKey != null ? await readFile(config.swarmKey).catch(err => { throw new UsageError(`cannot read swarm key ${config.swarmKey ?? ''}: ${(err as Error).message}`) }) : undefined
-    const local = await LocalNode.open({ dir: config.data })
+    // Late-bound: the metrics need the store, the evictor (in the node) reports to the metrics.
+    const hooks: { metrics?: DaemonMetrics } = {}
+    const local = await LocalNode.open({
+      dir: config.data,
+      cache: {
+        limits: config.maxSize != null ? { maxSize: config.maxSize, highWater: config.highWater ?? DEFAULT_HIGH_WATER, lowWater: config.lowWater ?? DEFAULT_LOW_WATER } : undefined,
+        log,
+        onEvicted: (_record, freed) => { hooks.metrics?.evictions.inc(); hooks.metrics?.evictedBytes.inc(freed) }
+      }
+    })
     const cleanups: Array<() => Promise<void>> = [async () => { await local.close() }]
     try {
       const origin = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin) : undefined)
@@ -76,7 +86,10 @@ export class Daemon {
         allowPeers: config.allowPeers.length > 0 ? config.allowPeers : undefined
       })
       cleanups.push(async () => { await peer.stop() })
-      const metrics = new DaemonMetrics(local.store, () => peer.getConnections().length)
+      const metrics = new DaemonMetrics(local.store, () => peer.getConnections().length, { used: () => local.evictor.lastUsed, cap: async () => await local.evictor.capBytes() })
+      hooks.metrics = metrics
+      const evictor = local.evictor
+      cleanups.push(async () => { evictor.stop(); await evictor.settled() })
       const announcer = new Announcer(peer, local.store, log)
       cleanups.push(async () => { announcer.stop() })
       const fetcher = new Fetcher({
@@ -86,7 +99,14 @@ export class Daemon {
         log,
         observer: metrics.observer(),
         selfId: peer.peerId.toString(),
-        onState: r => { void announcer.announce(r.ref.slice(7), r.manifest, r.state) }
+        onState: r => {
+          void announcer.announce(r.ref.slice(7), r.manifest, r.state)
+          if (r.state === 'available') void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
+        },
+        admit: async image => await evictor.admit(image).catch(err => {
+          if (err instanceof CacheFullError) metrics.refusedFetches.inc()
+          throw err
+        })
       })
       await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid) })
       // The API starts before the Daemon object exists (it needs the bound address); routes reach it late.
@@ -95,14 +115,18 @@ export class Daemon {
         local,
         acquire: async (image, signal) => await ref.daemon!.acquire(image, signal),
         extraRoutes: daemonRoutes(() => ref.daemon!),
-        onImported: r => { void announcer.announce(r.ref.slice(7), r.manifest, r.state) }
+        onImported: r => {
+          void announcer.announce(r.ref.slice(7), r.manifest, r.state)
+          void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
+        }
       }
       const api = await startApiServer(backend, apiAddress, err => { log.error('API request failed', { err }) })
       const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer })
       ref.daemon = daemon
       announcer.start()
+      evictor.start()
       await writeFile(join(config.data, DAEMON_FILE), JSON.stringify(daemon.info()) + '\n')
-      log.info('imgswarm daemon started', { ...daemon.info(), origin: origin?.url ?? null })
+      log.info('imgswarm daemon started', { ...daemon.info(), origin: origin?.url ?? null, maxSize: await evictor.capBytes() })
       if (config.swarmKey == null && config.allowPeers.length === 0) {
         log.warn('no --swarm-key and no --allow-peer: any host that reaches the listen port can read this node\'s images', { listen: config.listen })
       }
@@ -190,9 +214,11 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.log.info('stopping')
       this.announcer.stop()
+      this.local.evictor.stop()
       await this.api.close().catch(err => { this.log.warn('API close failed', { err }) })
       await Promise.resolve(this.peer.stop()).catch((err: unknown) => { this.log.warn("libp2p stop failed", { err }) })
       await this.origin?.close?.().catch(() => {})
+      await this.local.evictor.settled()
       await rm(join(this.local.store.dir!, DAEMON_FILE), { force: true })
       await this.local.close()
       this.log.info('stopped')

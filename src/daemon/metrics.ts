@@ -15,8 +15,11 @@ export class DaemonMetrics {
   readonly fetchDuration = new Histogram({ name: 'imgswarm_fetch_duration_seconds', help: 'Time to make an image available, by outcome', labelNames: ['outcome'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600], registers: [this.registry] })
   readonly cache = new Counter({ name: 'imgswarm_cache_requests_total', help: 'Image requests answered from the local store (hit) or needing a fetch (miss)', labelNames: ['result'] as const, registers: [this.registry] })
   readonly servedBytes = new Counter({ name: 'imgswarm_served_bytes_total', help: 'Chunk and manifest bytes sent to peers', registers: [this.registry] })
+  readonly evictions = new Counter({ name: 'imgswarm_evictions_total', help: 'Images evicted to keep the store under its --max-size', registers: [this.registry] })
+  readonly evictedBytes = new Counter({ name: 'imgswarm_evicted_bytes_total', help: 'Chunk bytes that evictions freed (shared chunks other images keep are not counted)', registers: [this.registry] })
+  readonly refusedFetches = new Counter({ name: 'imgswarm_cache_full_refusals_total', help: 'Fetches refused because the image did not fit under --max-size even after eviction', registers: [this.registry] })
 
-  constructor (store: LevelStore, peersConnected: () => number) {
+  constructor (store: LevelStore, peersConnected: () => number, cache?: { used: () => number, cap: () => Promise<number | null> }) {
     for (const source of ['local', 'peer', 'origin']) this.fetchedBytes.inc({ source }, 0)
     for (const result of ['hit', 'miss']) this.cache.inc({ result }, 0)
     const registry = this.registry
@@ -37,6 +40,20 @@ export class DaemonMetrics {
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n)
       }
     })
+    if (cache != null) {
+      new Gauge({
+        name: 'imgswarm_cache_used_bytes',
+        help: 'Distinct chunk bytes that stored images name, as of the last eviction check (every 10 s); while the sum of image sizes stays below the high watermark, that sum (an upper bound)',
+        registers: [registry],
+        collect () { this.set(cache.used()) }
+      })
+      new Gauge({
+        name: 'imgswarm_cache_cap_bytes',
+        help: 'The --max-size cap in bytes (0: none)',
+        registers: [registry],
+        async collect () { this.set((await cache.cap()) ?? 0) }
+      })
+    }
     new Gauge({
       name: 'imgswarm_peers_connected',
       help: 'Peers with an open connection',

@@ -40,6 +40,23 @@ export interface FetcherOptions {
   onState?: (record: ImageRecord) => void
   /** How long to wait for one peer's answer about a manifest or its chunks of an image. */
   askTimeoutMs?: number
+  /**
+   * Asked before an image's chunks are fetched: makes room for it under a size cap (evicting other
+   * images) or throws why it cannot fit, so a fetch fails before it fills the disk.
+   */
+  admit?: (image: ImageToAdmit) => Promise<Admission>
+}
+
+/** Room made for one fetch; released once its record counts the room (or the fetch failed). */
+export interface Admission {
+  release: () => void
+}
+
+/** An image about to be fetched: its manifest when known, else only its size (a whole-stream read). */
+export interface ImageToAdmit {
+  hex: string
+  size: number
+  manifest?: Manifest
 }
 
 /** The manifest of an image to fetch and who gave it (a peer's claim is checked by the final digest). */
@@ -131,6 +148,7 @@ export class Fetcher {
     })
     if (local?.state === 'available') {
       this.observer.cache(true)
+      await store.noteRead(local.ref)
       job.status.image = local.ref
       job.status.size = local.size
       this.count(job, 'local', local.size)
@@ -231,6 +249,7 @@ export class Fetcher {
     job.status.image = digestRef(hex)
     job.status.state = 'fetching'
     job.status.size = (await origin.stat(hex))?.size
+    const admission = job.status.size != null ? await this.opts.admit?.({ hex, size: job.status.size }) : undefined
     const count = (bytes: number): void => { this.count(job, 'origin', bytes) }
     async function * counted (): AsyncGenerator<Uint8Array> {
       for await (const piece of origin.read(hex)) {
@@ -240,7 +259,11 @@ export class Fetcher {
     }
     const previous = await this.opts.store.getRecord(hex)
     const meta = previous != null ? { type: previous.type, name: previous.name, format: previous.format } : { type: 'other' as const, name: '', format: '' }
-    await ingest(this.opts.store, counted(), { meta, expectRef: digestRef(hex) })
+    try {
+      await ingest(this.opts.store, counted(), { meta, expectRef: digestRef(hex), from: 'origin' })
+    } finally {
+      admission?.release()
+    }
   }
 
   private async fetchChunks (manifest: Manifest, job: FetchJob, previous: ImageRecord | undefined): Promise<void> {
@@ -251,23 +274,30 @@ export class Fetcher {
     job.status.state = 'fetching'
     const now = new Date().toISOString()
     // Recorded as fetching first: gc keeps its chunks, a restart resumes it, peers may ask for it.
-    const record = await store.commitImage(manifest, { state: 'fetching', pinned: previous?.pinned ?? false, created: previous?.created ?? now, lastAccess: now })
+    const admission = await this.opts.admit?.({ hex, size: manifest.size, manifest })
+    let record: ImageRecord
+    try {
+      record = await store.commitImage(manifest, { state: 'fetching', pinned: previous?.pinned ?? false, created: previous?.created ?? now, lastAccess: now, hits: previous?.hits ?? 0 })
+    } finally {
+      admission?.release()
+    }
     job.manifestKnown(record, manifest)
     this.opts.onState?.(record)
     try {
-      await store.lock.read(async () => {
-        const { wants, presentBytes } = await missingChunks(store, manifest)
-        this.count(job, 'local', presentBytes)
-        const have = new Uint8Array(Math.ceil(chunkCount(manifest) / 8)).fill(0xff)
-        for (const w of wants) for (const i of w.indices) have[i >> 3] &= ~(0x80 >> (i & 7))
-        const spare = have.length * 8 - chunkCount(manifest)
-        if (spare > 0) have[have.length - 1] &= 0xff << spare
-        job.have = have
-        if (wants.length > 0) await this.fetchWants(hex, record.manifest, manifest, wants, job)
-      })
+      // No store lock: the fetching record names every chunk, so GC keeps them (and does not wait
+      // for a long fetch, which would stall every read queued behind it).
+      const { wants, presentBytes } = await missingChunks(store, manifest)
+      this.count(job, 'local', presentBytes)
+      const have = new Uint8Array(Math.ceil(chunkCount(manifest) / 8)).fill(0xff)
+      for (const w of wants) for (const i of w.indices) have[i >> 3] &= ~(0x80 >> (i & 7))
+      const spare = have.length * 8 - chunkCount(manifest)
+      if (spare > 0) have[have.length - 1] &= 0xff << spare
+      job.have = have
+      if (wants.length > 0) await this.fetchWants(hex, record.manifest, manifest, wants, job)
       job.status.state = 'verifying'
       for await (const _ of readImage(store, manifest)) { /* readImage checks every chunk and, at the end, the digest */ }
-      this.opts.onState?.(await store.updateRecord(digestRef(hex), { state: 'available', lastAccess: new Date().toISOString() }))
+      const b = job.status.bytes
+      this.opts.onState?.(await store.updateRecord(digestRef(hex), { state: 'available', lastAccess: new Date().toISOString(), sources: { local: b.local, peers: b.peer, origin: b.origin } }))
     } catch (err) {
       await store.updateRecord(digestRef(hex), { state: 'failed', reason: (err as Error).message }).catch(() => {})
       throw err

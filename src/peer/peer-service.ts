@@ -53,6 +53,7 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
       await send(encodeManifestResponse({ type: 'not-found' }))
       return
     }
+    store.inUse.touch(record.ref.slice('sha256:'.length))
     const bytes = encodeManifest(await store.getManifest(record))
     for (const frame of manifestResponseFrames(bytes)) await send(frame)
     served(bytes.length)
@@ -66,6 +67,7 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
       await send(encodeHaveResponse({ type: 'not-found' }))
       return
     }
+    store.inUse.touch(record.ref.slice('sha256:'.length))
     const manifest = await store.getManifest(record)
     const n = manifest.chunkDigests.length / 32
     let bitfield: Bitfield

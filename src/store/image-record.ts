@@ -20,6 +20,17 @@ export interface ImageRecord {
   /** ISO-8601 times. */
   created: string
   lastAccess: string
+  /** Reads of the whole image or a range (export, API, fetch of a stored image); absent in old records. */
+  hits?: number
+  /** Where the image's bytes came from when it was stored; absent in old records. */
+  sources?: ImageSources
+}
+
+/** Bytes of an image by where they came from: already stored, neighbour peers, the object store. */
+export interface ImageSources {
+  local: number
+  peers: number
+  origin: number
 }
 
 export function hexOf (record: ImageRecord): string {

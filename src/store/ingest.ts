@@ -22,6 +22,8 @@ export interface IngestOptions extends AbortOptions {
   expectRef?: string
   /** Called with the number of input bytes consumed so far. */
   onProgress?: (bytes: number) => void
+  /** Where the bytes came from, for the image's record: an import (the default) or an origin. */
+  from?: 'local' | 'origin'
 }
 
 export interface IngestResult {
@@ -104,11 +106,14 @@ export async function ingest (store: LevelStore, source: AsyncIterable<Uint8Arra
     const manifest = builder.build(digest, params, options.meta)
     const now = new Date().toISOString()
     const previous = await store.getRecord(digest.toString('hex'))
+    const size = manifest.size
     const record = await store.commitImage(manifest, {
       state: 'available',
       pinned: previous?.pinned ?? false,
       created: previous?.created ?? now,
-      lastAccess: now
+      lastAccess: now,
+      hits: previous?.hits ?? 0,
+      sources: options.from === 'origin' ? { local: 0, peers: 0, origin: size } : { local: size, peers: 0, origin: 0 }
     }, last)
     return { record, newChunks, newBytes }
   })

@@ -7,6 +7,7 @@ import { CID } from 'multiformats/cid'
 import { chunkCidFromDigest, verifyChunk, type VerifiedChunk } from '../chunks/cid.js'
 import { decodeManifest, encodeManifest, manifestCid, type Manifest } from '../chunks/manifest.js'
 import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
+import { InUse } from '../cache/in-use.js'
 import {
   AmbiguousRefError, ChunkNotFoundError, ChunkCorruptError, ImageNotFoundError, StoreFullError, StoreIoError, StoreVersionError
 } from '../errors.js'
@@ -14,6 +15,7 @@ import { formatBytes } from '../util/format.js'
 import { RwLock } from '../util/rw-lock.js'
 import type { AbortOptions, ChunkStore } from './chunk-store.js'
 import { hexOf, type ImageRecord } from './image-record.js'
+import { leaseExpired, type Lease } from './lease.js'
 import { mapLevelError } from './level-errors.js'
 import { DEFAULT_TUNING, type LevelTuning } from './tuning.js'
 
@@ -83,14 +85,22 @@ export interface GcResult {
  * keys is one atomic batch.
  */
 export class LevelStore implements ChunkStore {
-  /** Held shared by imports and reads, exclusively by GC, so GC never sweeps an import's chunks. */
+  /**
+   * Held shared by imports and exports, exclusively by GC, so GC never sweeps the chunks of an import
+   * before its manifest is written, nor of an image `rm` removes while it is exported. Fetches do not
+   * take it: their record, written first, names every chunk they store.
+   */
   readonly lock = new RwLock()
+  /** Images being read or served in this process: eviction leaves them alone. */
+  readonly inUse = new InUse()
   readonly dir: string | null
   private readonly db: Db
   private readonly chunks: Sub<Uint8Array, Uint8Array>
   private readonly manifests: Sub<string, Uint8Array>
   private readonly images: Sub<string, ImageRecord>
   private readonly meta: Sub<string, string>
+  /** Leases by `<image hex><holder>` (the hex is fixed-length, so an image's leases are one range). */
+  private readonly leaseKeys: Sub<string, Lease>
   private readonly tuning: LevelTuning
 
   private constructor (db: Db, dir: string | null, tuning: LevelTuning) {
@@ -101,6 +111,7 @@ export class LevelStore implements ChunkStore {
     this.manifests = db.sublevel<string, Uint8Array>('m', { keyEncoding: 'utf8', valueEncoding: 'view' }) as any
     this.images = db.sublevel<string, ImageRecord>('i', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
     this.meta = db.sublevel<string, string>('meta', { keyEncoding: 'utf8', valueEncoding: 'utf8' }) as any
+    this.leaseKeys = db.sublevel<string, Lease>('l', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
   }
 
   static async open (options: OpenStoreOptions = {}): Promise<LevelStore> {
@@ -218,6 +229,20 @@ export class LevelStore implements ChunkStore {
     // and the logs turned into tables, must stay free, or a compaction can strand the store.
     const compaction = tables + logs
     return { free, needed: logs + 2 * incoming + this.tuning.writeBufferSize + compaction }
+  }
+
+  /** Bytes of the database's files, and the free and total bytes of its disk; null in memory. */
+  async diskUsage (): Promise<{ store: number, free: number, total: number } | null> {
+    if (this.dir == null) return null
+    const dbDir = join(this.dir, 'db')
+    try {
+      const fs = await statfs(dbDir)
+      let store = 0
+      for (const name of await readdir(dbDir)) store += await stat(join(dbDir, name)).then(s => s.size, () => 0)
+      return { store, free: fs.bavail * fs.bsize, total: fs.blocks * fs.bsize }
+    } catch {
+      return null
+    }
   }
 
   /** Bytes of table files in each LevelDB level (from its `leveldb.stats`, in whole MiB). */
@@ -371,15 +396,61 @@ export class LevelStore implements ChunkStore {
     return next
   }
 
-  /** Forgets an image (record and manifest). Its chunks stay until the next {@link gc}. */
+  /**
+   * Counts a read of the image and refreshes its access time, which orders eviction. Bookkeeping: a
+   * store that cannot record it (a full disk) has still served the image, so failures are ignored.
+   */
+  async noteRead (ref: string): Promise<void> {
+    await this.run('cannot update the image record', async () => {
+      const rec = await this.resolve(ref)
+      await this.images.put(hexOf(rec), { ...rec, hits: (rec.hits ?? 0) + 1, lastAccess: new Date().toISOString() })
+    }).catch(() => {})
+  }
+
+  /** Forgets an image (record, manifest and leases). Its chunks stay until the next {@link gc}. */
   async removeImage (record: ImageRecord): Promise<void> {
     const hex = hexOf(record)
+    const leases = await this.leasesOf(hex, { includeExpired: true })
     await this.run('cannot remove the image', async () => {
       await this.db.batch([
         { type: 'del', sublevel: this.images, key: hex } as BatchOp,
-        { type: 'del', sublevel: this.manifests, key: hex } as BatchOp
+        { type: 'del', sublevel: this.manifests, key: hex } as BatchOp,
+        ...leases.map(l => ({ type: 'del', sublevel: this.leaseKeys, key: hex + l.holder }) as BatchOp)
       ])
     })
+  }
+
+  // ---- leases ----
+
+  /** Adds or renews a holder's lease on a stored image. */
+  async putLease (lease: Lease): Promise<void> {
+    await this.run('cannot record the lease', async () => { await this.leaseKeys.put(lease.ref.slice('sha256:'.length) + lease.holder, lease) })
+  }
+
+  /** Drops a holder's lease; false when it had none. */
+  async deleteLease (hex: string, holder: string): Promise<boolean> {
+    return await this.run('cannot drop the lease', async () => {
+      const key = hex + holder
+      if (await this.leaseKeys.get(key) === undefined) return false
+      await this.leaseKeys.del(key)
+      return true
+    })
+  }
+
+  /** The live leases on one image (expired ones lapse: they are not returned). */
+  async leasesOf (hex: string, options: { includeExpired?: boolean } = {}): Promise<Lease[]> {
+    const all = await this.run('cannot read leases', async () => await this.leaseKeys.values({ gte: hex, lt: hex + '\x7f' }).all())
+    return options.includeExpired === true ? all : all.filter(l => !leaseExpired(l))
+  }
+
+  /** Every live lease; expired ones are deleted on the way, so they lapse by themselves. */
+  async leases (): Promise<Lease[]> {
+    const all = await this.run('cannot read leases', async () => await this.leaseKeys.iterator().all())
+    const expired = all.filter(([, l]) => leaseExpired(l))
+    if (expired.length > 0) {
+      await this.run('cannot drop expired leases', async () => { await this.leaseKeys.batch(expired.map(([k]) => ({ type: 'del' as const, key: k }))) }).catch(() => {})
+    }
+    return all.filter(([, l]) => !leaseExpired(l)).map(([, l]) => l)
   }
 
   /**

@@ -1,0 +1,283 @@
+import { statfs } from 'node:fs/promises'
+import type { Manifest } from '../chunks/manifest.js'
+import { CacheFullError, UsageError } from '../errors.js'
+import type { Admission, ImageToAdmit } from '../fetch/fetcher.js'
+import { hexOf, type ImageRecord } from '../store/image-record.js'
+import type { LevelStore } from '../store/level-store.js'
+import { formatBytes } from '../util/format.js'
+import { silentLogger, type Logger } from '../util/log.js'
+import type { SizeLimit } from '../util/units.js'
+import { BUSY, ChunkRefs, LEASED, PINNED } from './chunk-refs.js'
+
+/** Eviction starts above this share of the cap… */
+export const DEFAULT_HIGH_WATER = 0.9
+/** …and stops at this one, so that it runs in bursts, not on every fetch. */
+export const DEFAULT_LOW_WATER = 0.8
+
+export interface CacheLimits {
+  maxSize: SizeLimit
+  /** Shares of the cap, 0 < lowWater < highWater ≤ 1. */
+  highWater: number
+  lowWater: number
+}
+
+/** What `imgswarm df` shows. Byte counts are of distinct chunks: an image's shared chunks count once. */
+export interface CacheReport {
+  /** Chunk bytes that stored images name (an image being fetched counts whole: its room is taken). */
+  used: number
+  /** The cap in bytes and its watermarks, when the daemon has one. */
+  cap: number | null
+  highWater: number | null
+  lowWater: number | null
+  images: number
+  /** Bytes that pinned images name (with replicas the cluster keeps here). */
+  pinned: number
+  /** Bytes that leased images name. */
+  leased: number
+  /** Bytes that images being read, served or fetched name. */
+  inUse: number
+  /** What evicting every image that may go would free. */
+  reclaimable: number
+  /** The store's database on disk (it lags `used` until GC and compaction run) and its disk. */
+  disk: { store: number, free: number, total: number } | null
+}
+
+export interface EvictorOptions {
+  limits?: CacheLimits
+  /** True when the cluster's policy keeps the image here (minimum replicas). */
+  protects?: (hex: string) => boolean
+  log?: Logger
+  onEvicted?: (record: ImageRecord, freedBytes: number) => void
+}
+
+/** One image and why it must stay (a mask of PINNED, LEASED, BUSY; 0 when it may be evicted). */
+interface Candidate {
+  record: ImageRecord
+  protect: number
+}
+
+interface Survey {
+  refs: ChunkRefs
+  candidates: Candidate[]
+}
+
+/**
+ * Keeps the store under its size cap: above the high watermark it evicts the least recently used
+ * images that are not pinned, leased, in use, being fetched or kept as replicas, down to the low
+ * watermark, then collects their chunks. A fetch that could not fit even after that is refused
+ * before it writes anything. Without a cap it only reports usage.
+ */
+export class Evictor {
+  private readonly store: LevelStore
+  private readonly opts: EvictorOptions
+  private readonly log: Logger
+  /** Evictions and admissions run one at a time, so two fetches never count the same free room. */
+  private queue: Promise<unknown> = Promise.resolve()
+  /** Room promised to admitted fetches whose records are not written yet. */
+  private readonly reserved = new Map<string, number>()
+  private gcRunning?: Promise<void>
+  private gcAgain = false
+  private timer?: NodeJS.Timeout
+  /** Bytes used at the last look (metrics read this instead of surveying the store on each scrape). */
+  lastUsed = 0
+
+  constructor (store: LevelStore, options: EvictorOptions = {}) {
+    this.store = store
+    this.opts = options
+    this.log = options.log ?? silentLogger
+    const l = options.limits
+    if (l != null && !(l.lowWater > 0 && l.lowWater < l.highWater && l.highWater <= 1)) {
+      throw new UsageError(`cache watermarks must satisfy 0 < low < high ≤ 1 (got low ${l.lowWater}, high ${l.highWater})`)
+    }
+  }
+
+  /** Checks the cap every `intervalMs` (and lets expired leases lapse). */
+  start (intervalMs = 10_000): void {
+    this.timer = setInterval(() => { void this.enforce().catch(err => { this.log.warn('eviction failed', { err }) }) }, intervalMs)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  /** The cap in bytes now (a percentage follows the size of the data dir's disk), or null. */
+  async capBytes (): Promise<number | null> {
+    const max = this.opts.limits?.maxSize
+    if (max == null) return null
+    if ('bytes' in max) return max.bytes
+    const fs = await statfs(this.store.dir ?? '.')
+    return Math.floor(fs.blocks * fs.bsize * max.percent / 100)
+  }
+
+  async report (): Promise<CacheReport> {
+    return await this.serial(async () => {
+      const { refs, candidates } = await this.survey()
+      const cap = await this.capBytes()
+      const disk = await this.store.diskUsage()
+      return {
+        used: refs.total,
+        cap,
+        highWater: cap != null ? this.opts.limits!.highWater : null,
+        lowWater: cap != null ? this.opts.limits!.lowWater : null,
+        images: candidates.length,
+        pinned: refs.bytesWith(PINNED),
+        leased: refs.bytesWith(LEASED),
+        inUse: refs.bytesWith(BUSY),
+        reclaimable: refs.bytesWith(0),
+        disk
+      }
+    })
+  }
+
+  /** Evicts down to the low watermark when usage is above the high one. Returns the images evicted. */
+  async enforce (): Promise<ImageRecord[]> {
+    const cap = await this.capBytes()
+    if (cap == null) {
+      await this.store.leases() // lapses expired leases
+      return []
+    }
+    return await this.serial(async () => {
+      const high = cap * this.opts.limits!.highWater
+      if (await this.upperBound() <= high) return []
+      const survey = await this.survey()
+      if (survey.refs.total <= high) return []
+      return await this.evict(survey, cap * this.opts.limits!.lowWater, 0)
+    })
+  }
+
+  /**
+   * Makes room for an image about to be fetched, or throws CacheFullError when it cannot fit even
+   * if every image that may go were evicted (then nothing is evicted).
+   */
+  async admit (image: ImageToAdmit): Promise<Admission> {
+    const cap = await this.capBytes()
+    const release = (): void => { this.reserved.delete(image.hex) }
+    if (cap == null) return { release }
+    return await this.serial(async () => {
+      if (await this.upperBound() + image.size <= cap * this.opts.limits!.highWater) {
+        this.reserved.set(image.hex, image.size)
+        return { release }
+      }
+      const survey = await this.survey(image.hex)
+      const needed = image.manifest != null ? survey.refs.newBytes(image.manifest) : image.size
+      const { refs } = survey
+      const name = `sha256:${image.hex}`
+      if (needed > cap) {
+        throw new CacheFullError(`cannot fetch ${name}: it needs ${formatBytes(needed)}, more than the cache cap of ${formatBytes(cap)} (--max-size)`)
+      }
+      const floor = refs.total - refs.bytesWith(0)
+      if (floor + needed > cap) {
+        throw new CacheFullError(`cannot fetch ${name}: it needs ${formatBytes(needed)} and the cache cap is ${formatBytes(cap)}, of which ${formatBytes(floor)} is held by pinned, leased, in-use or fetching images (${formatBytes(refs.bytesWith(PINNED))} pinned, ${formatBytes(refs.bytesWith(LEASED))} leased); nothing was evicted`)
+      }
+      if (refs.total + needed > cap * this.opts.limits!.highWater) {
+        await this.evict(survey, cap * this.opts.limits!.lowWater, needed)
+      }
+      this.reserved.set(image.hex, needed)
+      return { release }
+    })
+  }
+
+  /**
+   * Evicts least recently used evictable images (failed ones first) until `used + extra ≤ target`
+   * or none is left, then starts a GC for their chunks.
+   */
+  private async evict (survey: Survey, target: number, extra: number): Promise<ImageRecord[]> {
+    const { refs } = survey
+    const order = survey.candidates
+      .filter(c => c.protect === 0)
+      .sort((a, b) => Number(b.record.state === 'failed') - Number(a.record.state === 'failed') || a.record.lastAccess.localeCompare(b.record.lastAccess))
+    const evicted: ImageRecord[] = []
+    for (const { record } of order) {
+      if (refs.total + extra <= target) break
+      // Looked at again just before it goes: a read or a lease may have started since the survey.
+      if (await this.protection(record) !== 0) continue
+      let manifest: Manifest | undefined
+      try { manifest = await this.store.getManifest(record) } catch {}
+      await this.store.removeImage(record)
+      const freed = manifest != null ? refs.remove(manifest) : 0
+      this.lastUsed = refs.total
+      evicted.push(record)
+      this.opts.onEvicted?.(record, freed)
+      this.log.info('evicted image', { image: record.ref, name: record.name, lastAccess: record.lastAccess, freed })
+    }
+    if (evicted.length > 0) this.collect()
+    return evicted
+  }
+
+  /** Runs one GC at a time in the background; one more if more was evicted meanwhile. */
+  private collect (): void {
+    if (this.gcRunning != null) {
+      this.gcAgain = true
+      return
+    }
+    this.gcRunning = (async () => {
+      do {
+        this.gcAgain = false
+        const r = await this.store.gc().catch(err => { this.log.warn('gc after eviction failed', { err }); return undefined })
+        if (r != null) this.log.info('collected evicted chunks', { chunks: r.chunks, bytes: r.bytes })
+      } while (this.gcAgain)
+    })().finally(() => { this.gcRunning = undefined })
+  }
+
+  /** Waits for the GC that eviction started, if any (tests, shutdown). */
+  async settled (): Promise<void> {
+    while (this.gcRunning != null) await this.gcRunning
+  }
+
+  private async protection (record: ImageRecord): Promise<number> {
+    const hex = hexOf(record)
+    let mask = 0
+    if (record.pinned || this.opts.protects?.(hex) === true) mask |= PINNED
+    if ((await this.store.leasesOf(hex)).length > 0) mask |= LEASED
+    if (record.state === 'fetching' || this.store.inUse.has(hex)) mask |= BUSY
+    return mask
+  }
+
+  /**
+   * Image sizes and reservations added up: never below the distinct chunk bytes, and cheap (records
+   * only), so the manifests are read only when the store may be near its cap.
+   */
+  private async upperBound (): Promise<number> {
+    const records = await this.store.listImages()
+    const present = new Set(records.map(r => hexOf(r)))
+    let bytes = records.reduce((n, r) => n + r.size, 0)
+    for (const [hex, b] of this.reserved) if (!present.has(hex)) bytes += b
+    this.lastUsed = bytes
+    return bytes
+  }
+
+  private async survey (admitting?: string): Promise<Survey> {
+    const records = await this.store.listImages()
+    const leased = new Set((await this.store.leases()).map(l => l.ref))
+    const refs = new ChunkRefs()
+    const candidates: Candidate[] = []
+    const present = new Set<string>()
+    for (const record of records) {
+      const hex = hexOf(record)
+      present.add(hex)
+      let protect = 0
+      if (record.pinned || this.opts.protects?.(hex) === true) protect |= PINNED
+      if (leased.has(record.ref)) protect |= LEASED
+      if (record.state === 'fetching' || this.store.inUse.has(hex) || hex === admitting) protect |= BUSY
+      let manifest: Manifest
+      try {
+        manifest = await this.store.getManifest(record)
+      } catch {
+        continue // a damaged manifest names no chunks; verify reports it
+      }
+      refs.add(manifest, protect)
+      candidates.push({ record, protect })
+    }
+    // Room promised to fetches that have not written their record yet counts as used.
+    for (const [hex, bytes] of this.reserved) if (!present.has(hex) && hex !== admitting) refs.total += bytes
+    this.lastUsed = refs.total
+    return { refs, candidates }
+  }
+
+  private async serial<T> (fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn)
+    this.queue = run.catch(() => {})
+    return await run
+  }
+}
