@@ -132,11 +132,9 @@ export class Evictor {
 
   /** Evicts down to the low watermark when usage is above the high one. Returns the images evicted. */
   async enforce (): Promise<ImageRecord[]> {
+    await this.store.leases() // lets expired leases lapse from the store
     const cap = await this.capBytes()
-    if (cap == null) {
-      await this.store.leases() // lapses expired leases
-      return []
-    }
+    if (cap == null) return []
     return await this.serial(async () => {
       const high = cap * this.opts.limits!.highWater
       if (await this.upperBound() <= high) return []

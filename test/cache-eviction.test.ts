@@ -1,0 +1,157 @@
+import { createHash } from 'node:crypto'
+import { get, type IncomingMessage } from 'node:http'
+import t from 'tap'
+import { CacheFullError, ImageProtectedError, UsageError } from '../src/errors.js'
+import { LocalNode } from '../src/local-node.js'
+import { parseDuration, parseSize, parseSizeLimit } from '../src/util/units.js'
+import { runCli, tempDir } from './helpers/cli.js'
+import { seededBytes, sha256Ref, streamOf } from './helpers/data.js'
+import { countingOrigin, originWith, startDaemon } from './helpers/daemons.js'
+
+const MiB = 1024 * 1024
+
+async function sha256Of (node: { export: LocalNode['export'] }, ref: string): Promise<string> {
+  const hash = createHash('sha256')
+  const { Writable } = await import('node:stream')
+  await node.export(ref, new Writable({ write (chunk, _e, cb) { hash.update(chunk); cb() } }))
+  return `sha256:${hash.digest('hex')}`
+}
+
+t.test('sizes, caps and durations parse as operators write them, and typos fail', async t => {
+  t.equal(parseSize('10GiB'), 10 * 1024 ** 3)
+  t.equal(parseSize('500M'), 500e6)
+  t.equal(parseSize('1e9'), 1e9)
+  t.same(parseSizeLimit('80%'), { percent: 80 })
+  t.same(parseSizeLimit('2 MiB'), { bytes: 2 * MiB })
+  t.equal(parseDuration('90s'), 90_000)
+  t.equal(parseDuration('12h'), 12 * 3_600_000)
+  t.equal(parseDuration('7d'), 7 * 86_400_000)
+  t.equal(parseDuration('30'), 30_000, 'a bare number is seconds')
+  for (const bad of ['10 GB of disk', '-1G', '0', '10XB', '']) t.throws(() => parseSize(bad), UsageError, bad)
+  for (const bad of ['0%', '101%', 'x%']) t.throws(() => parseSizeLimit(bad), UsageError, bad)
+  for (const bad of ['soon', '5 weeks', '0s']) t.throws(() => parseDuration(bad), UsageError, bad)
+})
+
+t.test('above the high watermark the least recently used images go, down to the low one', async t => {
+  const dir = await tempDir(t)
+  const node = await LocalNode.open({ dir, cache: { limits: { maxSize: { bytes: 10 * MiB }, highWater: 0.9, lowWater: 0.5 } } })
+  t.teardown(async () => { await node.close() })
+  const images = ['a', 'b', 'c', 'd', 'e'].map(seed => seededBytes(2 * MiB, `evict-${seed}`))
+  const refs: string[] = []
+  for (const bytes of images.slice(0, 4)) refs.push((await node.importStream(streamOf(bytes))).record.ref)
+  t.same(await node.evictor.enforce(), [], '8 MiB of a 10 MiB cap is under the 90% mark: nothing goes')
+  await new Promise(resolve => setTimeout(resolve, 5))
+  t.equal(await sha256Of(node, refs[0]), refs[0], 'reading a makes it the most recently used')
+  refs.push((await node.importStream(streamOf(images[4]))).record.ref)
+
+  const evicted = await node.evictor.enforce()
+  t.same(evicted.map(r => r.ref), [refs[1], refs[2], refs[3]], 'b, c, d went, least recently used first, until at most 5 MiB was left')
+  await node.evictor.settled()
+  t.same((await node.list()).map(r => r.ref).sort(), [refs[0], refs[4]].sort(), 'a (read) and e (newest) stay')
+  t.equal(await sha256Of(node, refs[0]), refs[0], 'a still reads back exactly')
+  t.equal(await sha256Of(node, refs[4]), refs[4], 'e still reads back exactly')
+  t.equal((await node.store.chunkStats()).bytes, 4 * MiB, 'the evicted images\' chunks were collected')
+  const df = await node.df()
+  t.equal(df.used, 4 * MiB)
+  t.equal(df.cap, 10 * MiB)
+  t.equal(df.reclaimable, 4 * MiB, 'nothing is protected, so all of it could go')
+  t.equal(df.images, 2)
+})
+
+t.test('evicting an image keeps the chunks that a remaining image shares with it', async t => {
+  const node = await LocalNode.open({ dir: await tempDir(t), cache: { limits: { maxSize: { bytes: 4 * MiB }, highWater: 0.9, lowWater: 0.5 } } })
+  t.teardown(async () => { await node.close() })
+  const base = seededBytes(2 * MiB, 'shared-base')
+  const grown = Buffer.concat([base, seededBytes(2 * MiB, 'shared-tail')])
+  const old = (await node.importStream(streamOf(grown))).record.ref
+  await new Promise(resolve => setTimeout(resolve, 5))
+  const kept = (await node.importStream(streamOf(base))).record.ref
+  const used = (await node.df()).used
+  t.ok(used >= 4 * MiB && used <= 4 * MiB + 256 * 1024, `shared chunks count once: 4 MiB and at most base's last chunk (${used})`)
+  t.same((await node.evictor.enforce()).map(r => r.ref), [old], 'the older, larger image goes')
+  await node.evictor.settled()
+  t.equal(await sha256Of(node, kept), kept, 'the image that shared its chunks reads back exactly')
+  const stats = await node.store.chunkStats()
+  t.ok(stats.bytes >= 2 * MiB - 256 * 1024 && stats.bytes <= 2 * MiB + 256 * 1024, `about the kept image's 2 MiB remain (${stats.bytes})`)
+})
+
+t.test('pinned, leased and in-use images survive eviction while concurrent fetches run', async t => {
+  const names = ['pinned', 'leased', 'inuse', 'v1', 'v2', 'n1', 'n2', 'n3']
+  const images = names.map(n => seededBytes(n === 'inuse' ? 16 * MiB : 2 * MiB, `protect-${n}`))
+  const { origin } = await originWith(t, images)
+  const refs = Object.fromEntries(names.map((n, i) => [n, sha256Ref(images[i])]))
+  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 32 * MiB }, highWater: 0.9, lowWater: 0.5 } })
+  for (const n of ['pinned', 'leased', 'inuse', 'v1', 'v2']) await d.daemon.fetcher.fetch(refs[n])
+  await d.client.pin(refs.pinned)
+  const lease = await d.client.lease(refs.leased, 'vm-0042')
+  t.equal(lease.holder, 'vm-0042')
+
+  // A VM spawning from "inuse": a real API read that has started and is stalled by its reader.
+  const api = d.daemon.info().api
+  const res = await new Promise<IncomingMessage>((resolve, reject) => get(`${api}/v1/images/${refs.inuse}`, resolve).on('error', reject))
+  await new Promise(resolve => res.once('data', resolve))
+  res.pause()
+  t.teardown(() => { res.destroy() })
+  t.ok(d.daemon.local.store.inUse.has(refs.inuse.slice(7)), 'the stalled read holds the image in use')
+
+  // 24 MiB stored; three more 2 MiB fetches at once cross the 28.8 MiB mark.
+  const fetched = await Promise.all(['n1', 'n2', 'n3'].map(async n => await d.daemon.fetcher.fetch(refs[n])))
+  t.same(fetched.map(r => r.state), ['available', 'available', 'available'], 'every concurrent fetch finished')
+  await d.daemon.local.evictor.settled()
+  const stored = new Set((await d.client.list()).map(r => r.ref))
+  for (const n of ['pinned', 'leased', 'inuse', 'n1', 'n2', 'n3']) t.ok(stored.has(refs[n]), `${n} is still stored`)
+  t.notOk(stored.has(refs.v1) || stored.has(refs.v2), 'only the unprotected v1 and v2 were evicted')
+  for (const n of ['pinned', 'leased', 'n1']) t.equal(await sha256Of(d.client, refs[n]), refs[n], `${n} reads back exactly`)
+  res.resume()
+  const rest = createHash('sha256')
+  for await (const piece of res) rest.update(piece as Buffer)
+  t.equal(res.complete, true, 'the stalled read finished once resumed')
+
+  const df = await d.client.df()
+  t.ok(df.pinned >= 2 * MiB && df.leased >= 2 * MiB, `df counts pinned (${df.pinned}) and leased (${df.leased}) bytes`)
+  await t.rejects(d.client.remove(refs.leased), ImageProtectedError, 'rm refuses a leased image')
+  const listing = (await d.client.list()).find(r => r.ref === refs.leased)
+  t.same(listing?.leasedBy, ['vm-0042'], 'ls shows who leases it')
+  const metrics = await d.client.send('GET', '/metrics')
+  let text = ''
+  for await (const piece of metrics) text += String(piece)
+  t.match(text, /^imgswarm_evictions_total 2$/m, 'both evictions are counted')
+})
+
+t.test('a fetch that cannot fit under the cap fails before it writes anything', async t => {
+  const big = seededBytes(12 * MiB, 'too-big')
+  const held = seededBytes(6 * MiB, 'held')
+  const small = seededBytes(4 * MiB, 'small')
+  const { origin: inner } = await originWith(t, [big, held, small])
+  const { origin, counts } = countingOrigin(inner)
+  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 8 * MiB } } })
+
+  const err = await d.daemon.fetcher.fetch(sha256Ref(big)).catch((e: Error) => e)
+  t.type(err, CacheFullError)
+  t.match((err as Error).message, /needs 12(\.0+)? MiB, more than the cache cap of 8(\.0+)? MiB/)
+  t.equal(counts.bytes, 0, 'no chunk was read from the origin')
+  t.same(await d.client.list(), [], 'no record was left behind')
+  t.equal((await d.daemon.local.store.chunkStats()).chunks, 0, 'no chunk was written')
+
+  await d.daemon.fetcher.fetch(sha256Ref(held))
+  await d.client.pin(sha256Ref(held))
+  const err2 = await d.daemon.fetcher.fetch(sha256Ref(small)).catch((e: Error) => e)
+  t.type(err2, CacheFullError)
+  t.match((err2 as Error).message, /held by pinned, leased, in-use or fetching images .*6(\.0+)? MiB pinned/)
+  t.same((await d.client.list()).map(r => r.ref), [sha256Ref(held)], 'the pinned image stays and nothing else was stored')
+
+  const cli = await runCli(['get', sha256Ref(big), '-o', `${await tempDir(t)}/big.img`, '--api', d.daemon.info().api])
+  t.equal(cli.code, 1)
+  t.match(cli.stderr, /^imgswarm get: .*cannot fetch sha256:[0-9a-f]{64}: it needs 12(\.0+)? MiB, more than the cache cap/)
+  t.equal(cli.stderr.trim().split('\n').length, 1, 'one line')
+})
+
+t.test('an origin with no manifest: the image\'s size is checked against the cap before the stream', async t => {
+  const big = seededBytes(10 * MiB, 'no-manifest-big')
+  const { origin: inner } = await originWith(t, [big], { manifests: false })
+  const { origin, counts } = countingOrigin(inner)
+  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 8 * MiB } } })
+  await t.rejects(d.daemon.fetcher.fetch(sha256Ref(big)), CacheFullError)
+  t.equal(counts.bytes, 0, 'the origin stream was never read')
+  t.same(await d.client.list(), [])
+})
