@@ -69,7 +69,7 @@ export const daemonCommands: Command[] = [
     summary: 'run the peer in the foreground: serve neighbours, fetch, and answer the local API',
     usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]\n       [--max-size SIZE|PCT%] [--high-water SHARE] [--low-water SHARE]',
     details: [
-      '--max-size caps the store (10GiB, 500G, or 80% of the data dir\'s disk): above --high-water of it (default 0.9)',
+      '--max-size caps the store (10GiB, 500G, or 40% of the data dir\'s disk): above --high-water of it (default 0.9)',
       'the least recently used images that are not pinned, leased, in use or kept as replicas are evicted down to',
       '--low-water (default 0.8); a fetch that cannot fit even then fails. Without it the store only grows.',
       'ADDR is HOST:PORT, http://HOST:PORT or unix:PATH (default 127.0.0.1:7480; loopback unless you name another).',
