@@ -63,12 +63,13 @@ export class Daemon {
     const apiAddress = parseApiAddress(config.api)
     const swarmKey = config.swarmKey != null ? await readFile(config.swarmKey).catch(err => { throw new UsageError(`cannot read swarm key ${config.swarmKey ?? ''}: ${(err as Error).message}`) }) : undefined
     // Late-bound: the metrics need the store, the evictor (in the node) reports to the metrics.
-    const hooks: { metrics?: DaemonMetrics } = {}
+    const hooks: { metrics?: DaemonMetrics, protects?: (hex: string) => boolean } = {}
     const local = await LocalNode.open({
       dir: config.data,
       cache: {
         limits: config.maxSize != null ? { maxSize: config.maxSize, highWater: config.highWater ?? DEFAULT_HIGH_WATER, lowWater: config.lowWater ?? DEFAULT_LOW_WATER } : undefined,
         log,
+        protects: hex => hooks.protects?.(hex) ?? false,
         onEvicted: (_record, freed) => { hooks.metrics?.evictions.inc(); hooks.metrics?.evictedBytes.inc(freed) }
       }
     })
