@@ -1,0 +1,78 @@
+/**
+ * `npm run bench:eviction`: what the size cap's accounting costs as the store grows. Records BENCH_IMAGES
+ * (default 200) images of BENCH_IMAGE_MIB (default 256) MiB of 64 KiB chunks each — manifests and
+ * records only, no chunk bytes, since the accounting never reads a chunk — in a LevelDB, where
+ * consecutive images share half their chunks (image versions). Then, in the same process:
+ *
+ *   baseline   list the records and decode every manifest (what any pass over the images costs);
+ *   survey     `df` near the cap: the same reads plus the distinct-chunk table (ChunkRefs);
+ *   fast path  `enforce` far below the cap: records only.
+ *
+ * Prints time and the heap the table adds, per GiB of images.
+ */
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { DEFAULT_CHUNKER } from '../src/chunks/fastcdc.js'
+import { ManifestBuilder } from '../src/chunks/manifest.js'
+import { LocalNode } from '../src/local-node.js'
+import { MiB, machine, mdTable } from './util.js'
+
+const IMAGES = Number(process.env.BENCH_IMAGES ?? 200)
+const IMAGE_MIB = Number(process.env.BENCH_IMAGE_MIB ?? 256)
+const CHUNK = 64 * 1024
+
+function digestOf (text: string): Uint8Array {
+  return createHash('sha256').update(text).digest()
+}
+
+async function main (): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'imgswarm-bench-evict-'))
+  const node = await LocalNode.open({ dir, cache: { limits: { maxSize: { bytes: 1024 ** 5 }, highWater: 0.9, lowWater: 0.8 } } })
+  try {
+    const perImage = IMAGE_MIB * MiB / CHUNK
+    for (let i = 0; i < IMAGES; i++) {
+      const b = new ManifestBuilder()
+      // The first half is the previous image's second half: shared chunks count once.
+      for (let c = 0; c < perImage; c++) b.add(digestOf(c < perImage / 2 ? `${i - 1}/${c + perImage / 2}` : `${i}/${c}`), CHUNK)
+      const now = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString()
+      await node.store.commitImage(b.build(digestOf(`image ${i}`), DEFAULT_CHUNKER, { type: 'machine', name: `img-${i}`, format: 'raw' }), { state: 'available', pinned: i % 10 === 0, created: now, lastAccess: now })
+    }
+    const logical = IMAGES * IMAGE_MIB / 1024
+    const distinct = (IMAGES + 1) * IMAGE_MIB / 2 / 1024
+    global.gc?.()
+    const t0 = performance.now()
+    for (const r of await node.store.listImages()) await node.store.getManifest(r)
+    const baseline = performance.now() - t0
+
+    global.gc?.()
+    const heap0 = process.memoryUsage().heapUsed
+    let peak = heap0
+    const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().heapUsed) }, 5)
+    const t1 = performance.now()
+    const report = await node.df()
+    const survey = performance.now() - t1
+    clearInterval(sampler)
+    peak = Math.max(peak, process.memoryUsage().heapUsed)
+
+    const t2 = performance.now()
+    await node.evictor.enforce()
+    const fast = performance.now() - t2
+
+    console.log(`# eviction accounting, ${machine()}`)
+    console.log(`${IMAGES} images × ${IMAGE_MIB} MiB (64 KiB chunks, half shared with the previous image): ${logical.toFixed(0)} GiB of images, ${distinct.toFixed(1)} GiB distinct; df says ${(report.used / 1024 ** 3).toFixed(1)} GiB used, ${(report.pinned / 1024 ** 3).toFixed(1)} GiB pinned`)
+    console.log(mdTable(['pass', 'ms', 'ms per GiB of images', 'ratio to baseline'], [
+      ['baseline (records + manifests)', baseline.toFixed(0), (baseline / logical).toFixed(1), '1.00'],
+      ['survey (df / eviction near the cap)', survey.toFixed(0), (survey / logical).toFixed(1), (survey / baseline).toFixed(2)],
+      ['fast path (enforce far below the cap)', fast.toFixed(0), (fast / logical).toFixed(2), (fast / baseline).toFixed(3)]
+    ]))
+    console.log(`heap added by the survey (peak, sampled every 5 ms): ${((peak - heap0) / MiB).toFixed(0)} MiB = ${((peak - heap0) / MiB / distinct).toFixed(2)} MiB per distinct GiB`)
+    if (Math.abs(report.used - distinct * 1024 ** 3) > CHUNK) throw new Error(`df counted ${report.used} bytes, expected ${distinct * 1024 ** 3}`)
+  } finally {
+    await node.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+await main()
