@@ -1,5 +1,5 @@
 import {
-  AmbiguousRefError, ImageNotAvailableError, ImageNotFoundError, ImageProtectedError, ImgswarmError,
+  AmbiguousRefError, BundleInvalidError, BundleUntrustedError, OperatorKeyError, ImageNotAvailableError, ImageNotFoundError, ImageProtectedError, ImgswarmError,
   InputError, InvalidRefError, OutputError, StoreFullError, UsageError, errorClasses
 } from '../errors.js'
 
@@ -8,6 +8,8 @@ export function statusOf (err: unknown): number {
   if (err instanceof ImageNotFoundError) return 404
   if (err instanceof InvalidRefError || err instanceof UsageError || err instanceof InputError || err instanceof OutputError) return 400
   if (err instanceof AmbiguousRefError || err instanceof ImageProtectedError || err instanceof ImageNotAvailableError) return 409
+  if (err instanceof BundleInvalidError || err instanceof OperatorKeyError) return 422
+  if (err instanceof BundleUntrustedError) return 403
   if (err instanceof StoreFullError) return 507
   if ((err as Error)?.name === 'AbortError') return 499
   return 500
