@@ -162,7 +162,7 @@ async function checkComplete (store: LevelStore, reader: BundleReader, options: 
 
 async function checkWholeImage (store: LevelStore, manifest: Manifest, cid: string, options: AbortOptions): Promise<void> {
   try {
-    for await (const _ of readImage(store, manifest, options)) {}
+    for await (const _ of readImage(store, manifest, options)) { /* readImage checks every chunk and, at the end, the digest */ }
   } catch (err) {
     if (err instanceof DigestMismatchError) throw new BundleInvalidError(`image ${cid} in the bundle does not add up to its digest: ${err.message}; nothing was imported`)
     throw err

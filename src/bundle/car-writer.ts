@@ -37,7 +37,7 @@ export async function * carBytes (roots: CID[], blocks: AsyncIterable<CarBlock>)
     if (!drained) {
       stopped = true
       // Bounded: the producer stops after the put in flight, then closing the writer ends `out`.
-      while ((await it.next()).done !== true) {}
+      while ((await it.next()).done !== true) { /* discard: the consumer is gone */ }
     }
     await producing
   }
