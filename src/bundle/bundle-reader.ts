@@ -14,6 +14,13 @@ export interface BundledManifest {
   manifest: Manifest
 }
 
+/**
+ * The manifests of a bundle are held in memory for the whole import, with an entry for each chunk they
+ * name: their total is bounded, or a hostile header with thousands of roots could claim gigabytes.
+ * 256 MiB of manifests name about 7.4 million chunks, some 450 GiB of images at the default chunk size.
+ */
+export const MAX_BUNDLE_MANIFEST_BYTES = 256 * 1024 * 1024
+
 const keyOf = (digest: Uint8Array): string => Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
 
 /**
@@ -129,8 +136,11 @@ export class BundleReader {
         }
       }
       const images: BundledManifest[] = []
+      let manifestBytes = 0
       for (const cid of imageRoots) {
         const bytes = images.length === 0 && signer === undefined ? first : await next('manifest', cid)
+        manifestBytes += bytes.length
+        if (manifestBytes > MAX_BUNDLE_MANIFEST_BYTES) throw new BundleInvalidError(`the bundle's manifests add up to more than ${MAX_BUNDLE_MANIFEST_BYTES} bytes; split it into smaller bundles`)
         try {
           images.push({ cid, manifest: decodeManifest(bytes, cid) })
         } catch (err) {
