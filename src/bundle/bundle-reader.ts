@@ -6,7 +6,7 @@ import { verifyChunk, type VerifiedChunk } from '../chunks/cid.js'
 import { decodeManifest, type Manifest } from '../chunks/manifest.js'
 import { BundleInvalidError, ChunkCorruptError } from '../errors.js'
 import type { AbortOptions } from '../store/chunk-store.js'
-import { CarReader } from './car-reader.js'
+import { CarReader, MAX_CHUNK_SECTION_BYTES } from './car-reader.js'
 import { dagCborCid, readEnvelope } from './signature.js'
 
 export interface BundledManifest {
@@ -67,7 +67,7 @@ export class BundleReader {
   async * chunks (options: AbortOptions = {}): AsyncGenerator<VerifiedChunk> {
     while (true) {
       options.signal?.throwIfAborted()
-      const block = await this.car.next()
+      const block = await this.car.next(MAX_CHUNK_SECTION_BYTES)
       if (block === undefined) return
       this.blockCount++
       const { cid } = block

@@ -9,6 +9,8 @@ import { BundleInvalidError } from '../errors.js'
  * CID. Checked on the length prefix, before anything is buffered, since a bundle is untrusted input.
  */
 export const MAX_SECTION_BYTES = Math.max(MAX_MANIFEST_BYTES, MAX_CHUNK_SIZE) + 1024
+/** The largest chunk section: a chunk is at most MAX_CHUNK_SIZE, far below a manifest's bound. */
+export const MAX_CHUNK_SECTION_BYTES = MAX_CHUNK_SIZE + 1024
 /** The largest CAR header: about 27,000 roots, far more than a bundle of images needs. */
 export const MAX_HEADER_BYTES = 1024 * 1024
 
@@ -62,9 +64,9 @@ export class CarReader {
   /** Bytes consumed from the source so far. */
   get bytesRead (): number { return this.input.consumed }
 
-  /** The next block, or undefined at a clean end of the file. */
-  async next (): Promise<CarBlock | undefined> {
-    const length = await this.input.varint(MAX_SECTION_BYTES, 'block length')
+  /** The next block, or undefined at a clean end of the file. A longer section than `max` is refused unread. */
+  async next (max = MAX_SECTION_BYTES): Promise<CarBlock | undefined> {
+    const length = await this.input.varint(max, 'block length')
     if (length === undefined) return undefined
     if (length === 0) throw new BundleInvalidError(`the bundle has an empty section at byte ${this.input.consumed}`)
     const section = await this.input.exactly(length, 'block')
