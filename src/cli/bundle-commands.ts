@@ -36,7 +36,7 @@ async function bundleCreate (ctx: CommandContext, refs: string[]): Promise<numbe
   // The key first: a wrong key path is reported before any work, and never takes the store from a daemon.
   const signer: BundleSigner | undefined = keyPath !== undefined ? await loadSigner(keyPath) : undefined
   const node = await ctx.node()
-  const progress = startProgress('bundle', undefined, !ctx.quiet)
+  const progress = startProgress('bundle', undefined, !ctx.quiet && out !== '-')
   const summary = await node.createBundle(refs, out === '-' ? process.stdout : out, { signer, signal: ctx.signal, onProgress: progress.update })
     .finally(() => { progress.stop() })
   if (out === '-') return 0 // stdout holds the bundle
