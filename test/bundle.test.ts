@@ -337,3 +337,30 @@ t.test('through a running daemon: create signs on the client, import honours --t
   t.equal(missing.code, 1)
   t.match(missing.stderr, /no image/)
 })
+
+t.test('gc waits for an import in flight: the chunks it has written are not swept', async t => {
+  const s = await setup(t)
+  const car = await readFile(await (async () => {
+    const p = join(s.dir, 'b.car')
+    await cliOk(t, ['bundle', 'create', s.refB, '-o', p], s.src)
+    return p
+  })())
+  const node = await LocalNode.open({ dir: join(s.dir, 'target') })
+  t.teardown(async () => { await node.close() })
+  let gc: Promise<{ chunks: number }> | undefined
+  async function * source (): AsyncGenerator<Uint8Array> {
+    const half = Math.floor(car.length / 2)
+    yield * streamOf(car.subarray(0, half), 256 * 1024)
+    // Megabytes of chunks are written by now and named by no image yet.
+    gc = node.gc()
+    await new Promise(resolve => setImmediate(resolve))
+    yield * streamOf(car.subarray(half), 256 * 1024)
+  }
+  const result = await node.importBundle(source())
+  t.ok(result.newChunks > 0)
+  t.ok(gc != null, 'gc was started mid-import')
+  t.equal((await gc!).chunks, 0, 'gc ran after the import and found nothing to sweep')
+  const out = join(s.dir, 'b.out')
+  await node.export(s.refB, out)
+  t.ok((await readFile(out)).equals(s.b), 'the image is whole')
+})
