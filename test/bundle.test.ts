@@ -3,6 +3,8 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
 import t, { type Test } from 'tap'
+import { BundleReader } from '../src/bundle/bundle-reader.js'
+import { CarReader } from '../src/bundle/car-reader.js'
 import { loadPublicKey } from '../src/bundle/operator-key.js'
 import { BundleInvalidError, BundleUntrustedError } from '../src/errors.js'
 import { LocalNode } from '../src/local-node.js'
@@ -363,4 +365,21 @@ t.test('gc waits for an import in flight: the chunks it has written are not swep
   const out = join(s.dir, 'b.out')
   await node.export(s.refB, out)
   t.ok((await readFile(out)).equals(s.b), 'the image is whole')
+})
+
+t.test('the CAR reader refuses malformed framing without buffering it', async t => {
+  const headerOf = (value: unknown): Buffer => {
+    const body = Buffer.from(dagCbor.encode(value))
+    return Buffer.concat([Buffer.from([body.length]), body]) // every header here is under 128 bytes
+  }
+  const open = async (bytes: Uint8Array): Promise<unknown> => await CarReader.open(streamOf(bytes, 3))
+  await t.rejects(open(new Uint8Array(0)), { name: 'BundleInvalidError', message: /empty/ })
+  await t.rejects(open(headerOf({ version: 2 })), { message: /CARv2/ })
+  await t.rejects(open(headerOf({ version: 1, roots: ['x'] })), { message: /not a CID/ })
+  await t.rejects(open(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])), { message: /malformed header length/ })
+  await t.rejects(open(Buffer.from([0x80, 0x80, 0x80, 0x01])), { message: /header length of 2097152 bytes .* over the limit/ })
+  const reader = await CarReader.open(streamOf(Buffer.concat([headerOf({ version: 1, roots: [] }), Buffer.from([0])]), 1))
+  t.same(reader.roots, [])
+  await t.rejects(reader.next(), { message: /empty section/ })
+  await t.rejects(BundleReader.open(streamOf(headerOf({ version: 1, roots: [] }))), { message: /names no images/ })
 })

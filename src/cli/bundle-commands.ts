@@ -93,7 +93,7 @@ export const bundleCommands: Command[] = [
   {
     name: 'bundle',
     summary: 'carry images without a network: create, import or inspect a (signed) CAR bundle',
-    usage: 'imgswarm bundle create REF… -o FILE|- [--sign KEYFILE] | import FILE|- [--trust PUBFILE]… | inspect FILE|- [--json]',
+    usage: ['imgswarm bundle create REF… -o FILE|- [--sign KEYFILE]', '       imgswarm bundle import FILE|- [--trust PUBFILE]…', '       imgswarm bundle inspect FILE|- [--json]'].join('\n'),
     details: [
       'create   writes the images (available ones only), each chunk once, to a CARv1 file (atomically)',
       '         or stdout; --sign signs it with an operator key (imgswarm key generate).',
