@@ -289,6 +289,31 @@ export class ClusterError extends ImgswarmError {
   constructor (message: string, options?: { cause?: unknown }) { super(ClusterError.code, message, options) }
 }
 
+// ---- Signed bundles (issue 5). Kept together, after the others, so that the features that add errors in
+// parallel each touch their own block; they sit before `errorClasses` because a class cannot be listed
+// before it is defined.
+
+/** A bundle (CAR file) that is malformed, damaged, tampered with, incomplete, or holds blocks it should not. Nothing was imported. */
+export class BundleInvalidError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_BUNDLE_INVALID'
+  override name = 'BundleInvalidError'
+  constructor (message: string, options?: { cause?: unknown }) { super(BundleInvalidError.code, message, options) }
+}
+
+/** `--trust` was given and the bundle is unsigned or signed by a key not in the trust list. Nothing was imported. */
+export class BundleUntrustedError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_BUNDLE_UNTRUSTED'
+  override name = 'BundleUntrustedError'
+  constructor (message: string) { super(BundleUntrustedError.code, message) }
+}
+
+/** An operator key file that cannot be read or written, or does not hold an Ed25519 key of the expected kind. */
+export class OperatorKeyError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_OPERATOR_KEY'
+  override name = 'OperatorKeyError'
+  constructor (message: string, options?: { cause?: unknown }) { super(OperatorKeyError.code, message, options) }
+}
+
 /** Every error class, for the documentation test and for programs that map codes. */
 export const errorClasses = [
   UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
@@ -297,7 +322,8 @@ export const errorClasses = [
   ProtocolError, PeerTimeoutError, PeerStreamError, PeerUnreachableError, ProtocolUnsupportedError, RemoteError,
   PeerIdentityError, PeerConfigError,
   OriginError, OriginNotFoundError, OriginRangeError, OriginAccessDeniedError, OriginTimeoutError, OriginConfigError,
-  NoSourceError, ApiError, ApiUnreachableError, InterruptedError, ClusterError
+  NoSourceError, ApiError, ApiUnreachableError, InterruptedError, ClusterError,
+  BundleInvalidError, BundleUntrustedError, OperatorKeyError
 ] as const
 
 /** Whether `err` carries the Node.js system error code `code` (ENOENT, ENOSPC, …) on itself or its causes. */

@@ -1,5 +1,9 @@
 import type { Writable } from 'node:stream'
 import { Evictor, type CacheReport, type EvictorOptions } from './cache/evictor.js'
+import { importBundle, type BundleImportResult, type ImportBundleOptions } from './bundle/bundle-import.js'
+import { writeBundleTo } from './bundle/bundle-output.js'
+import { writeBundle, type WriteBundleOptions } from './bundle/bundle-writer.js'
+import type { BundleSummary } from './bundle/summary.js'
 import type { ChunkerParams } from './chunks/fastcdc.js'
 import type { ImageMeta } from './chunks/manifest.js'
 import { ChunkCorruptError, ChunkNotFoundError, DigestMismatchError, ImageNotAvailableError, ImageProtectedError, StoreCorruptError } from './errors.js'
@@ -116,6 +120,21 @@ export class LocalNode {
     const holders = new Map<string, string[]>()
     for (const l of await this.store.leases()) holders.set(l.ref, [...holders.get(l.ref) ?? [], l.holder])
     return (await this.store.listImages()).map(r => ({ ...r, hits: r.hits ?? 0, leasedBy: holders.get(r.ref) ?? [] }))
+  }
+
+  /** The bytes of a bundle (CARv1) of the images that `refs` name; signed when `options.signer` is given. */
+  bundle (refs: string[], options: WriteBundleOptions = {}): AsyncGenerator<Uint8Array, BundleSummary> {
+    return writeBundle(this.store, refs, options)
+  }
+
+  /** Writes a bundle to a file (temporary file, renamed when complete) or to a stream such as stdout. */
+  async createBundle (refs: string[], target: string | Writable, options: WriteBundleOptions = {}): Promise<BundleSummary> {
+    return await writeBundleTo(target, this.bundle(refs, options))
+  }
+
+  /** Imports every image of a bundle, or nothing (see src/bundle/bundle-import.ts for the checks). */
+  async importBundle (source: AsyncIterable<Uint8Array>, options: ImportBundleOptions = {}): Promise<BundleImportResult> {
+    return await importBundle(this.store, source, options)
   }
 
   async inspect (ref: string): Promise<ImageDetails> {

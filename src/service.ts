@@ -1,4 +1,7 @@
 import type { Writable } from 'node:stream'
+import type { BundleImportResult, ImportBundleOptions } from './bundle/bundle-import.js'
+import type { WriteBundleOptions } from './bundle/bundle-writer.js'
+import type { BundleSummary } from './bundle/summary.js'
 import type { CacheReport } from './cache/evictor.js'
 import type { ImageDetails, ImageListing, ImportOptions, LeaseOptions, ProgressOptions } from './local-node.js'
 import type { Lease } from './store/lease.js'
@@ -27,5 +30,12 @@ export interface ImageService {
   df: () => Promise<CacheReport>
   gc: () => Promise<GcResult>
   verify: (ref?: string, options?: ProgressOptions) => Promise<VerifyReport>
+  /**
+   * Writes a bundle (CARv1) of images to a file (atomically) or a stream. A signer signs it in this
+   * process: through a daemon's API, the private key never leaves the client.
+   */
+  createBundle: (refs: string[], target: string | Writable, options?: WriteBundleOptions) => Promise<BundleSummary>
+  /** Imports all images of a bundle, or nothing; with `trust`, only a bundle signed by one of those keys. */
+  importBundle: (source: AsyncIterable<Uint8Array>, options?: ImportBundleOptions) => Promise<BundleImportResult>
   close: () => Promise<void>
 }

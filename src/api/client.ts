@@ -3,6 +3,12 @@ import { open, rename, stat, unlink } from 'node:fs/promises'
 import { request, type IncomingMessage, type RequestOptions } from 'node:http'
 import { basename, dirname, join } from 'node:path'
 import type { Writable } from 'node:stream'
+import type { BundleImportResult, ImportBundleOptions } from '../bundle/bundle-import.js'
+import { writeBundleTo } from '../bundle/bundle-output.js'
+import { relayBundle } from '../bundle/bundle-relay.js'
+import type { WriteBundleOptions } from '../bundle/bundle-writer.js'
+import { keyFingerprint } from '../bundle/operator-key.js'
+import type { BundleSummary } from '../bundle/summary.js'
 import { ApiError, ApiUnreachableError, DigestMismatchError, OutputError } from '../errors.js'
 import type { CacheReport } from '../cache/evictor.js'
 import type { ImageDetails, ImageListing, ImportOptions, LeaseOptions, ProgressOptions } from '../local-node.js'
@@ -135,6 +141,30 @@ export class ApiClient implements ImageService {
   }
 
   async list (): Promise<ImageListing[]> { return await this.call('GET', '/v1/images') }
+  /** The daemon streams an unsigned bundle; it is checked, and signed when asked, here (see relayBundle). */
+  async createBundle (refs: string[], target: string | Writable, options: WriteBundleOptions = {}): Promise<BundleSummary> {
+    const res = await this.send('POST', '/v1/bundles', { body: JSON.stringify({ refs }), headers: { 'content-type': 'application/json' }, signal: options.signal })
+    if ((res.statusCode ?? 500) >= 400) throw errorFromBody(safeJson(await readText(res)), res.statusCode ?? 500)
+    return await writeBundleTo(target, relayBundle(completeBody(res, 'bundle'), options))
+  }
+
+  async importBundle (source: AsyncIterable<Uint8Array>, options: ImportBundleOptions = {}): Promise<BundleImportResult> {
+    const q = new URLSearchParams()
+    for (const key of options.trust ?? []) q.append('trust', keyFingerprint(key))
+    let sent = 0
+    async function * counted (): AsyncGenerator<Uint8Array> {
+      for await (const piece of source) {
+        sent += piece.length
+        options.onProgress?.(sent)
+        yield piece
+      }
+    }
+    const res = await this.send('POST', `/v1/bundles/import?${q.toString()}`, { body: counted(), headers: { 'content-type': 'application/vnd.ipld.car' }, signal: options.signal })
+    const text = await readText(res)
+    if ((res.statusCode ?? 500) >= 400) throw errorFromBody(safeJson(text), res.statusCode ?? 500)
+    return JSON.parse(text) as BundleImportResult
+  }
+
   async inspect (ref: string): Promise<ImageDetails> { return await this.call('GET', `/v1/images/${encodeURIComponent(ref)}/info`) }
   async remove (ref: string, options: { force?: boolean } = {}): Promise<{ record: ImageRecord, freed: GcResult }> {
     return await this.call('DELETE', `/v1/images/${encodeURIComponent(ref)}${options.force === true ? '?force=true' : ''}`)
@@ -164,6 +194,16 @@ async function * cutShortAs (res: IncomingMessage, ref: string): AsyncGenerator<
   } catch (err) {
     throw new ApiError(`the daemon aborted the transfer of ${ref} (${(err as Error).message}); \`imgswarm inspect ${ref}\` tells why`, { cause: err })
   }
+}
+
+/** A response body that throws, instead of ending, when the daemon cut it short. */
+async function * completeBody (res: IncomingMessage, what: string): AsyncGenerator<Buffer> {
+  try {
+    for await (const piece of res) yield piece as Buffer
+  } catch (err) {
+    throw new ApiError(`the daemon aborted the transfer of the ${what} (${(err as Error).message})`, { cause: err })
+  }
+  if (!res.complete) throw new ApiError(`the daemon cut the transfer of the ${what} short`)
 }
 
 async function readText (res: IncomingMessage): Promise<string> {

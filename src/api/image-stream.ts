@@ -9,7 +9,8 @@ import type { ByteRange } from './range.js'
 
 const WINDOW = 32
 
-async function write (res: ServerResponse, bytes: Uint8Array): Promise<void> {
+/** Writes to a response with backpressure; rejects when the client goes away while it waits. */
+export async function write (res: ServerResponse, bytes: Uint8Array): Promise<void> {
   if (res.write(bytes)) return
   await new Promise<void>((resolve, reject) => {
     const onDrain = (): void => { res.off('close', onClose); resolve() }

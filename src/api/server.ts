@@ -7,6 +7,7 @@ import type { ImageRecord } from '../store/image-record.js'
 import type { Manifest } from '../chunks/manifest.js'
 import { publishTo } from '../publish.js'
 import { formatApiAddress, type ApiAddress } from './address.js'
+import { bundleRoutes } from './bundle-routes.js'
 import { errorBody, statusOf } from './http-errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
 import { sendImageRange, sendWholeImage, sendWholeImageWhileFetching } from './image-stream.js'
@@ -238,7 +239,7 @@ export interface ApiServer {
  * failure after an image's headers were sent destroys the response instead.
  */
 export async function startApiServer (backend: ApiBackend, address: ApiAddress, onError?: (err: unknown) => void): Promise<ApiServer> {
-  const routes = [...coreRoutes(backend), ...(backend.extraRoutes ?? [])]
+  const routes = [...coreRoutes(backend), ...bundleRoutes(backend), ...(backend.extraRoutes ?? [])]
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://imgswarm')
     const matches = routes.filter(r => r.path.test(url.pathname))

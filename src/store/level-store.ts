@@ -72,6 +72,23 @@ type BatchOp = AbstractBatchOperation<Db, any, any>
 
 export type ChunkHealth = 'ok' | 'missing' | 'corrupt'
 
+/** The fields of an image record that its manifest does not give. */
+export type CommitFields = Omit<ImageRecord, 'manifest' | 'chunks' | 'size' | 'ref' | 'type' | 'name' | 'format'>
+
+/** The full record of an image: what the caller gives, and what its manifest says. */
+function recordOf (manifest: Manifest, encoded: Uint8Array, record: CommitFields): ImageRecord {
+  return {
+    ...record,
+    ref: digestRef(Buffer.from(manifest.digest).toString('hex')),
+    size: manifest.size,
+    manifest: manifestCid(encoded).toString(),
+    chunks: manifest.chunkDigests.length / 32,
+    type: manifest.meta.type,
+    name: manifest.meta.name,
+    format: manifest.meta.format
+  }
+}
+
 /** What a garbage collection removed. */
 export interface GcResult {
   chunks: number
@@ -366,24 +383,38 @@ export class LevelStore implements ChunkStore {
    * Records an image and its manifest in one atomic batch together with `lastChunks` (the chunks not yet
    * written). The caller has checked that every other chunk is stored and that the digest is right.
    */
-  async commitImage (manifest: Manifest, record: Omit<ImageRecord, 'manifest' | 'chunks' | 'size' | 'ref' | 'type' | 'name' | 'format'>, lastChunks: VerifiedChunk[] = []): Promise<ImageRecord> {
+  async commitImage (manifest: Manifest, record: CommitFields, lastChunks: VerifiedChunk[] = []): Promise<ImageRecord> {
     const bytes = encodeManifest(manifest)
     const hex = Buffer.from(manifest.digest).toString('hex')
-    const full: ImageRecord = {
-      ...record,
-      ref: digestRef(hex),
-      size: manifest.size,
-      manifest: manifestCid(bytes).toString(),
-      chunks: manifest.chunkDigests.length / 32,
-      type: manifest.meta.type,
-      name: manifest.meta.name,
-      format: manifest.meta.format
-    }
+    const full = recordOf(manifest, bytes, record)
     const ops: BatchOp[] = lastChunks.map(c => ({ type: 'put', sublevel: this.chunks, key: c.digest, value: c.bytes }) as BatchOp)
     ops.push({ type: 'put', sublevel: this.manifests, key: hex, value: bytes } as BatchOp)
     ops.push({ type: 'put', sublevel: this.images, key: hex, value: full } as BatchOp)
     await this.ensureSpace(lastChunks.reduce((n, c) => n + c.bytes.length, bytes.length), 'cannot record the image')
     await this.run('cannot record the image', async () => { await this.db.batch(ops) })
+    return full
+  }
+
+  /**
+   * Records several images and their manifests in one atomic batch (a bundle: all of its images or
+   * none). As with {@link commitImage}, the caller has checked the chunks and the digests.
+   */
+  async commitImages (images: Array<{ manifest: Manifest, record: CommitFields }>): Promise<ImageRecord[]> {
+    const ops: BatchOp[] = []
+    const full: ImageRecord[] = []
+    let bytes = 0
+    for (const { manifest, record } of images) {
+      const encoded = encodeManifest(manifest)
+      const hex = Buffer.from(manifest.digest).toString('hex')
+      const rec = recordOf(manifest, encoded, record)
+      ops.push({ type: 'put', sublevel: this.manifests, key: hex, value: encoded } as BatchOp)
+      ops.push({ type: 'put', sublevel: this.images, key: hex, value: rec } as BatchOp)
+      full.push(rec)
+      bytes += encoded.length
+    }
+    if (ops.length === 0) return []
+    await this.ensureSpace(bytes, 'cannot record the images')
+    await this.run('cannot record the images', async () => { await this.db.batch(ops) })
     return full
   }
 
