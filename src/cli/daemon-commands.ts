@@ -23,6 +23,7 @@ const NODE_OPTIONS = {
   'swarm-key': { type: 'string' },
   'allow-peer': { type: 'string', multiple: true },
   'log-level': { type: 'string' },
+  'replica-interval': { type: 'string' },
   config: { type: 'string' }
 } as const
 
@@ -36,8 +37,16 @@ async function nodeConfig (ctx: CommandContext): Promise<NodeConfig> {
     swarmKey: str(ctx, 'swarm-key'),
     allowPeers: list(ctx, 'allow-peer'),
     logLevel: str(ctx, 'log-level') as LogLevel | undefined,
+    replicaIntervalMs: seconds(str(ctx, 'replica-interval')),
     config: str(ctx, 'config')
   }, ctx.env, ctx.dataDir)
+}
+
+/** `--replica-interval SECONDS` in ms. */
+function seconds (text: string | undefined): number | undefined {
+  if (text == null) return undefined
+  if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`--replica-interval takes seconds, not "${text}"`)
+  return Number(text) * 1000
 }
 
 /** The client of the daemon that holds the data dir (or that --api / IMGSWARM_API names), if any. */
@@ -51,7 +60,7 @@ async function daemonClient (ctx: CommandContext): Promise<ApiClient | undefined
   return await client.call('GET', '/healthz').then(() => client, (err: unknown) => (err as ImgswarmError).code === 'IMGSWARM_API_UNREACHABLE' ? undefined : client)
 }
 
-async function requireDaemon (ctx: CommandContext): Promise<ApiClient> {
+export async function requireDaemon (ctx: CommandContext): Promise<ApiClient> {
   const client = await daemonClient(ctx)
   if (client == null) throw new ApiUnreachableError(`no imgswarm daemon runs for ${ctx.dataDir} (start one with \`imgswarm daemon\`, or set IMGSWARM_API)`)
   return client
@@ -61,11 +70,11 @@ export const daemonCommands: Command[] = [
   {
     name: 'daemon',
     summary: 'run the peer in the foreground: serve neighbours, fetch, and answer the local API',
-    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]',
+    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]\n       [--replica-interval SECONDS]',
     details: [
       'ADDR is HOST:PORT, http://HOST:PORT or unix:PATH (default 127.0.0.1:7480; loopback unless you name another).',
       'Every flag has an IMGSWARM_* variable (IMGSWARM_LISTEN, IMGSWARM_BOOTSTRAP (comma-separated), IMGSWARM_MDNS,',
-      'IMGSWARM_ORIGIN, IMGSWARM_API, IMGSWARM_SWARM_KEY, IMGSWARM_ALLOW_PEER, IMGSWARM_LOG_LEVEL) and a key in the',
+      'IMGSWARM_ORIGIN, IMGSWARM_API, IMGSWARM_SWARM_KEY, IMGSWARM_ALLOW_PEER, IMGSWARM_LOG_LEVEL, IMGSWARM_REPLICA_INTERVAL_MS) and a key in the',
       'JSON config file (--config, IMGSWARM_CONFIG, or <data>/config.json). Flags win over variables over the file.',
       'Logs are JSON lines on stderr. SIGINT or SIGTERM stops it cleanly; unfinished fetches resume at the next start.'
     ].join('\n'),

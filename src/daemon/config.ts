@@ -20,6 +20,8 @@ export interface NodeConfig {
   /** When non-empty, only these peer IDs may connect. */
   allowPeers: string[]
   logLevel: LogLevel
+  /** Period of the replica repair rounds and policy anti-entropy, in ms (`--replica-interval` seconds). Default 30 s. */
+  replicaIntervalMs?: number
 }
 
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001']
@@ -36,7 +38,8 @@ const KEYS: Array<{ key: keyof NodeConfig, env: string, kind: 'string' | 'list' 
   { key: 'api', env: 'IMGSWARM_API', kind: 'string' },
   { key: 'swarmKey', env: 'IMGSWARM_SWARM_KEY', kind: 'string' },
   { key: 'allowPeers', env: 'IMGSWARM_ALLOW_PEER', kind: 'list' },
-  { key: 'logLevel', env: 'IMGSWARM_LOG_LEVEL', kind: 'string' }
+  { key: 'logLevel', env: 'IMGSWARM_LOG_LEVEL', kind: 'string' },
+  { key: 'replicaIntervalMs', env: 'IMGSWARM_REPLICA_INTERVAL_MS', kind: 'string' }
 ]
 
 function fromEnv (env: NodeJS.ProcessEnv): Source {
@@ -103,8 +106,17 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
     api: str(merged.api, 'api') ?? DEFAULT_API,
     swarmKey: str(merged.swarmKey, 'swarmKey'),
     allowPeers: list(merged.allowPeers, 'allowPeers'),
-    logLevel: logLevel as LogLevel
+    logLevel: logLevel as LogLevel,
+    replicaIntervalMs: intervalMs(merged.replicaIntervalMs)
   }
+}
+
+/** A period in ms from a number or numeric text; at least 100 ms, at most a day. */
+function intervalMs (v: unknown): number | undefined {
+  if (v == null) return undefined
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN
+  if (!Number.isFinite(n) || n < 100 || n > 86_400_000) throw new UsageError(`replica interval must be from 100 ms to a day, not "${String(v)}"`)
+  return Math.round(n)
 }
 
 function stripUndefined (o: Record<string, unknown>): Source {
