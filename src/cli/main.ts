@@ -7,6 +7,7 @@ import { defaultDataDir } from './data-dir.js'
 import { connect, type Connection } from './connect.js'
 import { daemonCommands } from './daemon-commands.js'
 import { storeCommands } from './store-commands.js'
+import { swarmCommands } from './swarm-commands.js'
 
 const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   data: { type: 'string' },
@@ -16,7 +17,7 @@ const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   help: { type: 'boolean', short: 'h' }
 }
 
-const commands: Command[] = [...storeCommands, ...daemonCommands, ...clusterCommands]
+const commands: Command[] = [...storeCommands, ...daemonCommands, ...swarmCommands, ...clusterCommands]
 
 function version (): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
