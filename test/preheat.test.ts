@@ -109,3 +109,36 @@ t.test('the preheat protocol refuses what a peer must not ask or answer', async 
   t.equal(err.type, 'error')
   t.ok(err.type === 'error' && err.message.length <= 512, 'a long error text is cut')
 })
+
+t.test('a node serves a bounded number of preheats at once; more are answered busy; a hang-up frees the place', async t => {
+  const { spawnPeers } = await import('./helpers/peers.js')
+  const { FetchJob } = await import('../src/fetch/fetch-job.js')
+  const { askPreheat, servePreheat } = await import('../src/swarm/preheat-peer.js')
+  const [server, p1, p2] = await spawnPeers(t, 3, { connect: true })
+  // A fetcher whose fetches run until the test ends them.
+  const jobs: InstanceType<typeof FetchJob>[] = []
+  const fetcher = { start: (ref: string) => { const j = new FetchJob(ref); jobs.push(j); return j } } as any
+  await servePreheat(server, fetcher, { maxServed: 2 })
+  const ref = `sha256:${'cd'.repeat(32)}`
+  const asks: Array<{ controller: AbortController, result: Promise<unknown> }> = []
+  for (const p of [p1, p2]) {
+    const controller = new AbortController()
+    let seen!: () => void
+    const first = new Promise<void>(resolve => { seen = resolve })
+    const result = askPreheat(p, server.peerId, [ref], () => { seen() }, { signal: controller.signal })
+    result.catch(() => {})
+    asks.push({ controller, result })
+    await first
+  }
+  await t.rejects(askPreheat(p1, server.peerId, [ref], () => {}), { name: 'RemoteError', reason: 'busy' }, 'a third request is refused while two run')
+  asks[0].controller.abort()
+  await t.rejects(asks[0].result)
+  // The server notices the hang-up within a progress period and takes a new request.
+  const third = askPreheat(p1, server.peerId, [ref], () => {})
+  for (let i = 0; i < 50 && jobs.length < 3; i++) await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(jobs.length >= 3, true, 'the new request started its fetch')
+  for (const j of jobs) j.succeed()
+  const last = await third
+  t.match(last, [{ ref, state: 'available' }], 'the last frame reports the fetch done')
+  t.match(await asks[1].result, [{ ref, state: 'available' }])
+})

@@ -55,15 +55,15 @@ export const swarmCommands: Command[] = [
     ].join('\n'),
     options: { min: { type: 'string' }, clear: { type: 'boolean' }, api: { type: 'string' } },
     async run (ctx) {
-      const client = await requireDaemon(ctx)
+      const minText = str(ctx, 'min')
       if (ctx.positionals.length === 0) {
-        if (str(ctx, 'min') != null || ctx.values.clear === true) throw new UsageError('--min and --clear need a REF')
-        return listPolicies(ctx, client)
+        if (minText != null || ctx.values.clear === true) throw new UsageError('--min and --clear need a REF')
+        return await listPolicies(ctx, await requireDaemon(ctx))
       }
       if (ctx.positionals.length > 1) throw new UsageError('replicas takes one REF')
-      const minText = str(ctx, 'min')
       if ((minText == null) === (ctx.values.clear !== true)) throw new UsageError('replicas REF needs exactly one of --min R and --clear')
       if (minText != null && !/^\d+$/.test(minText)) throw new UsageError(`--min takes a whole number, not "${minText}"`)
+      const client = await requireDaemon(ctx)
       const policy = await client.call<ReplicaPolicy>('POST', '/v1/replicas', { ref: ctx.positionals[0], min: minText != null ? Number(minText) : 0 })
       if (ctx.json) printJson(ctx, policy)
       else print(ctx, policy.min === 0 ? `sha256:${policy.image} policy cleared` : `sha256:${policy.image} min ${policy.min}`)
