@@ -4,7 +4,7 @@ import t from 'tap'
 import { REPLICAS_FILE, ReplicaPolicies, checkPolicy, type ReplicaPolicy } from '../src/swarm/replica-policies.js'
 import { rendezvousRank } from '../src/swarm/rank.js'
 import { runCli, tempDir } from './helpers/cli.js'
-import { seededBytes, streamOf } from './helpers/data.js'
+import { seededBytes, sha256Ref, streamOf } from './helpers/data.js'
 import { startDaemon, type TestDaemon } from './helpers/daemons.js'
 import { holds, restartDaemon, startMesh, until } from './helpers/swarm.js'
 
@@ -20,8 +20,18 @@ const idOf = (d: TestDaemon): string => d.daemon.peer.peerId.toString()
 t.test('min 2 on a 4-node cluster: the rendezvous-first non-holder takes it on, only it; a stopped holder is replaced', async t => {
   const nodes = await startMesh(t, 4, { config: FAST })
   const [a, b] = nodes
+  // An image for which A, the first holder, is not the first in rank among the non-holders once it
+  // drops the image (below): then only the holds check can get the replica back. Peer IDs are new
+  // each run, so the image is picked to fit (two in three fit).
+  let bytes!: Buffer
+  for (let i = 0; bytes == null; i++) {
+    const candidate = seededBytes(6 * 1024 * 1024, `replicas-${i}`)
+    const h = sha256Ref(candidate).slice(7)
+    const [, ...others] = rendezvousRank(h, nodes.slice(1).map(idOf))
+    if (rendezvousRank(h, [...others, idOf(a)])[0] !== idOf(a)) bytes = candidate
+  }
   // No origin anywhere: every replica comes from a peer.
-  const { record } = await a.client.importStream(streamOf(seededBytes(6 * 1024 * 1024, 'replicas')), { meta: { type: 'machine', name: 'r' } })
+  const { record } = await a.client.importStream(streamOf(bytes), { meta: { type: 'machine', name: 'r' } })
   const ref = record.ref
   const hex = ref.slice(7)
   const res = await runCli(['replicas', ref, '--min', '2', '--api', b.daemon.info().api])
@@ -49,13 +59,23 @@ t.test('min 2 on a 4-node cluster: the rendezvous-first non-holder takes it on, 
   t.match(listed[0], { image: hex, min: 2, by: idOf(b) })
   t.equal(listed[0].holders?.length, 2, 'the listing shows the live holders the last round saw')
 
-  // Stop the holder that took it on: the next in rank among the live non-holders replaces it.
-  const gone = held.find(d => d !== a)!
+  // A removes the image but stays up. Its DHT provider record stays too; the others must not count
+  // it (it no longer confirms), so the first in rank among the non-holders, not A, takes it on.
+  await a.client.remove(ref, { force: true })
+  t.notOk(await holds(a, ref), 'A no longer holds the image')
+  const taker = rendezvousRank(hex, nodes.filter(d => idOf(d) !== expected).map(idOf))[0]
+  t.not(taker, idOf(a), 'A is not the one to fetch it again')
+  await until('the removed replica is replaced', async () => (await holders(nodes, ref)).length >= 2)
+  t.same((await holders(nodes, ref)).map(idOf).sort(), [expected, taker].sort(), 'the first non-holder in rank took it on')
+
+  // Stop a holder: the next in rank among the live non-holders replaces it.
+  const heldBefore = await holders(nodes, ref)
+  const gone = heldBefore.find(d => d !== a) ?? heldBefore[0]
   await gone.daemon.stop()
   const rest = nodes.filter(d => d !== gone)
-  const next = rendezvousRank(hex, rest.filter(d => d !== a).map(idOf))[0]
+  const next = rendezvousRank(hex, rest.filter(d => !heldBefore.includes(d)).map(idOf))[0]
   await until('the replica is repaired on the live nodes', async () => (await holders(rest, ref)).length >= 2)
-  t.same((await holders(rest, ref)).map(idOf).sort(), [idOf(a), next].sort(), 'the next in rank took it on')
+  t.same((await holders(rest, ref)).map(idOf).sort(), [...heldBefore.filter(d => d !== gone).map(idOf), next].sort(), 'the next in rank took it on')
 
   // Clearing spreads, and the image is no longer protected anywhere.
   const clear = await runCli(['replicas', ref, '--clear', '--api', rest[1].daemon.info().api])
@@ -108,4 +128,18 @@ t.test('policies: last writer wins, bad entries from peers are refused, the file
   t.equal(p.protects(hex), false)
   const reopened = await ReplicaPolicies.open(dir, 'self')
   t.same(reopened.all(), p.all(), 'the file holds the same table')
+})
+
+t.test('the holds protocol refuses what a peer must not ask or answer', async t => {
+  const dagCbor = await import('@ipld/dag-cbor')
+  const { decodeHoldsRequest, decodeHoldsResponse, encodeHoldsRequest } = await import('../src/swarm/holds.js')
+  const hexes = ['aa'.repeat(32), 'bb'.repeat(32), 'cc'.repeat(32)]
+  t.same(decodeHoldsRequest(encodeHoldsRequest(hexes)), hexes, 'round trip')
+  t.throws(() => decodeHoldsRequest(dagCbor.encode({ images: new Uint8Array(0) })), /1 to 1024 digests/, 'no digest')
+  t.throws(() => decodeHoldsRequest(dagCbor.encode({ images: new Uint8Array(33) })), /1 to 1024 digests/, 'not a multiple of 32')
+  t.throws(() => decodeHoldsRequest(dagCbor.encode({ images: new Uint8Array(32 * 1025) })), /1 to 1024 digests/, '1025 digests')
+  t.throws(() => decodeHoldsRequest(Uint8Array.of(0xff)), /not valid dag-cbor/)
+  t.same(decodeHoldsResponse(dagCbor.encode({ held: Uint8Array.of(0b10100000) }), 3), [true, false, true])
+  t.throws(() => decodeHoldsResponse(dagCbor.encode({ held: Uint8Array.of(0b10110000) }), 3), /bits set past/, 'a bit past the last image')
+  t.throws(() => decodeHoldsResponse(dagCbor.encode({ held: Uint8Array.of(0, 0) }), 3), /a bitfield of 3 bits/, 'the wrong length')
 })

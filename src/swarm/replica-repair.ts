@@ -2,9 +2,10 @@ import { digestRef } from '../chunks/ref.js'
 import { ImageNotFoundError } from '../errors.js'
 import type { Fetcher } from '../fetch/fetcher.js'
 import { imageCid } from '../peer/dht.js'
-import type { AnyLibp2p } from '../peer/types.js'
+import type { AnyLibp2p, PeerId } from '../peer/types.js'
 import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
+import { askHolds } from './holds.js'
 import { livePeers } from './live-peers.js'
 import { POLICY } from './policy-protocol.js'
 import { jittered } from './policy-sync.js'
@@ -41,8 +42,8 @@ export interface ReplicaRepairOptions {
 /**
  * Keeps every policy's image on at least `min` live nodes, decided on each node alone. A round
  * counts the live holders of each image: this node (from its store) and the DHT providers of the
- * image's CID that are connected imgswarm peers; a provider that is not connected (stopped, crashed)
- * does not count, whatever its record says. When there are fewer than `min`, the live nodes that do
+ * image's CID that are connected imgswarm peers and confirm that they hold it; a provider that is
+ * not connected (stopped, crashed) does not count, whatever its record says. When there are fewer than `min`, the live nodes that do
  * not hold it are ranked by rendezvous hash of (image, peer ID), and only the first `min − holders`
  * fetch it. Every node computes the same ranking from the same view, so exactly the missing number
  * of nodes step in, without coordination and without a stampede.
@@ -95,43 +96,72 @@ export class ReplicaRepair {
     const activeSet = new Set(active.map(p => p.image))
     for (const hex of this.states.keys()) if (!activeSet.has(hex)) this.states.delete(hex)
     if (active.length === 0) return
-    const selfId = this.opts.node.peerId.toString()
-    const live = new Set([selfId, ...(await livePeers(this.opts.node, POLICY.id)).map(String)])
+    const { node } = this.opts
+    const selfId = node.peerId.toString()
+    const livePeerIds = await livePeers(node, POLICY.id)
+    const live = new Set([selfId, ...livePeerIds.map(String)])
+    const holders = await this.holders(active.map(p => p.image), live, livePeerIds)
     for (const policy of active) {
       if (this.stopped) return
-      const holders = await this.holders(policy.image, live)
+      const held = holders.get(policy.image)!
       let fetching = false
-      if (holders.size < policy.min) {
-        const chosen = rendezvousRank(policy.image, [...live].filter(id => !holders.has(id))).slice(0, policy.min - holders.size)
+      if (held.size < policy.min) {
+        const chosen = rendezvousRank(policy.image, [...live].filter(id => !held.has(id))).slice(0, policy.min - held.size)
         if (chosen.includes(selfId)) {
           fetching = true
-          this.log.info('taking on a replica', { image: digestRef(policy.image), min: policy.min, holders: holders.size, live: live.size })
+          this.log.info('taking on a replica', { image: digestRef(policy.image), min: policy.min, holders: held.size, live: live.size })
           const job = this.opts.fetcher.start(digestRef(policy.image))
           job.promise.catch((err: unknown) => { this.log.warn('replica fetch failed; the next round tries again', { image: digestRef(policy.image), err }) })
         }
       }
-      this.states.set(policy.image, { image: policy.image, min: policy.min, holders: [...holders].sort(), fetching, checked: new Date().toISOString() })
+      this.states.set(policy.image, { image: policy.image, min: policy.min, holders: [...held].sort(), fetching, checked: new Date().toISOString() })
     }
   }
 
-  /** The live nodes that hold the image or are fetching it. */
-  private async holders (hex: string, live: Set<string>): Promise<Set<string>> {
-    const { node } = this.opts
-    const selfId = node.peerId.toString()
-    const out = new Set<string>()
-    if (await this.heldHere(hex)) out.add(selfId)
+  /**
+   * The live nodes that hold each image or are fetching it: this node from its store; a peer when
+   * the DHT names it as a provider and it confirms (`/imgswarm/holds/1.0.0`), since a provider record
+   * outlives a removal or a failed fetch. A peer that cannot answer is not counted: the worst case is
+   * a spare copy, never a missing one.
+   */
+  private async holders (hexes: string[], live: Set<string>, peers: PeerId[]): Promise<Map<string, Set<string>>> {
+    const selfId = this.opts.node.peerId.toString()
+    const out = new Map<string, Set<string>>()
+    const ask = new Map<string, string[]>()
+    for (const hex of hexes) {
+      const held = new Set<string>()
+      if (await this.heldHere(hex)) held.add(selfId)
+      out.set(hex, held)
+      for (const id of await this.providers(hex)) {
+        if (id === selfId || !live.has(id)) continue
+        ask.set(id, [...(ask.get(id) ?? []), hex])
+      }
+    }
+    await Promise.all([...ask].map(async ([id, asked]) => {
+      const peer = peers.find(p => p.toString() === id)!
+      try {
+        const answer = await askHolds(this.opts.node, peer, asked)
+        asked.forEach((hex, i) => { if (answer[i]) out.get(hex)!.add(id) })
+      } catch (err) {
+        this.log.debug('a provider did not confirm what it holds', { peer: id, err })
+      }
+    }))
+    return out
+  }
+
+  /** The peer IDs the DHT names as providers of the image. */
+  private async providers (hex: string): Promise<string[]> {
+    const ids: string[] = []
     try {
-      let n = 0
-      for await (const provider of node.contentRouting.findProviders(imageCid(hex), { signal: AbortSignal.timeout(LOOKUP_TIMEOUT_MS) })) {
-        const id = provider.id.toString()
-        if (id !== selfId && live.has(id)) out.add(id)
-        if (++n >= MAX_PROVIDERS) break
+      for await (const provider of this.opts.node.contentRouting.findProviders(imageCid(hex), { signal: AbortSignal.timeout(LOOKUP_TIMEOUT_MS) })) {
+        ids.push(provider.id.toString())
+        if (ids.length >= MAX_PROVIDERS) break
       }
     } catch (err) {
       // A lookup cut short still counts what it found; too few holders only means a spare copy.
       this.log.debug('provider lookup for a replica policy failed', { image: hex, err })
     }
-    return out
+    return ids
   }
 
   /** Whether this node holds the image, or is fetching it (a fetch resumes after a restart). */

@@ -2,6 +2,7 @@ import type { Fetcher } from '../fetch/fetcher.js'
 import type { AnyLibp2p } from '../peer/types.js'
 import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
+import { serveHolds } from './holds.js'
 import { PolicySync } from './policy-sync.js'
 import { servePreheat } from './preheat-peer.js'
 import { Preheats } from './preheat.js'
@@ -38,6 +39,7 @@ export async function startSwarm (options: SwarmOptions): Promise<Swarm> {
   const intervalMs = options.replicaIntervalMs ?? DEFAULT_REPLICA_INTERVAL_MS
   const replicas = await ReplicaPolicies.open(options.dataDir, node.peerId.toString(), log)
   await servePreheat(node, fetcher, { log })
+  await serveHolds(node, store, log)
   const preheats = new Preheats({ node, fetcher, store, log })
   const sync = new PolicySync({ node, policies: replicas, intervalMs, log })
   await sync.start()
