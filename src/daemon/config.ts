@@ -115,7 +115,7 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
 function intervalMs (v: unknown): number | undefined {
   if (v == null) return undefined
   const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN
-  if (!Number.isFinite(n) || n < 100 || n > 86_400_000) throw new UsageError(`replica interval must be from 100 ms to a day, not "${String(v)}"`)
+  if (!Number.isFinite(n) || n < 100 || n > 86_400_000) throw new UsageError(`replicaIntervalMs must be from 100 to 86400000 (ms), not "${String(v)}"`)
   return Math.round(n)
 }
 

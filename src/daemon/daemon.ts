@@ -105,7 +105,7 @@ export class Daemon {
       const backend: ApiBackend = {
         local,
         acquire: async (image, signal) => await ref.daemon!.acquire(image, signal),
-        extraRoutes: [...daemonRoutes(() => ref.daemon!), ...swarmRoutes(() => swarm, local.store)],
+        extraRoutes: [...daemonRoutes(() => ref.daemon!), ...swarmRoutes(swarm, local.store)],
         onImported: r => { void announcer.announce(r.ref.slice(7), r.manifest, r.state) }
       }
       const api = await startApiServer(backend, apiAddress, err => { log.error('API request failed', { err }) })

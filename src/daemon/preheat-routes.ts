@@ -11,14 +11,14 @@ import type { Swarm } from '../swarm/swarm.js'
  * - `POST /v1/replicas` `{ ref, min }` sets (min 0 clears) a cluster-wide minimum replica count;
  * - `GET /v1/replicas` the policies in force with what the last repair round saw.
  */
-export function swarmRoutes (swarm: () => Swarm, store: LevelStore): Route[] {
+export function swarmRoutes (swarm: Swarm, store: LevelStore): Route[] {
   return [
     {
       method: 'POST',
       path: /^\/v1\/preheat$/,
       handle: async (req, res, _m, url) => {
         const body = await readJson(req)
-        const { preheats } = swarm()
+        const { preheats } = swarm
         const status = await preheats.start(body.refs, body.nodes)
         if (url.searchParams.get('wait') === 'true') await preheats.wait(status.id)
         const now = preheats.status(status.id)!
@@ -29,7 +29,7 @@ export function swarmRoutes (swarm: () => Swarm, store: LevelStore): Route[] {
       method: 'GET',
       path: /^\/v1\/preheat\/([0-9a-f]+)$/,
       handle: async (_req, res, m) => {
-        const status = swarm().preheats.status(m[1])
+        const status = swarm.preheats.status(m[1])
         if (status == null) throw new ImageNotFoundError(`no preheat ${m[1]} (finished ones are forgotten after 200 newer ones)`)
         sendJson(res, 200, status)
       }
@@ -41,14 +41,14 @@ export function swarmRoutes (swarm: () => Swarm, store: LevelStore): Route[] {
         const body = await readJson(req)
         if (typeof body.ref !== 'string' || typeof body.min !== 'number') throw new UsageError('POST /v1/replicas takes { "ref": REF, "min": R } (R 0 clears the policy)')
         const hex = await imageHex(store, body.ref)
-        sendJson(res, 200, await swarm().replicas.set(hex, body.min))
+        sendJson(res, 200, await swarm.replicas.set(hex, body.min))
       }
     },
     {
       method: 'GET',
       path: /^\/v1\/replicas$/,
       handle: async (_req, res) => {
-        const { replicas, repair } = swarm()
+        const { replicas, repair } = swarm
         sendJson(res, 200, replicas.active().map(p => {
           const seen = repair.state(p.image)
           return { ...p, ref: `sha256:${p.image}`, ...(seen != null && seen.min === p.min ? { holders: seen.holders, checked: seen.checked } : {}) }
