@@ -9,6 +9,7 @@ import { connect, type Connection } from './connect.js'
 import { daemonCommands } from './daemon-commands.js'
 import { storeCommands } from './store-commands.js'
 import { bundleCommands } from './bundle-commands.js'
+import { swarmCommands } from './swarm-commands.js'
 
 const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   data: { type: 'string' },
@@ -18,7 +19,7 @@ const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   help: { type: 'boolean', short: 'h' }
 }
 
-const commands: Command[] = [...storeCommands, ...cacheCommands, ...bundleCommands, ...daemonCommands, ...clusterCommands]
+const commands: Command[] = [...storeCommands, ...cacheCommands, ...bundleCommands, ...daemonCommands, ...swarmCommands, ...clusterCommands]
 
 function version (): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }

@@ -27,6 +27,8 @@ export interface NodeConfig {
   /** Eviction runs above `highWater` × cap down to `lowWater` × cap (defaults 0.9 and 0.8). */
   highWater?: number
   lowWater?: number
+  /** Period of the replica repair rounds and policy anti-entropy, in ms (`--replica-interval` seconds). Default 30 s. */
+  replicaIntervalMs?: number
 }
 
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001']
@@ -46,7 +48,8 @@ const KEYS: Array<{ key: keyof NodeConfig, env: string, kind: 'string' | 'list' 
   { key: 'logLevel', env: 'IMGSWARM_LOG_LEVEL', kind: 'string' },
   { key: 'maxSize', env: 'IMGSWARM_MAX_SIZE', kind: 'string' },
   { key: 'highWater', env: 'IMGSWARM_HIGH_WATER', kind: 'string' },
-  { key: 'lowWater', env: 'IMGSWARM_LOW_WATER', kind: 'string' }
+  { key: 'lowWater', env: 'IMGSWARM_LOW_WATER', kind: 'string' },
+  { key: 'replicaIntervalMs', env: 'IMGSWARM_REPLICA_INTERVAL_MS', kind: 'string' }
 ]
 
 /** A watermark as a share of the cap: `0.9`, `90%`, or a JSON number. */
@@ -130,8 +133,17 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
     logLevel: logLevel as LogLevel,
     maxSize,
     highWater,
-    lowWater
+    lowWater,
+    replicaIntervalMs: intervalMs(merged.replicaIntervalMs)
   }
+}
+
+/** A period in ms from a number or numeric text; at least 100 ms, at most a day. */
+function intervalMs (v: unknown): number | undefined {
+  if (v == null) return undefined
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN
+  if (!Number.isFinite(n) || n < 100 || n > 86_400_000) throw new UsageError(`replicaIntervalMs must be from 100 to 86400000 (ms), not "${String(v)}"`)
+  return Math.round(n)
 }
 
 function stripUndefined (o: Record<string, unknown>): Source {

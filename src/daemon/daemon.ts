@@ -17,6 +17,9 @@ import { ConnectedHolders, servePeers } from '../peer/peer-service.js'
 import type { Logger } from '../util/log.js'
 import type { NodeConfig } from './config.js'
 import { FetchSets } from './fetch-sets.js'
+import { swarmRoutes } from './preheat-routes.js'
+import { startSwarm, type Swarm } from '../swarm/swarm.js'
+import type { ReplicaPolicies } from '../swarm/replica-policies.js'
 import { DaemonMetrics } from './metrics.js'
 
 import { DAEMON_FILE, type DaemonInfo } from './daemon-file.js'
@@ -43,9 +46,15 @@ export class Daemon {
   private stopping?: Promise<void>
 
   private readonly announcer: Announcer
+  /** Preheats and minimum-replica policies (src/swarm). */
+  readonly swarm: Swarm
+  /** The cluster-wide replica policies: `replicas.protects(hex)` says whether eviction must keep an image. */
+  readonly replicas: ReplicaPolicies
 
-  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer }) {
+  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, swarm: Swarm }) {
     this.announcer = parts.announcer
+    this.swarm = parts.swarm
+    this.replicas = parts.swarm.replicas
     this.local = parts.local
     this.peer = parts.peer
     this.fetcher = parts.fetcher
@@ -110,19 +119,23 @@ export class Daemon {
         })
       })
       await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid) })
+      const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log })
+      cleanups.push(swarm.stop)
+      // Replicas the cluster's policy keeps here are never evicted.
+      hooks.protects = hex => swarm.replicas.protects(hex)
       // The API starts before the Daemon object exists (it needs the bound address); routes reach it late.
       const ref: { daemon?: Daemon } = {}
       const backend: ApiBackend = {
         local,
         acquire: async (image, signal) => await ref.daemon!.acquire(image, signal),
-        extraRoutes: daemonRoutes(() => ref.daemon!),
+        extraRoutes: [...daemonRoutes(() => ref.daemon!), ...swarmRoutes(swarm, local.store)],
         onImported: r => {
           void announcer.announce(r.ref.slice(7), r.manifest, r.state)
           void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
         }
       }
       const api = await startApiServer(backend, apiAddress, err => { log.error('API request failed', { err }) })
-      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer })
+      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, swarm })
       ref.daemon = daemon
       announcer.start()
       evictor.start()
@@ -216,6 +229,7 @@ export class Daemon {
       this.log.info('stopping')
       this.announcer.stop()
       this.local.evictor.stop()
+      await this.swarm.stop().catch(err => { this.log.warn('swarm stop failed', { err }) })
       await this.api.close().catch(err => { this.log.warn('API close failed', { err }) })
       await Promise.resolve(this.peer.stop()).catch((err: unknown) => { this.log.warn("libp2p stop failed", { err }) })
       await this.origin?.close?.().catch(() => {})

@@ -1,0 +1,60 @@
+import type { Fetcher } from '../fetch/fetcher.js'
+import type { AnyLibp2p } from '../peer/types.js'
+import type { LevelStore } from '../store/level-store.js'
+import { silentLogger, type Logger } from '../util/log.js'
+import { serveHolds } from './holds.js'
+import { PolicySync } from './policy-sync.js'
+import { servePreheat } from './preheat-peer.js'
+import { Preheats } from './preheat.js'
+import { ReplicaPolicies } from './replica-policies.js'
+import { ReplicaRepair } from './replica-repair.js'
+
+/** Default period of the replica repair rounds and of the policy anti-entropy. */
+export const DEFAULT_REPLICA_INTERVAL_MS = 30_000
+
+export interface SwarmOptions {
+  node: AnyLibp2p
+  store: LevelStore
+  fetcher: Fetcher
+  /** The data dir, where `replicas.json` lives. */
+  dataDir: string
+  /** Period of repair rounds and anti-entropy. Default {@link DEFAULT_REPLICA_INTERVAL_MS}. */
+  replicaIntervalMs?: number
+  log?: Logger
+}
+
+/** Seeding across the swarm: preheats, and the minimum-replica policies with their spreading and repair. */
+export interface Swarm {
+  preheats: Preheats
+  replicas: ReplicaPolicies
+  repair: ReplicaRepair
+  sync: PolicySync
+  stop: () => Promise<void>
+}
+
+/** Loads the policies, registers the preheat and policy protocols, and starts the repair loop. */
+export async function startSwarm (options: SwarmOptions): Promise<Swarm> {
+  const { node, store, fetcher } = options
+  const log = options.log ?? silentLogger
+  const intervalMs = options.replicaIntervalMs ?? DEFAULT_REPLICA_INTERVAL_MS
+  const replicas = await ReplicaPolicies.open(options.dataDir, node.peerId.toString(), log)
+  await servePreheat(node, fetcher, { log })
+  await serveHolds(node, store, log)
+  const preheats = new Preheats({ node, fetcher, store, log })
+  const sync = new PolicySync({ node, policies: replicas, intervalMs, log })
+  await sync.start()
+  const repair = new ReplicaRepair({ node, store, fetcher, policies: replicas, intervalMs, log })
+  repair.start()
+  return {
+    preheats,
+    replicas,
+    repair,
+    sync,
+    stop: async () => {
+      preheats.stop()
+      sync.stop()
+      await repair.stop()
+      await replicas.flush()
+    }
+  }
+}
