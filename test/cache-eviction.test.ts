@@ -155,3 +155,15 @@ t.test('an origin with no manifest: the image\'s size is checked against the cap
   t.equal(counts.bytes, 0, 'the origin stream was never read')
   t.same(await d.client.list(), [])
 })
+
+t.test('a replica the cluster\'s policy keeps here is not evicted, as if pinned', async t => {
+  const kept = new Set<string>()
+  const node = await LocalNode.open({ dir: await tempDir(t), cache: { limits: { maxSize: { bytes: 4 * MiB }, highWater: 0.9, lowWater: 0.5 }, protects: hex => kept.has(hex) } })
+  t.teardown(async () => { await node.close() })
+  const replica = (await node.importStream(streamOf(seededBytes(2 * MiB, 'replica-old')))).record.ref
+  await new Promise(resolve => setTimeout(resolve, 5))
+  const other = (await node.importStream(streamOf(seededBytes(2 * MiB, 'replica-new')))).record.ref
+  kept.add(replica.slice(7))
+  t.same((await node.evictor.enforce()).map(r => r.ref), [other], 'the newer image went instead of the older replica')
+  t.equal((await node.df()).pinned, 2 * MiB, 'df counts the replica with the pinned bytes')
+})
