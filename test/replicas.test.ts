@@ -86,6 +86,25 @@ t.test('min 2 on a 4-node cluster: the rendezvous-first non-holder takes it on, 
   t.same(empty, [], 'no policy in force')
 })
 
+t.test('a chosen node that cannot take the replica (its cache is full) does not hold the repair up', async t => {
+  const MiB = 1024 * 1024
+  const nodes = await startMesh(t, 3, { config: { ...FAST, maxSize: { bytes: 16 * MiB } } })
+  const [a, ...others] = nodes
+  const bytes = seededBytes(6 * MiB, 'replica-escalate')
+  const { record } = await a.client.importStream(streamOf(bytes))
+  const hex = record.ref.slice(7)
+  const [firstId, secondId] = rendezvousRank(hex, others.map(idOf))
+  const first = others.find(d => idOf(d) === firstId)!
+  const second = others.find(d => idOf(d) === secondId)!
+  // The first in rank keeps a pinned 14 MiB image under its 16 MiB cap: the replica cannot fit there.
+  const filler = await first.client.importStream(streamOf(seededBytes(14 * MiB, 'replica-filler')))
+  await first.client.pin(filler.record.ref)
+  await a.client.call('POST', '/v1/replicas', { ref: record.ref, min: 2 })
+  await until('the second in rank takes the replica on', async () => await holds(second, record.ref), 60_000)
+  t.notOk(await holds(first, record.ref), 'the full node never stored it')
+  t.same((await holders(nodes, record.ref)).map(idOf).sort(), [idOf(a), secondId].sort(), 'two copies, on A and the second in rank')
+})
+
 t.test('the policy survives a restart and spreads to a node that joins later', async t => {
   const nodes = await startMesh(t, 2, { config: FAST })
   const [a, b] = nodes

@@ -15,6 +15,9 @@ import type { ReplicaPolicies } from './replica-policies.js'
 /** How long one provider lookup may take. */
 const LOOKUP_TIMEOUT_MS = 5_000
 
+/** Rounds an image may stay short of its minimum before nodes beyond the chosen ones step in. */
+const ESCALATE_AFTER = 3
+
 /** Provider records read per lookup: more than any minimum a policy may ask for, bounded. */
 const MAX_PROVIDERS = 128
 
@@ -55,6 +58,8 @@ export class ReplicaRepair {
   private stopped = false
   private running?: Promise<void>
   private readonly states = new Map<string, ReplicaState>()
+  /** Rounds in a row that each image stayed short of its minimum. */
+  private readonly shortRounds = new Map<string, number>()
 
   constructor (options: ReplicaRepairOptions) {
     this.opts = options
@@ -95,6 +100,7 @@ export class ReplicaRepair {
     const active = this.opts.policies.active()
     const activeSet = new Set(active.map(p => p.image))
     for (const hex of this.states.keys()) if (!activeSet.has(hex)) this.states.delete(hex)
+    for (const hex of this.shortRounds.keys()) if (!activeSet.has(hex)) this.shortRounds.delete(hex)
     if (active.length === 0) return
     const { node } = this.opts
     const selfId = node.peerId.toString()
@@ -105,8 +111,16 @@ export class ReplicaRepair {
       if (this.stopped) return
       const held = holders.get(policy.image)!
       let fetching = false
+      if (held.size >= policy.min) this.shortRounds.delete(policy.image)
       if (held.size < policy.min) {
-        const chosen = rendezvousRank(policy.image, [...live].filter(id => !held.has(id))).slice(0, policy.min - held.size)
+        // A node that was chosen but cannot take the image (its cache is full, its fetch fails) would
+        // hold the repair up for good: once the shortfall has lasted ESCALATE_AFTER rounds (time for
+        // the chosen node's own round to start its fetch and announce it), one more node steps in
+        // each round.
+        const rounds = this.shortRounds.get(policy.image) ?? 0
+        this.shortRounds.set(policy.image, rounds + 1)
+        const extra = Math.max(0, rounds - ESCALATE_AFTER + 1)
+        const chosen = rendezvousRank(policy.image, [...live].filter(id => !held.has(id))).slice(0, policy.min - held.size + extra)
         if (chosen.includes(selfId)) {
           fetching = true
           this.log.info('taking on a replica', { image: digestRef(policy.image), min: policy.min, holders: held.size, live: live.size })
