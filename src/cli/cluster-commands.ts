@@ -2,6 +2,7 @@ import { clusterDown, clusterStatus, clusterUp, defaultClusterDir, MAX_NODES } f
 import { UsageError } from '../errors.js'
 import { formatTable } from '../util/format.js'
 import { LOG_LEVELS, type LogLevel } from '../util/log.js'
+import { parseSizeLimit } from '../util/units.js'
 import type { Command, CommandContext } from './command.js'
 import { print, printJson, str } from './output.js'
 
@@ -18,6 +19,12 @@ async function up (ctx: CommandContext): Promise<number> {
   const logLevel = str(ctx, 'log-level')
   if (logLevel != null && !(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`)
   const timeout = wholeNumber(str(ctx, 'timeout'), '--timeout')
+  // Checked here, so that a typo fails before any node starts.
+  const maxSize = str(ctx, 'max-size')
+  if (maxSize != null) parseSizeLimit(maxSize)
+  const interval = wholeNumber(str(ctx, 'replica-interval'), '--replica-interval')
+  if (interval === 0) throw new UsageError('--replica-interval must be at least 1 second')
+  const daemonFlags = [...maxSize != null ? ['--max-size', maxSize] : [], ...interval != null ? ['--replica-interval', String(interval)] : []]
   const talk = !ctx.json && !ctx.quiet
   const info = await clusterUp({
     nodes,
@@ -29,6 +36,7 @@ async function up (ctx: CommandContext): Promise<number> {
     dir: str(ctx, 'dir'),
     timeoutMs: timeout != null ? timeout * 1000 : undefined,
     logLevel: logLevel as LogLevel | undefined,
+    daemonFlags,
     signal: ctx.signal,
     env: ctx.env,
     onProgress: talk ? line => { process.stderr.write(`imgswarm cluster: ${line}\n`) } : undefined
@@ -86,7 +94,7 @@ export const clusterCommands: Command[] = [
     name: 'cluster',
     summary: 'run a test cluster of N nodes on this machine (loopback, or network namespaces with tc limits)',
     usage: [
-      `imgswarm cluster up --nodes N [--netns] [--rate RATE] [--delay D] [--origin URL | --origin-dir DIR] [--dir DIR] [--json]`,
+      `imgswarm cluster up --nodes N [--netns] [--rate RATE] [--delay D] [--origin URL | --origin-dir DIR] [--dir DIR]\n         [--max-size SIZE] [--replica-interval S] [--json]`,
       '       imgswarm cluster status [--dir DIR] [--json]',
       '       imgswarm cluster down [--dir DIR]'
     ].join('\n'),
@@ -106,6 +114,8 @@ export const clusterCommands: Command[] = [
       `  --dir DIR         where the cluster lives (env IMGSWARM_CLUSTER_DIR; default ${defaultClusterDir()})`,
       '  --timeout S       how long up waits for the nodes (default 30 + 2 per node)',
       '  --log-level L     the daemons\' log level (default info)',
+      '  --max-size SIZE   every daemon\'s store cap (see imgswarm daemon --help)',
+      '  --replica-interval S  every daemon\'s replica repair period in seconds (default 30)',
       '  --json            up: {dir, origin, nodes: [{name, api, peerId, multiaddrs}]}; status: that with each node\'s state',
       'If up fails or is interrupted it removes what it made. down stops every process and removes every',
       'namespace, link and file of the cluster, also after a crash of up or of a node; with no cluster it does nothing.'
@@ -119,12 +129,14 @@ export const clusterCommands: Command[] = [
       'origin-dir': { type: 'string' },
       dir: { type: 'string' },
       timeout: { type: 'string' },
-      'log-level': { type: 'string' }
+      'log-level': { type: 'string' },
+      'max-size': { type: 'string' },
+      'replica-interval': { type: 'string' }
     },
     async run (ctx) {
       const [action, ...extra] = ctx.positionals
       if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`)
-      const upOnly = ['nodes', 'netns', 'rate', 'delay', 'origin', 'origin-dir', 'timeout', 'log-level'].filter(k => ctx.values[k] !== undefined)
+      const upOnly = ['nodes', 'netns', 'rate', 'delay', 'origin', 'origin-dir', 'timeout', 'log-level', 'max-size', 'replica-interval'].filter(k => ctx.values[k] !== undefined)
       if (action !== 'up' && upOnly.length > 0 && action !== undefined) throw new UsageError(`--${upOnly[0]} is a flag of cluster up, not cluster ${action}`)
       switch (action) {
         case 'up': return await up(ctx)

@@ -44,6 +44,8 @@ export interface ClusterUpOptions {
   timeoutMs?: number
   /** The daemons' log level. Default `info`. */
   logLevel?: LogLevel
+  /** More `imgswarm daemon` flags for every node (`--max-size 1GiB`, `--replica-interval 5`). */
+  daemonFlags?: string[]
   signal?: AbortSignal
   /** The environment the daemons start from (`IMGSWARM_*` variables other than `IMGSWARM_DEBUG` are dropped). Default `process.env`. */
   env?: NodeJS.ProcessEnv
@@ -270,7 +272,8 @@ async function build (file: StateFile, options: ClusterUpOptions, shaping: Shapi
     const bootstrap = state.nodes.filter(o => o !== node).flatMap(o => ['--bootstrap', `${o.listen}/p2p/${o.peerId}`])
     const argv = [
       process.execPath, BIN, 'daemon', '--data', node.data, '--listen', node.listen, '--api', node.api,
-      ...bootstrap, ...(state.origin != null ? ['--origin', state.origin] : []), '--log-level', options.logLevel ?? 'info'
+      ...bootstrap, ...(state.origin != null ? ['--origin', state.origin] : []), '--log-level', options.logLevel ?? 'info',
+      ...options.daemonFlags ?? []
     ]
     const proc = await file.record<ClusterResource & { kind: 'process' }>({ kind: 'process', name: node.name })
     Object.assign(proc, await spawnDetached(node.netns != null ? ['ip', 'netns', 'exec', node.netns, ...argv] : argv, { log: join(node.data, 'daemon.log'), cwd: node.data, env }))
