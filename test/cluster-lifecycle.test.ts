@@ -5,19 +5,10 @@ import { parseApiAddress } from '../src/api/address.js'
 import { ApiClient } from '../src/api/client.js'
 import { runCli, tempDir } from './helpers/cli.js'
 import { alive, clusterStatus, clusterUp } from './helpers/cluster.js'
+import { eventually } from './helpers/wait.js'
 import { seededBytes, sha256Ref } from './helpers/data.js'
 
 const MiB = 1024 * 1024
-
-/** Polls `check` every 200 ms until it is true; false after `ms`. */
-async function eventually (check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    if (await check()) return true
-    await new Promise(resolve => setTimeout(resolve, 200))
-  }
-  return await check()
-}
 
 // Daemons as separate processes (`imgswarm cluster up`), so that a holder can be killed for real.
 t.test('a process cluster: preheat to every node, min replicas repaired after a holder is SIGKILLed', async t => {

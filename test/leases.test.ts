@@ -4,20 +4,11 @@ import t from 'tap'
 import { ImageProtectedError, UsageError } from '../src/errors.js'
 import { LocalNode } from '../src/local-node.js'
 import { runCli, tempDir } from './helpers/cli.js'
+import { eventually } from './helpers/wait.js'
 import { seededBytes, sha256Ref, streamOf } from './helpers/data.js'
 import { startDaemon, waitReady } from './helpers/daemons.js'
 
 const MiB = 1024 * 1024
-
-/** Polls `check` every 100 ms for at most `ms`; the test fails if it never holds. */
-async function eventually (check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    if (await check()) return true
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  return await check()
-}
 
 t.test('leases survive a restart, lapse after their TTL, and guard rm', async t => {
   const dir = await tempDir(t)

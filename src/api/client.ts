@@ -80,18 +80,7 @@ export class ApiClient implements ImageService {
   async importStream (source: AsyncIterable<Uint8Array>, options: ImportOptions = {}): Promise<IngestResult> {
     const q = new URLSearchParams()
     for (const [k, v] of Object.entries(options.meta ?? {})) if (v != null) q.set(k, String(v))
-    let sent = 0
-    async function * counted (): AsyncGenerator<Uint8Array> {
-      for await (const piece of source) {
-        sent += piece.length
-        options.onProgress?.(sent)
-        yield piece
-      }
-    }
-    const res = await this.send('POST', `/v1/images?${q.toString()}`, { body: counted(), headers: { 'content-type': 'application/octet-stream' }, signal: options.signal })
-    const text = await readText(res)
-    if ((res.statusCode ?? 500) >= 400) throw errorFromBody(safeJson(text), res.statusCode ?? 500)
-    return JSON.parse(text) as IngestResult
+    return await this.upload<IngestResult>(`/v1/images?${q.toString()}`, 'application/octet-stream', source, options)
   }
 
   async export (ref: string, target: string | Writable, options: ProgressOptions = {}): Promise<ImageRecord> {
@@ -151,6 +140,11 @@ export class ApiClient implements ImageService {
   async importBundle (source: AsyncIterable<Uint8Array>, options: ImportBundleOptions = {}): Promise<BundleImportResult> {
     const q = new URLSearchParams()
     for (const key of options.trust ?? []) q.append('trust', keyFingerprint(key))
+    return await this.upload<BundleImportResult>(`/v1/bundles/import?${q.toString()}`, 'application/vnd.ipld.car', source, options)
+  }
+
+  /** POSTs a stream as the body, telling `onProgress` the bytes sent; the JSON answer or its error. */
+  private async upload<T> (path: string, type: string, source: AsyncIterable<Uint8Array>, options: ProgressOptions): Promise<T> {
     let sent = 0
     async function * counted (): AsyncGenerator<Uint8Array> {
       for await (const piece of source) {
@@ -159,10 +153,10 @@ export class ApiClient implements ImageService {
         yield piece
       }
     }
-    const res = await this.send('POST', `/v1/bundles/import?${q.toString()}`, { body: counted(), headers: { 'content-type': 'application/vnd.ipld.car' }, signal: options.signal })
+    const res = await this.send('POST', path, { body: counted(), headers: { 'content-type': type }, signal: options.signal })
     const text = await readText(res)
     if ((res.statusCode ?? 500) >= 400) throw errorFromBody(safeJson(text), res.statusCode ?? 500)
-    return JSON.parse(text) as BundleImportResult
+    return JSON.parse(text) as T
   }
 
   async inspect (ref: string): Promise<ImageDetails> { return await this.call('GET', `/v1/images/${encodeURIComponent(ref)}/info`) }

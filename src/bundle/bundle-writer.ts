@@ -4,16 +4,13 @@ import { chunkEntries, encodeManifest, manifestCid, type ChunkEntry, type Manife
 import { ImageNotAvailableError, InvalidManifestError, UsageError } from '../errors.js'
 import type { AbortOptions } from '../store/chunk-store.js'
 import type { LevelStore } from '../store/level-store.js'
+import { readWindows } from '../store/read-image.js'
 import type { RwLock } from '../util/rw-lock.js'
 import type { CarBlock } from './car-reader.js'
 import { carBytes } from './car-writer.js'
 import { keyFingerprint, type BundleSigner } from './operator-key.js'
 import { makeEnvelope } from './signature.js'
 import { bundleImage, type BundleSummary } from './summary.js'
-
-/** Chunks are read from the store in windows of this many chunks or bytes, one window ahead of the writer. */
-const WINDOW_CHUNKS = 32
-const WINDOW_BYTES = 2 * 1024 * 1024
 
 export interface WriteBundleOptions extends AbortOptions {
   /** Signs the bundle; without it the bundle is unsigned. */
@@ -107,25 +104,18 @@ async function * bundleBlocks (store: LevelStore, images: BundledImage[], envelo
   if (ahead != null) yield * await ahead
 }
 
-/** The chunks not yet written, image after image in manifest order, in read windows. */
-function * windows (images: BundledImage[], written: Set<string>): Generator<ChunkEntry[]> {
-  let w: ChunkEntry[] = []
-  let bytes = 0
-  for (const image of images) {
-    for (const e of chunkEntries(image.manifest)) {
-      const key = Buffer.from(e.digest.buffer, e.digest.byteOffset, 32).toString('latin1')
-      if (written.has(key)) continue
-      written.add(key)
-      if (w.length > 0 && (w.length === WINDOW_CHUNKS || bytes + e.length > WINDOW_BYTES)) {
-        yield w
-        w = []
-        bytes = 0
+/** The chunks not yet written, image after image in manifest order, in read windows (one ahead of the writer). */
+function windows (images: BundledImage[], written: Set<string>): Generator<ChunkEntry[]> {
+  return readWindows((function * () {
+    for (const image of images) {
+      for (const e of chunkEntries(image.manifest)) {
+        const key = Buffer.from(e.digest.buffer, e.digest.byteOffset, 32).toString('latin1')
+        if (written.has(key)) continue
+        written.add(key)
+        yield e
       }
-      w.push(e)
-      bytes += e.length
     }
-  }
-  if (w.length > 0) yield w
+  })())
 }
 
 /** Takes the read lock until the returned function is called (for holding it across a generator's yields). */

@@ -30,7 +30,7 @@ export interface PlacedChunk extends VerifiedChunk {
  */
 export async function * readImage (store: ChunkStore, manifest: Manifest, options?: AbortOptions): AsyncGenerator<PlacedChunk[]> {
   const whole = createHash('sha256')
-  const it = windows(chunkEntries(manifest))
+  const it = readWindows(chunkEntries(manifest))
   const queue: Array<{ entries: ChunkEntry[], chunks: Promise<VerifiedChunk[]> }> = []
   const refill = (): void => {
     while (queue.length <= READ_AHEAD) {
@@ -57,7 +57,8 @@ export async function * readImage (store: ChunkStore, manifest: Manifest, option
   }
 }
 
-function * windows (entries: Iterable<ChunkEntry>): Generator<ChunkEntry[]> {
+/** Chunk entries grouped into read windows (see WINDOW_CHUNKS and WINDOW_BYTES). */
+export function * readWindows (entries: Iterable<ChunkEntry>): Generator<ChunkEntry[]> {
   let w: ChunkEntry[] = []
   let bytes = 0
   for (const e of entries) {

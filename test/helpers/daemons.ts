@@ -22,9 +22,9 @@ export interface TestDaemon {
   dir: string
 }
 
-/** Starts an in-process daemon on 127.0.0.1 (random ports) in a temp data dir; stopped at teardown. */
-export async function startDaemon (t: Teardown, options: { bootstrap?: string[], origin?: Origin, config?: Partial<NodeConfig> } = {}): Promise<TestDaemon> {
-  const dir = await tempDir(t)
+/** Starts an in-process daemon on 127.0.0.1 (random ports) in `dir` or a temp data dir; stopped at teardown. */
+export async function startDaemon (t: Teardown, options: { bootstrap?: string[], origin?: Origin, config?: Partial<NodeConfig>, dir?: string } = {}): Promise<TestDaemon> {
+  const dir = options.dir ?? await tempDir(t)
   const config: NodeConfig = {
     data: dir,
     listen: ['/ip4/127.0.0.1/tcp/0'],

@@ -1,22 +1,15 @@
-import { ApiClient } from '../../src/api/client.js'
-import { parseApiAddress } from '../../src/api/address.js'
 import type { NodeConfig } from '../../src/daemon/config.js'
-import { Daemon } from '../../src/daemon/daemon.js'
 import type { Origin } from '../../src/origin/origin.js'
 import { livePeers } from '../../src/swarm/live-peers.js'
 import { POLICY } from '../../src/swarm/policy-protocol.js'
-import { createLogger, silentLogger } from '../../src/util/log.js'
 import { startDaemon, type TestDaemon } from './daemons.js'
+import { eventually } from './wait.js'
 
 interface Teardown { teardown: (fn: () => Promise<void> | void) => void }
 
 /** Polls `check` every 100 ms until it is true; throws naming `what` after `timeoutMs`. */
 export async function until (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
+  if (!(await eventually(check, timeoutMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
 }
 
 /** Whether every daemon sees every other one as a live imgswarm peer (connected and identified). */
@@ -42,20 +35,7 @@ export async function startMesh (t: Teardown, n: number, options: { origin?: Ori
 
 /** Starts a daemon again on an existing data dir (same peer ID, same replicas.json); stopped at teardown. */
 export async function restartDaemon (t: Teardown, dir: string, options: { bootstrap?: string[], config?: Partial<NodeConfig> } = {}): Promise<TestDaemon> {
-  const config: NodeConfig = {
-    data: dir,
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    bootstrap: options.bootstrap ?? [],
-    mdns: false,
-    api: '127.0.0.1:0',
-    allowPeers: [],
-    logLevel: 'warn',
-    ...options.config
-  }
-  const daemon = await Daemon.start(config, process.env.IMGSWARM_TEST_LOG === '1' ? createLogger('debug') : silentLogger)
-  t.teardown(async () => { await daemon.stop() })
-  const info = daemon.info()
-  return { daemon, client: new ApiClient(parseApiAddress(info.api)), addr: info.multiaddrs[0], dir }
+  return await startDaemon(t, { ...options, dir })
 }
 
 /** Whether the daemon holds the image, complete and checked. */
