@@ -51,6 +51,11 @@ t.test('min 2 on a 4-node cluster: the rendezvous-first non-holder takes it on, 
   await new Promise(resolve => setTimeout(resolve, 3000))
   t.equal((await holders(nodes, ref)).length, 2, 'still exactly two holders: no stampede')
   for (const d of nodes) t.equal(d.daemon.replicas.protects(hex), true, 'protects() is true (the policy is in force on every node)')
+  const metrics = await b.client.send('GET', '/metrics')
+  let text = ''
+  for await (const piece of metrics) text += String(piece)
+  t.match(text, /^imgswarm_replica_policies 1$/m, 'the policy shows in the metrics')
+  t.match(text, /^imgswarm_replica_policies_short 0$/m, 'and it is not short')
 
   const list = await runCli(['replicas', '--json', '--api', nodes[3].daemon.info().api])
   t.equal(list.code, 0, list.stderr)

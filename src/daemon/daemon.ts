@@ -123,6 +123,7 @@ export class Daemon {
       cleanups.push(swarm.stop)
       // Replicas the cluster's policy keeps here are never evicted.
       hooks.protects = hex => swarm.replicas.protects(hex)
+      metrics.replicaGauges(() => swarm.replicas.active().map(p => ({ min: p.min, holders: swarm.repair.state(p.image)?.holders.length })))
       // The API starts before the Daemon object exists (it needs the bound address); routes reach it late.
       const ref: { daemon?: Daemon } = {}
       const backend: ApiBackend = {

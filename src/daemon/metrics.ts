@@ -62,6 +62,26 @@ export class DaemonMetrics {
     })
   }
 
+  /**
+   * Gauges of the cluster's replica policies as this node sees them: how many are in force, and how
+   * many had fewer live holders than their minimum at the last repair round (a repair under way, or
+   * one that cannot be made: too few live nodes).
+   */
+  replicaGauges (policies: () => Array<{ min: number, holders?: number }>): void {
+    new Gauge({
+      name: 'imgswarm_replica_policies',
+      help: 'Minimum-replica policies in force',
+      registers: [this.registry],
+      collect () { this.set(policies().length) }
+    })
+    new Gauge({
+      name: 'imgswarm_replica_policies_short',
+      help: 'Replica policies whose image had fewer live holders than its minimum at the last repair round',
+      registers: [this.registry],
+      collect () { this.set(policies().filter(p => p.holders != null && p.holders < p.min).length) }
+    })
+  }
+
   /** The hooks the fetcher reports through. */
   observer (): FetchObserver {
     return {
