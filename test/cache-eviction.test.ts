@@ -34,7 +34,7 @@ t.test('sizes, caps and durations parse as operators write them, and typos fail'
 
 t.test('above the high watermark the least recently used images go, down to the low one', async t => {
   const dir = await tempDir(t)
-  const node = await LocalNode.open({ dir, cache: { limits: { maxSize: { bytes: 10 * MiB }, highWater: 0.9, lowWater: 0.5 } } })
+  const node = await LocalNode.open({ dir, cache: { limits: { maxSize: { bytes: 10 * MiB }, highWater: 0.9, lowWater: 0.5 }, graceMs: 0 } })
   t.teardown(async () => { await node.close() })
   const images = ['a', 'b', 'c', 'd', 'e'].map(seed => seededBytes(2 * MiB, `evict-${seed}`))
   const refs: string[] = []
@@ -59,7 +59,7 @@ t.test('above the high watermark the least recently used images go, down to the 
 })
 
 t.test('evicting an image keeps the chunks that a remaining image shares with it', async t => {
-  const node = await LocalNode.open({ dir: await tempDir(t), cache: { limits: { maxSize: { bytes: 4 * MiB }, highWater: 0.9, lowWater: 0.5 } } })
+  const node = await LocalNode.open({ dir: await tempDir(t), cache: { limits: { maxSize: { bytes: 4 * MiB }, highWater: 0.9, lowWater: 0.5 }, graceMs: 0 } })
   t.teardown(async () => { await node.close() })
   const base = seededBytes(2 * MiB, 'shared-base')
   const grown = Buffer.concat([base, seededBytes(2 * MiB, 'shared-tail')])
@@ -80,7 +80,7 @@ t.test('pinned, leased and in-use images survive eviction while concurrent fetch
   const images = names.map(n => seededBytes(n === 'inuse' ? 16 * MiB : 2 * MiB, `protect-${n}`))
   const { origin } = await originWith(t, images)
   const refs = Object.fromEntries(names.map((n, i) => [n, sha256Ref(images[i])]))
-  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 32 * MiB }, highWater: 0.9, lowWater: 0.5 } })
+  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 32 * MiB }, highWater: 0.9, lowWater: 0.5, evictionGraceMs: 0 } })
   for (const n of ['pinned', 'leased', 'inuse', 'v1', 'v2']) await d.daemon.fetcher.fetch(refs[n])
   await d.client.pin(refs.pinned)
   const lease = await d.client.lease(refs.leased, 'vm-0042')
@@ -158,7 +158,7 @@ t.test('an origin with no manifest: the image\'s size is checked against the cap
 
 t.test('a replica the cluster\'s policy keeps here is not evicted, as if pinned', async t => {
   const kept = new Set<string>()
-  const node = await LocalNode.open({ dir: await tempDir(t), cache: { limits: { maxSize: { bytes: 4 * MiB }, highWater: 0.9, lowWater: 0.5 }, protects: hex => kept.has(hex) } })
+  const node = await LocalNode.open({ dir: await tempDir(t), cache: { limits: { maxSize: { bytes: 4 * MiB }, highWater: 0.9, lowWater: 0.5 }, graceMs: 0, protects: hex => kept.has(hex) } })
   t.teardown(async () => { await node.close() })
   const replica = (await node.importStream(streamOf(seededBytes(2 * MiB, 'replica-old')))).record.ref
   await new Promise(resolve => setTimeout(resolve, 5))
@@ -166,4 +166,16 @@ t.test('a replica the cluster\'s policy keeps here is not evicted, as if pinned'
   kept.add(replica.slice(7))
   t.same((await node.evictor.enforce()).map(r => r.ref), [other], 'the newer image went instead of the older replica')
   t.equal((await node.df()).pinned, 2 * MiB, 'df counts the replica with the pinned bytes')
+})
+
+t.test('an image fetched, imported or read within the grace period is not evicted', async t => {
+  const node = await LocalNode.open({ dir: await tempDir(t), cache: { limits: { maxSize: { bytes: 4 * MiB }, highWater: 0.9, lowWater: 0.5 }, graceMs: 1500 } })
+  t.teardown(async () => { await node.close() })
+  const old = (await node.importStream(streamOf(seededBytes(2 * MiB, 'grace-old')))).record.ref
+  const fresh = (await node.importStream(streamOf(seededBytes(2 * MiB, 'grace-new')))).record.ref
+  t.same(await node.evictor.enforce(), [], 'both were imported just now: nothing goes, though the store is over its high mark')
+  t.equal((await node.df()).inUse, 4 * MiB, 'df counts them as in use')
+  await new Promise(resolve => setTimeout(resolve, 1600))
+  t.same((await node.evictor.enforce()).map(r => r.ref), [old], 'once the grace is over, the least recently used goes')
+  t.same((await node.list()).map(r => r.ref), [fresh])
 })

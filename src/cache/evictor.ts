@@ -13,6 +13,12 @@ import { BUSY, ChunkRefs, LEASED, PINNED } from './chunk-refs.js'
 export const DEFAULT_HIGH_WATER = 0.9
 /** …and stops at this one, so that it runs in bursts, not on every fetch. */
 export const DEFAULT_LOW_WATER = 0.8
+/**
+ * An image fetched, imported or read this recently is not evicted: the compute agent that fetched
+ * it may not have read or leased it yet, and on a store full of leased images it would otherwise be
+ * the one image eviction could take, the moment its fetch ended.
+ */
+export const DEFAULT_GRACE_MS = 60_000
 
 export interface CacheLimits {
   maxSize: SizeLimit
@@ -34,7 +40,7 @@ export interface CacheReport {
   pinned: number
   /** Bytes that leased images name. */
   leased: number
-  /** Bytes that images being read, served or fetched name. */
+  /** Bytes that images being read, served or fetched, or accessed within the grace period, name. */
   inUse: number
   /** What evicting every image that may go would free. */
   reclaimable: number
@@ -46,6 +52,8 @@ export interface EvictorOptions {
   limits?: CacheLimits
   /** True when the cluster's policy keeps the image here (minimum replicas). */
   protects?: (hex: string) => boolean
+  /** How long after its last access an image may not be evicted. Default {@link DEFAULT_GRACE_MS}. */
+  graceMs?: number
   log?: Logger
   onEvicted?: (record: ImageRecord, freedBytes: number) => void
 }
@@ -223,12 +231,18 @@ export class Evictor {
     while (this.gcRunning != null) await this.gcRunning
   }
 
+  /** Being fetched, read or served, or accessed within the grace period. */
+  private busy (record: ImageRecord): boolean {
+    const grace = this.opts.graceMs ?? DEFAULT_GRACE_MS
+    return record.state === 'fetching' || this.store.inUse.has(hexOf(record)) || Date.parse(record.lastAccess) > Date.now() - grace
+  }
+
   private async protection (record: ImageRecord): Promise<number> {
     const hex = hexOf(record)
     let mask = 0
     if (record.pinned || this.opts.protects?.(hex) === true) mask |= PINNED
     if ((await this.store.leasesOf(hex)).length > 0) mask |= LEASED
-    if (record.state === 'fetching' || this.store.inUse.has(hex)) mask |= BUSY
+    if (this.busy(record)) mask |= BUSY
     return mask
   }
 
@@ -257,7 +271,7 @@ export class Evictor {
       let protect = 0
       if (record.pinned || this.opts.protects?.(hex) === true) protect |= PINNED
       if (leased.has(record.ref)) protect |= LEASED
-      if (record.state === 'fetching' || this.store.inUse.has(hex) || hex === admitting) protect |= BUSY
+      if (this.busy(record) || hex === admitting) protect |= BUSY
       let manifest: Manifest
       try {
         manifest = await this.store.getManifest(record)

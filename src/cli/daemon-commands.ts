@@ -26,6 +26,7 @@ const NODE_OPTIONS = {
   'max-size': { type: 'string' },
   'high-water': { type: 'string' },
   'low-water': { type: 'string' },
+  'eviction-grace': { type: 'string' },
   'replica-interval': { type: 'string' },
   config: { type: 'string' }
 } as const
@@ -43,12 +44,20 @@ async function nodeConfig (ctx: CommandContext): Promise<NodeConfig> {
     maxSize: str(ctx, 'max-size'),
     highWater: str(ctx, 'high-water'),
     lowWater: str(ctx, 'low-water'),
+    evictionGraceMs: graceSeconds(str(ctx, 'eviction-grace')),
     replicaIntervalMs: seconds(str(ctx, 'replica-interval')),
     config: str(ctx, 'config')
   }, ctx.env, ctx.dataDir)
 }
 
 /** `--replica-interval SECONDS` in ms. */
+/** `--eviction-grace` seconds (0 allowed), as ms. */
+function graceSeconds (text: string | undefined): number | undefined {
+  if (text == null) return undefined
+  if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`--eviction-grace takes seconds, not "${text}"`)
+  return Number(text) * 1000
+}
+
 function seconds (text: string | undefined): number | undefined {
   if (text == null) return undefined
   if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`--replica-interval takes seconds, not "${text}"`)
@@ -76,15 +85,16 @@ export const daemonCommands: Command[] = [
   {
     name: 'daemon',
     summary: 'run the peer in the foreground: serve neighbours, fetch, and answer the local API',
-    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]\n       [--max-size SIZE|PCT%] [--high-water SHARE] [--low-water SHARE] [--replica-interval SECONDS]',
+    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]\n       [--max-size SIZE|PCT%] [--high-water SHARE] [--low-water SHARE] [--eviction-grace SECONDS]\n       [--replica-interval SECONDS]',
     details: [
       '--max-size caps the store (10GiB, 500G, or 40% of the data dir\'s disk): above --high-water of it (default 0.9)',
       'the least recently used images that are not pinned, leased, in use or kept as replicas are evicted down to',
       '--low-water (default 0.8); a fetch that cannot fit even then fails. Without it the store only grows.',
+      'An image fetched, imported or read in the last --eviction-grace seconds (default 60) is not evicted.',
       'ADDR is HOST:PORT, http://HOST:PORT or unix:PATH (default 127.0.0.1:7480; loopback unless you name another).',
       'Every flag has an IMGSWARM_* variable (IMGSWARM_LISTEN, IMGSWARM_BOOTSTRAP (comma-separated), IMGSWARM_MDNS,',
       'IMGSWARM_ORIGIN, IMGSWARM_API, IMGSWARM_SWARM_KEY, IMGSWARM_ALLOW_PEER, IMGSWARM_LOG_LEVEL, IMGSWARM_MAX_SIZE,',
-      'IMGSWARM_HIGH_WATER, IMGSWARM_LOW_WATER, IMGSWARM_REPLICA_INTERVAL_MS) and a key in the',
+      'IMGSWARM_HIGH_WATER, IMGSWARM_LOW_WATER, IMGSWARM_EVICTION_GRACE_MS, IMGSWARM_REPLICA_INTERVAL_MS) and a key in the',
       'JSON config file (--config, IMGSWARM_CONFIG, or <data>/config.json). Flags win over variables over the file.',
       'Logs are JSON lines on stderr. SIGINT or SIGTERM stops it cleanly; unfinished fetches resume at the next start.'
     ].join('\n'),

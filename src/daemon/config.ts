@@ -27,6 +27,8 @@ export interface NodeConfig {
   /** Eviction runs above `highWater` × cap down to `lowWater` × cap (defaults 0.9 and 0.8). */
   highWater?: number
   lowWater?: number
+  /** How long after its last access an image may not be evicted, in ms (default 60 s). */
+  evictionGraceMs?: number
   /** Period of the replica repair rounds and policy anti-entropy, in ms (`--replica-interval` seconds). Default 30 s. */
   replicaIntervalMs?: number
 }
@@ -49,6 +51,7 @@ const KEYS: Array<{ key: keyof NodeConfig, env: string, kind: 'string' | 'list' 
   { key: 'maxSize', env: 'IMGSWARM_MAX_SIZE', kind: 'string' },
   { key: 'highWater', env: 'IMGSWARM_HIGH_WATER', kind: 'string' },
   { key: 'lowWater', env: 'IMGSWARM_LOW_WATER', kind: 'string' },
+  { key: 'evictionGraceMs', env: 'IMGSWARM_EVICTION_GRACE_MS', kind: 'string' },
   { key: 'replicaIntervalMs', env: 'IMGSWARM_REPLICA_INTERVAL_MS', kind: 'string' }
 ]
 
@@ -134,6 +137,7 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
     maxSize,
     highWater,
     lowWater,
+    evictionGraceMs: graceMs(merged.evictionGraceMs),
     replicaIntervalMs: intervalMs(merged.replicaIntervalMs)
   }
 }
@@ -143,6 +147,14 @@ function intervalMs (v: unknown): number | undefined {
   if (v == null) return undefined
   const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN
   if (!Number.isFinite(n) || n < 100 || n > 86_400_000) throw new UsageError(`replicaIntervalMs must be from 100 to 86400000 (ms), not "${String(v)}"`)
+  return Math.round(n)
+}
+
+/** The eviction grace in ms from a number or numeric text: 0 (none) up to a day. */
+function graceMs (v: unknown): number | undefined {
+  if (v == null) return undefined
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN
+  if (!Number.isFinite(n) || n < 0 || n > 86_400_000) throw new UsageError(`evictionGraceMs must be from 0 to 86400000 (ms), not "${String(v)}"`)
   return Math.round(n)
 }
 

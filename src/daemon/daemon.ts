@@ -77,6 +77,7 @@ export class Daemon {
       dir: config.data,
       cache: {
         limits: config.maxSize != null ? { maxSize: config.maxSize, highWater: config.highWater ?? DEFAULT_HIGH_WATER, lowWater: config.lowWater ?? DEFAULT_LOW_WATER } : undefined,
+        graceMs: config.evictionGraceMs,
         log,
         protects: hex => hooks.protects?.(hex) ?? false,
         onEvicted: (_record, freed) => { hooks.metrics?.evictions.inc(); hooks.metrics?.evictedBytes.inc(freed) }
