@@ -110,7 +110,7 @@ t.test('the preheat protocol refuses what a peer must not ask or answer', async 
   t.ok(err.type === 'error' && err.message.length <= 512, 'a long error text is cut')
 })
 
-t.test('a node serves a bounded number of preheats at once; more are answered busy; a hang-up frees the place', async t => {
+t.test('a node serves a bounded number of preheats at once; more are answered busy; a place frees when its fetches end, not at a hang-up', async t => {
   const { spawnPeers } = await import('./helpers/peers.js')
   const { FetchJob } = await import('../src/fetch/fetch-job.js')
   const { askPreheat, servePreheat } = await import('../src/swarm/preheat-peer.js')
@@ -133,7 +133,11 @@ t.test('a node serves a bounded number of preheats at once; more are answered bu
   await t.rejects(askPreheat(p1, server.peerId, [ref], () => {}), { name: 'RemoteError', reason: 'busy' }, 'a third request is refused while two run')
   asks[0].controller.abort()
   await t.rejects(asks[0].result)
-  // The server notices the hang-up within a progress period and takes a new request.
+  await new Promise(resolve => setTimeout(resolve, 700)) // more than a progress period: the server saw the hang-up
+  await t.rejects(askPreheat(p1, server.peerId, [ref], () => {}), { name: 'RemoteError', reason: 'busy' }, 'hanging up does not free the place while its fetch runs')
+  jobs[0].succeed()
+  await jobs[0].promise
+  // The fetch of the request that hung up ended: its place is free again.
   const third = askPreheat(p1, server.peerId, [ref], () => {})
   for (let i = 0; i < 50 && jobs.length < 3; i++) await new Promise(resolve => setTimeout(resolve, 100))
   t.equal(jobs.length >= 3, true, 'the new request started its fetch')

@@ -36,23 +36,22 @@ export async function servePreheat (node: AnyLibp2p, fetcher: Fetcher, options: 
       await send(encodePreheatResponse({ type: 'error', reason: 'busy', message: `already serving ${serving} preheat requests; try again later` }))
       return
     }
+    // A place is held until the fetches end, not the stream: a peer that asks and hangs up, again and
+    // again, still cannot have more than `limit` preheats fetching here at once.
     serving++
-    try {
-      log.info('preheat asked by a peer', { peer: ctx.peer.toString(), images: refs })
-      const jobs = refs.map(r => fetcher.start(r))
-      const report = async (done: boolean): Promise<void> => {
-        await send(encodePreheatResponse({ type: 'progress', images: jobs.map(j => progressOf(j.status)), done }))
-      }
-      while (!jobs.every(j => j.finished)) {
-        await report(false)
-        await untilSettledOr(jobs, PROGRESS_EVERY_MS, ctx.signal)
-        // The requester hung up: stop reporting; the fetches go on (that is what was asked).
-        if (ctx.signal.aborted) return
-      }
-      await report(true)
-    } finally {
-      serving--
+    log.info('preheat asked by a peer', { peer: ctx.peer.toString(), images: refs })
+    const jobs = refs.map(r => fetcher.start(r))
+    void Promise.allSettled(jobs.map(async j => { await j.promise })).finally(() => { serving-- })
+    const report = async (done: boolean): Promise<void> => {
+      await send(encodePreheatResponse({ type: 'progress', images: jobs.map(j => progressOf(j.status)), done }))
     }
+    while (!jobs.every(j => j.finished)) {
+      await report(false)
+      await untilSettledOr(jobs, PROGRESS_EVERY_MS, ctx.signal)
+      // The requester hung up: stop reporting; the fetches go on (that is what was asked).
+      if (ctx.signal.aborted) return
+    }
+    await report(true)
   }, { maxStreamsPerPeer: MAX_PREHEATS_PER_PEER, onError: (err, peer) => { log.debug('preheat exchange failed', { peer: peer.toString(), err }) } })
 }
 
