@@ -6,7 +6,7 @@ import { writeBundle, type WriteBundleOptions } from './bundle/bundle-writer.js'
 import type { BundleSummary } from './bundle/summary.js'
 import type { ChunkerParams } from './chunks/fastcdc.js'
 import type { ImageMeta } from './chunks/manifest.js'
-import { ChunkCorruptError, ChunkNotFoundError, DigestMismatchError, ImageNotAvailableError, ImageProtectedError, StoreCorruptError } from './errors.js'
+import { ChunkCorruptError, ChunkNotFoundError, DigestMismatchError, ImageNotAvailableError, ImageProtectedError, StoreCorruptError, UsageError } from './errors.js'
 import type { AbortOptions } from './store/chunk-store.js'
 import { exportToFile, exportToStream } from './store/export-file.js'
 import { hexOf, type ImageRecord } from './store/image-record.js'
@@ -35,6 +35,9 @@ export interface LeaseOptions {
   /** Milliseconds until the lease lapses by itself; omitted, it lasts until released. */
   ttlMs?: number
 }
+
+/** Longer leases are refused (a date past year 275760 cannot even be written). */
+const MAX_LEASE_TTL_MS = 100 * 365 * 86_400_000
 
 export interface LocalNodeOptions extends OpenStoreOptions {
   /** The size cap a daemon keeps the store under (without limits nothing is evicted), and its hooks. */
@@ -108,10 +111,10 @@ export class LocalNode {
         } catch (err) {
           throw await this.markDamaged(record, err)
         }
+        await this.store.noteRead(record.ref)
       } finally {
         release()
       }
-      await this.store.noteRead(record.ref)
       return await this.store.getRecord(hexOf(record)) ?? record
     })
   }
@@ -147,13 +150,16 @@ export class LocalNode {
    * `force` (which also drops its leases).
    */
   async remove (ref: string, options: { force?: boolean } = {}): Promise<{ record: ImageRecord, freed: GcResult }> {
-    const record = await this.store.resolve(ref)
-    if (options.force !== true) {
-      if (record.pinned) throw new ImageProtectedError(`${record.ref} is pinned; unpin it first or use --force`)
-      const leases = await this.store.leasesOf(hexOf(record))
-      if (leases.length > 0) throw new ImageProtectedError(`${record.ref} is leased by ${leases.map(l => l.holder).join(', ')}; release it first or use --force`)
-    }
-    await this.store.removeImage(record)
+    const record = await this.store.exclusively(async () => {
+      const record = await this.store.resolve(ref)
+      if (options.force !== true) {
+        if (record.pinned) throw new ImageProtectedError(`${record.ref} is pinned; unpin it first or use --force`)
+        const leases = await this.store.leasesOf(hexOf(record))
+        if (leases.length > 0) throw new ImageProtectedError(`${record.ref} is leased by ${leases.map(l => l.holder).join(', ')}; release it first or use --force`)
+      }
+      await this.store.removeImage(record)
+      return record
+    })
     return { record, freed: await this.store.gc() }
   }
 
@@ -163,17 +169,23 @@ export class LocalNode {
    */
   async lease (ref: string, holder: string, options: LeaseOptions = {}): Promise<Lease> {
     checkHolder(holder)
-    const record = await this.store.resolve(ref)
-    const previous = (await this.store.leasesOf(hexOf(record))).find(l => l.holder === holder)
-    const now = Date.now()
-    const lease: Lease = {
-      ref: record.ref,
-      holder,
-      created: previous?.created ?? new Date(now).toISOString(),
-      ...(options.ttlMs != null ? { expires: new Date(now + options.ttlMs).toISOString() } : {})
+    if (options.ttlMs != null && !(options.ttlMs > 0 && options.ttlMs <= MAX_LEASE_TTL_MS)) {
+      throw new UsageError('a lease TTL must be positive and at most 100 years')
     }
-    await this.store.putLease(lease)
-    return lease
+    // The image must still be there when the lease is written: eviction and rm decide under the same lock.
+    return await this.store.exclusively(async () => {
+      const record = await this.store.resolve(ref)
+      const previous = (await this.store.leasesOf(hexOf(record))).find(l => l.holder === holder)
+      const now = Date.now()
+      const lease: Lease = {
+        ref: record.ref,
+        holder,
+        created: previous?.created ?? new Date(now).toISOString(),
+        ...(options.ttlMs != null ? { expires: new Date(now + options.ttlMs).toISOString() } : {})
+      }
+      await this.store.putLease(lease)
+      return lease
+    })
   }
 
   /** Drops a holder's lease; `released` is false when it held none (releasing twice is harmless). */

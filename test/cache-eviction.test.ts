@@ -137,7 +137,7 @@ t.test('a fetch that cannot fit under the cap fails before it writes anything', 
   await d.client.pin(sha256Ref(held))
   const err2 = await d.daemon.fetcher.fetch(sha256Ref(small)).catch((e: Error) => e)
   t.type(err2, CacheFullError)
-  t.match((err2 as Error).message, /held by pinned, leased, in-use or fetching images .*6(\.0+)? MiB pinned/)
+  t.match((err2 as Error).message, /held by pinned, leased, in-use, recently used or fetching images .*6(\.0+)? MiB pinned/)
   t.same((await d.client.list()).map(r => r.ref), [sha256Ref(held)], 'the pinned image stays and nothing else was stored')
 
   const cli = await runCli(['get', sha256Ref(big), '-o', `${await tempDir(t)}/big.img`, '--api', d.daemon.info().api])
@@ -178,4 +178,23 @@ t.test('an image fetched, imported or read within the grace period is not evicte
   await new Promise(resolve => setTimeout(resolve, 1600))
   t.same((await node.evictor.enforce()).map(r => r.ref), [old], 'once the grace is over, the least recently used goes')
   t.same((await node.list()).map(r => r.ref), [fresh])
+})
+
+t.test('a new version evicts the old one it shares chunks with: the shared chunks survive the GC and the fetch completes', async t => {
+  const base = seededBytes(2 * MiB, 'upgrade-base')
+  const v1 = Buffer.concat([base, seededBytes(2 * MiB, 'upgrade-v1')])
+  const v2 = Buffer.concat([base, seededBytes(2 * MiB, 'upgrade-v2')])
+  const { origin: inner } = await originWith(t, [v1, v2])
+  const { origin, counts } = countingOrigin(inner)
+  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 6 * MiB }, highWater: 0.9, lowWater: 0.5, evictionGraceMs: 0 } })
+  await d.daemon.fetcher.fetch(sha256Ref(v1))
+  const before = counts.bytes
+  const record = await d.daemon.fetcher.fetch(sha256Ref(v2))
+  t.equal(record.state, 'available')
+  await d.daemon.local.evictor.settled()
+  t.same((await d.client.list()).map(r => r.ref), [sha256Ref(v2)], 'v1 was evicted to make room')
+  t.equal(await sha256Of(d.client, sha256Ref(v2)), sha256Ref(v2), 'v2 reads back exactly after the GC')
+  t.ok(counts.bytes - before < v2.length, `the chunks v2 shares with v1 were not read again (${counts.bytes - before} origin bytes for v2)`)
+  const verify = await d.client.verify()
+  t.same(verify.failed, [], 'verify finds every chunk')
 })

@@ -6,7 +6,7 @@ const LENGTH_LIMIT = 2 ** 24
 /** Why an image may not be evicted, as bits: chunk entries carry the union of their images' reasons. */
 export const PINNED = 1
 export const LEASED = 2
-/** In use, being fetched, or a replica the cluster's policy keeps here. */
+/** Being fetched, read or served, or used within the eviction grace (replicas count as PINNED). */
 export const BUSY = 4
 
 /**

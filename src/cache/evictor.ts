@@ -19,6 +19,8 @@ export const DEFAULT_LOW_WATER = 0.8
  * the one image eviction could take, the moment its fetch ended.
  */
 export const DEFAULT_GRACE_MS = 60_000
+/** How long a GC after eviction waits for the store lock to be free before it queues for it anyway. */
+const GC_PATIENCE_MS = 60_000
 
 export interface CacheLimits {
   maxSize: SizeLimit
@@ -82,10 +84,11 @@ export class Evictor {
   /** Evictions and admissions run one at a time, so two fetches never count the same free room. */
   private queue: Promise<unknown> = Promise.resolve()
   /** Room promised to admitted fetches whose records are not written yet. */
-  private readonly reserved = new Map<string, number>()
+  private readonly reserved = new Map<string, { bytes: number, manifest?: Manifest }>()
   private gcRunning?: Promise<void>
   private gcAgain = false
   private timer?: NodeJS.Timeout
+  private stopped = false
   /** Bytes used at the last look (metrics read this instead of surveying the store on each scrape). */
   lastUsed = 0
 
@@ -106,6 +109,7 @@ export class Evictor {
   }
 
   stop (): void {
+    this.stopped = true
     clearInterval(this.timer)
   }
 
@@ -148,7 +152,7 @@ export class Evictor {
       if (await this.upperBound() <= high) return []
       const survey = await this.survey()
       if (survey.refs.total <= high) return []
-      return await this.evict(survey, cap * this.opts.limits!.lowWater, 0)
+      return await this.evict(survey, cap * this.opts.limits!.lowWater)
     })
   }
 
@@ -162,46 +166,56 @@ export class Evictor {
     if (cap == null) return { release }
     return await this.serial(async () => {
       if (await this.upperBound() + image.size <= cap * this.opts.limits!.highWater) {
-        this.reserved.set(image.hex, image.size)
+        this.reserved.set(image.hex, { bytes: image.size, manifest: image.manifest })
         return { release }
       }
       const survey = await this.survey(image.hex)
-      const needed = image.manifest != null ? survey.refs.newBytes(image.manifest) : image.size
       const { refs } = survey
+      const needed = image.manifest != null ? refs.newBytes(image.manifest) : image.size
       const name = `sha256:${image.hex}`
       if (needed > cap) {
         throw new CacheFullError(`cannot fetch ${name}: it needs ${formatBytes(needed)}, more than the cache cap of ${formatBytes(cap)} (--max-size)`)
       }
-      const floor = refs.total - refs.bytesWith(0)
-      if (floor + needed > cap) {
-        throw new CacheFullError(`cannot fetch ${name}: it needs ${formatBytes(needed)} and the cache cap is ${formatBytes(cap)}, of which ${formatBytes(floor)} is held by pinned, leased, in-use or fetching images (${formatBytes(refs.bytesWith(PINNED))} pinned, ${formatBytes(refs.bytesWith(LEASED))} leased); nothing was evicted`)
+      const full = (held: number): CacheFullError => new CacheFullError(`cannot fetch ${name}: it needs ${formatBytes(needed)} and the cache cap is ${formatBytes(cap)}, of which ${formatBytes(held)} is held by pinned, leased, in-use, recently used or fetching images (${formatBytes(refs.bytesWith(PINNED))} pinned, ${formatBytes(refs.bytesWith(LEASED))} leased)`)
+      // The image's own chunks count as busy: those it shares with an image that goes are not freed.
+      if (image.manifest != null) refs.add(image.manifest, BUSY)
+      else refs.total += needed
+      const held = refs.total - refs.bytesWith(0)
+      if (held > cap) throw full(held - needed)
+      if (refs.total > cap * this.opts.limits!.highWater) {
+        await this.evict(survey, cap * this.opts.limits!.lowWater)
+        // Images that became busy or leased since the survey were skipped: it may still not fit.
+        if (refs.total > cap) throw full(refs.total - refs.bytesWith(0) - needed)
       }
-      if (refs.total + needed > cap * this.opts.limits!.highWater) {
-        await this.evict(survey, cap * this.opts.limits!.lowWater, needed)
-      }
-      this.reserved.set(image.hex, needed)
+      this.reserved.set(image.hex, { bytes: needed, manifest: image.manifest })
       return { release }
     })
   }
 
   /**
-   * Evicts least recently used evictable images (failed ones first) until `used + extra ≤ target`
-   * or none is left, then starts a GC for their chunks.
+   * Evicts least recently used evictable images (failed ones first) until usage is at `target` or
+   * none is left, then starts a GC for their chunks.
    */
-  private async evict (survey: Survey, target: number, extra: number): Promise<ImageRecord[]> {
+  private async evict (survey: Survey, target: number): Promise<ImageRecord[]> {
     const { refs } = survey
     const order = survey.candidates
       .filter(c => c.protect === 0)
       .sort((a, b) => Number(b.record.state === 'failed') - Number(a.record.state === 'failed') || a.record.lastAccess.localeCompare(b.record.lastAccess))
     const evicted: ImageRecord[] = []
-    for (const { record } of order) {
-      if (refs.total + extra <= target) break
-      // Looked at again just before it goes: a read or a lease may have started since the survey.
-      if (await this.protection(record) !== 0) continue
-      let manifest: Manifest | undefined
-      try { manifest = await this.store.getManifest(record) } catch {}
-      await this.store.removeImage(record)
-      const freed = manifest != null ? refs.remove(manifest) : 0
+    for (const { record: seen } of order) {
+      if (refs.total <= target) break
+      // Looked at again, and removed, under the store's record lock: a read, pin, lease or fetch that
+      // started since the survey keeps the image, and none can start between the look and the removal.
+      const gone = await this.store.exclusively(async () => {
+        const now = await this.store.getRecord(hexOf(seen))
+        if (now == null || this.protection(now, (await this.store.leasesOf(hexOf(now))).length > 0) !== 0) return undefined
+        const manifest = await this.store.getManifest(now).catch(() => undefined)
+        await this.store.removeImage(now)
+        return { record: now, manifest }
+      })
+      if (gone == null) continue
+      const { record } = gone
+      const freed = gone.manifest != null ? refs.remove(gone.manifest) : 0
       this.lastUsed = refs.total
       evicted.push(record)
       this.opts.onEvicted?.(record, freed)
@@ -220,10 +234,25 @@ export class Evictor {
     this.gcRunning = (async () => {
       do {
         this.gcAgain = false
-        const r = await this.store.gc().catch(err => { this.log.warn('gc after eviction failed', { err }); return undefined })
+        await this.untilIdle()
+        // The chunks of admitted fetches whose records are not written yet are kept: a new version
+        // shares most of its chunks with the old one it made room for.
+        const keep = (): Manifest[] => [...this.reserved.values()].flatMap(r => r.manifest != null ? [r.manifest] : [])
+        const r = await this.store.gc({ keep }).catch(err => { this.log.warn('gc after eviction failed', { err }); return undefined })
         if (r != null) this.log.info('collected evicted chunks', { chunks: r.chunks, bytes: r.bytes })
       } while (this.gcAgain)
     })().finally(() => { this.gcRunning = undefined })
+  }
+
+  /**
+   * Waits (up to GC_PATIENCE_MS) until no import or export holds the store lock: GC needs it alone,
+   * and once it waits for the lock every new read queues behind it, so a GC started during a long
+   * export would stall every other read until that export ends. The space comes back a little later.
+   */
+  private async untilIdle (): Promise<void> {
+    for (const until = Date.now() + GC_PATIENCE_MS; !this.store.lock.idle && Date.now() < until && !this.stopped;) {
+      await new Promise(resolve => setTimeout(resolve, 250))
+    }
   }
 
   /** Waits for the GC that eviction started, if any (tests, shutdown). */
@@ -231,17 +260,18 @@ export class Evictor {
     while (this.gcRunning != null) await this.gcRunning
   }
 
-  /** Being fetched, read or served, or accessed within the grace period. */
+  /** Being fetched (or admitted to be), read or served, or accessed within the grace period. */
   private busy (record: ImageRecord): boolean {
     const grace = this.opts.graceMs ?? DEFAULT_GRACE_MS
-    return record.state === 'fetching' || this.store.inUse.has(hexOf(record)) || Date.parse(record.lastAccess) > Date.now() - grace
+    const hex = hexOf(record)
+    return record.state === 'fetching' || this.reserved.has(hex) || this.store.inUse.has(hex) || Date.parse(record.lastAccess) > Date.now() - grace
   }
 
-  private async protection (record: ImageRecord): Promise<number> {
-    const hex = hexOf(record)
+  /** Why an image must stay: a mask of PINNED (replicas too), LEASED and BUSY; 0 when it may go. */
+  private protection (record: ImageRecord, leased: boolean): number {
     let mask = 0
-    if (record.pinned || this.opts.protects?.(hex) === true) mask |= PINNED
-    if ((await this.store.leasesOf(hex)).length > 0) mask |= LEASED
+    if (record.pinned || this.opts.protects?.(hexOf(record)) === true) mask |= PINNED
+    if (leased) mask |= LEASED
     if (this.busy(record)) mask |= BUSY
     return mask
   }
@@ -254,7 +284,7 @@ export class Evictor {
     const records = await this.store.listImages()
     const present = new Set(records.map(r => hexOf(r)))
     let bytes = records.reduce((n, r) => n + r.size, 0)
-    for (const [hex, b] of this.reserved) if (!present.has(hex)) bytes += b
+    for (const [hex, r] of this.reserved) if (!present.has(hex)) bytes += r.bytes
     this.lastUsed = bytes
     return bytes
   }
@@ -268,10 +298,7 @@ export class Evictor {
     for (const record of records) {
       const hex = hexOf(record)
       present.add(hex)
-      let protect = 0
-      if (record.pinned || this.opts.protects?.(hex) === true) protect |= PINNED
-      if (leased.has(record.ref)) protect |= LEASED
-      if (this.busy(record) || hex === admitting) protect |= BUSY
+      const protect = this.protection(record, leased.has(record.ref)) | (hex === admitting ? BUSY : 0)
       let manifest: Manifest
       try {
         manifest = await this.store.getManifest(record)
@@ -282,7 +309,7 @@ export class Evictor {
       candidates.push({ record, protect })
     }
     // Room promised to fetches that have not written their record yet counts as used.
-    for (const [hex, bytes] of this.reserved) if (!present.has(hex) && hex !== admitting) refs.total += bytes
+    for (const [hex, r] of this.reserved) if (!present.has(hex) && hex !== admitting) refs.total += r.bytes
     this.lastUsed = refs.total
     return { refs, candidates }
   }

@@ -44,23 +44,16 @@ async function nodeConfig (ctx: CommandContext): Promise<NodeConfig> {
     maxSize: str(ctx, 'max-size'),
     highWater: str(ctx, 'high-water'),
     lowWater: str(ctx, 'low-water'),
-    evictionGraceMs: graceSeconds(str(ctx, 'eviction-grace')),
-    replicaIntervalMs: seconds(str(ctx, 'replica-interval')),
+    evictionGraceMs: secondsFlag(str(ctx, 'eviction-grace'), '--eviction-grace'),
+    replicaIntervalMs: secondsFlag(str(ctx, 'replica-interval'), '--replica-interval'),
     config: str(ctx, 'config')
   }, ctx.env, ctx.dataDir)
 }
 
-/** `--replica-interval SECONDS` in ms. */
-/** `--eviction-grace` seconds (0 allowed), as ms. */
-function graceSeconds (text: string | undefined): number | undefined {
+/** A flag's whole or fractional seconds, as ms (`--eviction-grace`, `--replica-interval`). */
+function secondsFlag (text: string | undefined, flag: string): number | undefined {
   if (text == null) return undefined
-  if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`--eviction-grace takes seconds, not "${text}"`)
-  return Number(text) * 1000
-}
-
-function seconds (text: string | undefined): number | undefined {
-  if (text == null) return undefined
-  if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`--replica-interval takes seconds, not "${text}"`)
+  if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`${flag} takes seconds, not "${text}"`)
   return Number(text) * 1000
 }
 

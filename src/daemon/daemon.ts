@@ -97,7 +97,8 @@ export class Daemon {
         allowPeers: config.allowPeers.length > 0 ? config.allowPeers : undefined
       })
       cleanups.push(async () => { await peer.stop() })
-      const metrics = new DaemonMetrics(local.store, () => peer.getConnections().length, { used: () => local.evictor.lastUsed, cap: async () => await local.evictor.capBytes() })
+      const cacheGauges = config.maxSize != null ? { used: () => local.evictor.lastUsed, cap: async () => await local.evictor.capBytes() } : undefined
+      const metrics = new DaemonMetrics(local.store, () => peer.getConnections().length, cacheGauges)
       hooks.metrics = metrics
       const evictor = local.evictor
       cleanups.push(async () => { evictor.stop(); await evictor.settled() })

@@ -49,7 +49,7 @@ export class DaemonMetrics {
       })
       new Gauge({
         name: 'imgswarm_cache_cap_bytes',
-        help: 'The --max-size cap in bytes (0: none)',
+        help: 'The --max-size cap in bytes',
         registers: [registry],
         async collect () { this.set((await cache.cap()) ?? 0) }
       })

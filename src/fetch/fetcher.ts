@@ -273,20 +273,26 @@ export class Fetcher {
     job.status.size = manifest.size
     job.status.state = 'fetching'
     const now = new Date().toISOString()
-    // Recorded as fetching first: gc keeps its chunks, a restart resumes it, peers may ask for it.
     const admission = await this.opts.admit?.({ hex, size: manifest.size, manifest })
-    let record: ImageRecord
+    // Recorded as fetching first: GC keeps its chunks, a restart resumes it, peers may ask for it.
+    // The record and the look at which chunks are stored already go together under the store's read
+    // lock: a GC (which marks from the records) runs wholly before them, and what it swept is then
+    // missing here, or wholly after, when the record keeps every chunk. The rest of the fetch holds
+    // no lock, so a GC does not wait for it (and stall every read queued behind the GC).
+    let found: { record: ImageRecord, missing: Awaited<ReturnType<typeof missingChunks>> }
     try {
-      record = await store.commitImage(manifest, { state: 'fetching', pinned: previous?.pinned ?? false, created: previous?.created ?? now, lastAccess: now, hits: previous?.hits ?? 0 })
+      found = await store.lock.read(async () => {
+        const record = await store.commitImage(manifest, { state: 'fetching', pinned: previous?.pinned ?? false, created: previous?.created ?? now, lastAccess: now, hits: previous?.hits ?? 0 })
+        return { record, missing: await missingChunks(store, manifest) }
+      })
     } finally {
       admission?.release()
     }
+    const { record } = found
     job.manifestKnown(record, manifest)
     this.opts.onState?.(record)
     try {
-      // No store lock: the fetching record names every chunk, so GC keeps them (and does not wait
-      // for a long fetch, which would stall every read queued behind it).
-      const { wants, presentBytes } = await missingChunks(store, manifest)
+      const { wants, presentBytes } = found.missing
       this.count(job, 'local', presentBytes)
       const have = new Uint8Array(Math.ceil(chunkCount(manifest) / 8)).fill(0xff)
       for (const w of wants) for (const i of w.indices) have[i >> 3] &= ~(0x80 >> (i & 7))

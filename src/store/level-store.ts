@@ -104,12 +104,15 @@ export interface GcResult {
 export class LevelStore implements ChunkStore {
   /**
    * Held shared by imports and exports, exclusively by GC, so GC never sweeps the chunks of an import
-   * before its manifest is written, nor of an image `rm` removes while it is exported. Fetches do not
-   * take it: their record, written first, names every chunk they store.
+   * before its manifest is written, nor of an image `rm` removes while it is exported. A fetch holds
+   * it only while it writes its record and looks at which chunks are stored: from then on the record
+   * names every chunk it stores.
    */
   readonly lock = new RwLock()
   /** Images being read or served in this process: eviction leaves them alone. */
   readonly inUse = new InUse()
+  /** Serialises record writes with the checks that decide them (see {@link exclusively}). */
+  private readonly recordMutex = new RwLock()
   readonly dir: string | null
   private readonly db: Db
   private readonly chunks: Sub<Uint8Array, Uint8Array>
@@ -391,7 +394,7 @@ export class LevelStore implements ChunkStore {
     ops.push({ type: 'put', sublevel: this.manifests, key: hex, value: bytes } as BatchOp)
     ops.push({ type: 'put', sublevel: this.images, key: hex, value: full } as BatchOp)
     await this.ensureSpace(lastChunks.reduce((n, c) => n + c.bytes.length, bytes.length), 'cannot record the image')
-    await this.run('cannot record the image', async () => { await this.db.batch(ops) })
+    await this.exclusively(async () => { await this.run('cannot record the image', async () => { await this.db.batch(ops) }) })
     return full
   }
 
@@ -414,17 +417,29 @@ export class LevelStore implements ChunkStore {
     }
     if (ops.length === 0) return []
     await this.ensureSpace(bytes, 'cannot record the images')
-    await this.run('cannot record the images', async () => { await this.db.batch(ops) })
+    await this.exclusively(async () => { await this.run('cannot record the images', async () => { await this.db.batch(ops) }) })
     return full
   }
 
-  /** Changes fields of an image record (state, pin, access time…). */
+  /**
+   * Runs `fn` alone among record writes: commits, updates, lease grants, removals and eviction
+   * decisions. A check and the write it decides then hold together: a lease cannot be granted between
+   * eviction's last look and the removal, nor an update put back a record that was just removed.
+   * `fn` must not call a method that takes this itself (updateRecord, noteRead, commitImage).
+   */
+  async exclusively<T> (fn: () => Promise<T>): Promise<T> {
+    return await this.recordMutex.write(fn)
+  }
+
+  /** Changes fields of an image record (state, pin, access time…). ImageNotFoundError once it is gone. */
   async updateRecord (ref: string, patch: Partial<Omit<ImageRecord, 'ref'>>): Promise<ImageRecord> {
-    const rec = await this.resolve(ref)
-    const next = { ...rec, ...patch }
-    if (patch.state !== undefined && patch.state !== 'failed') delete next.reason
-    await this.run('cannot update the image record', async () => { await this.images.put(hexOf(rec), next) })
-    return next
+    return await this.exclusively(async () => {
+      const rec = await this.resolve(ref)
+      const next = { ...rec, ...patch }
+      if (patch.state !== undefined && patch.state !== 'failed') delete next.reason
+      await this.run('cannot update the image record', async () => { await this.images.put(hexOf(rec), next) })
+      return next
+    })
   }
 
   /**
@@ -432,13 +447,18 @@ export class LevelStore implements ChunkStore {
    * store that cannot record it (a full disk) has still served the image, so failures are ignored.
    */
   async noteRead (ref: string): Promise<void> {
-    await this.run('cannot update the image record', async () => {
+    await this.exclusively(async () => {
       const rec = await this.resolve(ref)
-      await this.images.put(hexOf(rec), { ...rec, hits: (rec.hits ?? 0) + 1, lastAccess: new Date().toISOString() })
+      await this.run('cannot update the image record', async () => {
+        await this.images.put(hexOf(rec), { ...rec, hits: (rec.hits ?? 0) + 1, lastAccess: new Date().toISOString() })
+      })
     }).catch(() => {})
   }
 
-  /** Forgets an image (record, manifest and leases). Its chunks stay until the next {@link gc}. */
+  /**
+   * Forgets an image (record, manifest and leases). Its chunks stay until the next {@link gc}. Run it
+   * inside {@link exclusively}, together with the checks that allowed it.
+   */
   async removeImage (record: ImageRecord): Promise<void> {
     const hex = hexOf(record)
     const leases = await this.leasesOf(hex, { includeExpired: true })
@@ -488,19 +508,22 @@ export class LevelStore implements ChunkStore {
    * Mark and sweep: every chunk that no stored manifest names is deleted. Runs alone (write lock), so
    * chunks of imports in flight in this process are never swept; other processes cannot hold the store.
    */
-  async gc (options?: AbortOptions): Promise<GcResult> {
+  async gc (options?: AbortOptions & { keep?: () => Manifest[] }): Promise<GcResult> {
     return await this.lock.write(async () => {
       const marked = new Set<string>()
-      const records = await this.listImages(options)
-      for (const rec of records) {
-        let m: Manifest
-        try {
-          m = await this.getManifest(rec)
-        } catch {
-          continue // a damaged manifest keeps nothing; verify reports it
-        }
+      const mark = (m: Manifest): void => {
         const d = m.chunkDigests
         for (let i = 0; i < d.length; i += 32) marked.add(Buffer.from(d.buffer, d.byteOffset + i, 32).toString('latin1'))
+      }
+      // `keep`: manifests of images not recorded yet whose chunks must stay (admitted fetches).
+      for (const m of options?.keep?.() ?? []) mark(m)
+      const records = await this.listImages(options)
+      for (const rec of records) {
+        try {
+          mark(await this.getManifest(rec))
+        } catch {
+          // a damaged manifest keeps nothing; verify reports it
+        }
       }
       let chunks = 0
       let bytes = 0

@@ -119,7 +119,8 @@ export class ReplicaRepair {
         // each round.
         const rounds = this.shortRounds.get(policy.image) ?? 0
         this.shortRounds.set(policy.image, rounds + 1)
-        const extra = Math.max(0, rounds - ESCALATE_AFTER + 1)
+        // At most `min` extra: when no node can get the image at all, not every node tries every round.
+        const extra = Math.min(policy.min, Math.max(0, rounds - ESCALATE_AFTER + 1))
         const chosen = rendezvousRank(policy.image, [...live].filter(id => !held.has(id))).slice(0, policy.min - held.size + extra)
         if (chosen.includes(selfId)) {
           fetching = true

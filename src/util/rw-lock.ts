@@ -8,6 +8,11 @@ export class RwLock {
   private writer = false
   private readonly queue: Array<{ write: boolean, wake: () => void }> = []
 
+  /** Nobody holds or waits for the lock: a writer taking it now delays no one. */
+  get idle (): boolean {
+    return this.readers === 0 && !this.writer && this.queue.length === 0
+  }
+
   async read<T> (fn: () => Promise<T>): Promise<T> {
     await this.acquire(false)
     try { return await fn() } finally { this.release(false) }
