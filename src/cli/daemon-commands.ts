@@ -3,6 +3,8 @@ import { join } from 'node:path'
 import { parseApiAddress } from '../api/address.js'
 import { ApiClient } from '../api/client.js'
 import { loadConfig, type NodeConfig } from '../daemon/config.js'
+import { checkHolder } from '../store/lease.js'
+import { parseDuration } from '../util/units.js'
 import { DAEMON_FILE, type DaemonInfo } from '../daemon/daemon-file.js'
 import { ApiUnreachableError, ImgswarmError, UsageError } from '../errors.js'
 import type { PublishResult } from '../publish.js'
@@ -109,9 +111,9 @@ export const daemonCommands: Command[] = [
   {
     name: 'get',
     summary: 'fetch images through the daemon (peers first, origin last) and write them as files',
-    usage: 'imgswarm get REF… (-o FILE | --dir DIR) [--origin URL] [--bootstrap MULTIADDR]…',
-    details: 'With one REF, -o names the file; with --dir each image is written as DIR/<sha256 hex>. A file appears only once\nits image checked. With no daemon running, a node started in this process does the fetch (it takes the\ndaemon\'s flags) and stops.',
-    options: { output: { type: 'string', short: 'o' }, dir: { type: 'string' }, ...NODE_OPTIONS },
+    usage: 'imgswarm get REF… (-o FILE | --dir DIR) [--lease ID [--ttl DURATION]] [--origin URL] [--bootstrap MULTIADDR]…',
+    details: 'With one REF, -o names the file; with --dir each image is written as DIR/<sha256 hex>. A file appears only once\nits image checked. --lease leases each image it got to ID (a VM about to run on it; see imgswarm lease). With\nno daemon running, a node started in this process does the fetch (it takes the daemon\'s flags) and stops.',
+    options: { output: { type: 'string', short: 'o' }, dir: { type: 'string' }, lease: { type: 'string' }, ttl: { type: 'string' }, ...NODE_OPTIONS },
     async run (ctx) {
       const refs = ctx.positionals
       const out = str(ctx, 'output')
@@ -120,6 +122,11 @@ export const daemonCommands: Command[] = [
       if ((out == null) === (dir == null)) throw new UsageError('get needs exactly one of -o FILE and --dir DIR')
       if (out != null && refs.length > 1) throw new UsageError('-o takes one REF; use --dir DIR for several')
       const target = (ref: string): string => out ?? join(dir!, ref.replace(/^sha256:/, ''))
+      const holder = str(ctx, 'lease')
+      const ttl = str(ctx, 'ttl')
+      if (ttl != null && holder == null) throw new UsageError('--ttl goes with --lease ID')
+      if (holder != null) checkHolder(holder)
+      const ttlMs = ttl != null ? parseDuration(ttl) : undefined
       const client = await daemonClient(ctx)
       const results = client != null
         ? await Promise.allSettled(refs.map(async ref => {
@@ -129,6 +136,15 @@ export const daemonCommands: Command[] = [
           } finally { progress.stop() }
         }))
         : await getInProcess(ctx, refs, target)
+      if (holder != null) {
+        // Within the eviction grace of the fetch, so nothing can take the image before its lease.
+        const service = client ?? await ctx.node()
+        for (let i = 0; i < results.length; i++) {
+          const r = results[i]
+          if (r.status !== 'fulfilled') continue
+          results[i] = await service.lease(r.value.ref, holder, { ttlMs }).then(() => r, (reason: unknown) => ({ status: 'rejected', reason }))
+        }
+      }
       let failed = 0
       results.forEach((r, i) => {
         if (r.status === 'fulfilled') {
