@@ -198,3 +198,29 @@ t.test('a new version evicts the old one it shares chunks with: the shared chunk
   const verify = await d.client.verify()
   t.same(verify.failed, [], 'verify finds every chunk')
 })
+
+t.test('admissions in a row count each other until their fetches record the images', async t => {
+  const { ManifestBuilder } = await import('../src/chunks/manifest.js')
+  const { DEFAULT_CHUNKER } = await import('../src/chunks/fastcdc.js')
+  const node = await LocalNode.open({ dir: await tempDir(t), cache: { limits: { maxSize: { bytes: 10 * MiB }, highWater: 0.5, lowWater: 0.4 }, graceMs: 0 } })
+  t.teardown(async () => { await node.close() })
+  const pinned = (await node.importStream(streamOf(seededBytes(6 * MiB, 'row-pinned')))).record.ref
+  await node.pin(pinned)
+  const manifestOf = (name: string, mib: number): ReturnType<InstanceType<typeof ManifestBuilder>['build']> => {
+    const b = new ManifestBuilder()
+    for (let c = 0; c < mib * 16; c++) b.add(createHash('sha256').update(`${name}/${c}`).digest(), 64 * 1024)
+    return b.build(createHash('sha256').update(name).digest(), DEFAULT_CHUNKER, { type: 'other', name, format: '' })
+  }
+  const admit = async (name: string, mib: number): ReturnType<typeof node.evictor.admit> => {
+    const m = manifestOf(name, mib)
+    return await node.evictor.admit({ hex: Buffer.from(m.digest).toString('hex'), size: m.size, manifest: m })
+  }
+  const a = await admit('a', 2)
+  const b = await admit('b', 2)
+  await t.rejects(admit('c', 1), CacheFullError, '6 pinned + 2 + 2 admitted leave no room for 1 more MiB under 10')
+  b.release()
+  const c = await admit('c', 1)
+  t.pass('once a fetch gave up its room, the next fits')
+  a.release()
+  c.release()
+})

@@ -19,6 +19,12 @@ export const DEFAULT_LOW_WATER = 0.8
  * the one image eviction could take, the moment its fetch ended.
  */
 export const DEFAULT_GRACE_MS = 60_000
+/**
+ * A survey younger than this serves the next admission, which updates it: a preheat of many images on
+ * a store near its cap would otherwise read every manifest once per image. Victims are looked at again
+ * before they go, and the check every 10 s surveys afresh.
+ */
+const SURVEY_REUSE_MS = 5_000
 /** How long a GC after eviction waits for the store lock to be free before it queues for it anyway. */
 const GC_PATIENCE_MS = 60_000
 
@@ -89,6 +95,7 @@ export class Evictor {
   private gcAgain = false
   private timer?: NodeJS.Timeout
   private stopped = false
+  private recent?: { survey: Survey, at: number }
   /** Bytes used at the last look (metrics read this instead of surveying the store on each scrape). */
   lastUsed = 0
 
@@ -151,6 +158,7 @@ export class Evictor {
       const high = cap * this.opts.limits!.highWater
       if (await this.upperBound() <= high) return []
       const survey = await this.survey()
+      this.recent = { survey, at: Date.now() }
       if (survey.refs.total <= high) return []
       return await this.evict(survey, cap * this.opts.limits!.lowWater)
     })
@@ -162,14 +170,19 @@ export class Evictor {
    */
   async admit (image: ImageToAdmit): Promise<Admission> {
     const cap = await this.capBytes()
-    const release = (): void => { this.reserved.delete(image.hex) }
+    const release = (recorded = false): void => {
+      this.reserved.delete(image.hex)
+      // A fetch that ended before its record was written gives its room back: a reused survey counts it.
+      if (!recorded) this.recent = undefined
+    }
     if (cap == null) return { release }
     return await this.serial(async () => {
       if (await this.upperBound() + image.size <= cap * this.opts.limits!.highWater) {
         this.reserved.set(image.hex, { bytes: image.size, manifest: image.manifest })
+        this.recent = undefined // it does not count this image
         return { release }
       }
-      const survey = await this.survey(image.hex)
+      const survey = await this.surveyForAdmission(image.hex)
       const { refs } = survey
       const needed = image.manifest != null ? refs.newBytes(image.manifest) : image.size
       const name = `sha256:${image.hex}`
@@ -180,14 +193,21 @@ export class Evictor {
       // The image's own chunks count as busy: those it shares with an image that goes are not freed.
       if (image.manifest != null) refs.add(image.manifest, BUSY)
       else refs.total += needed
-      const held = refs.total - refs.bytesWith(0)
-      if (held > cap) throw full(held - needed)
-      if (refs.total > cap * this.opts.limits!.highWater) {
-        await this.evict(survey, cap * this.opts.limits!.lowWater)
-        // Images that became busy or leased since the survey were skipped: it may still not fit.
-        if (refs.total > cap) throw full(refs.total - refs.bytesWith(0) - needed)
-      }
+      // Reserved before any eviction: an old record of this image (a failed fetch) is then busy.
       this.reserved.set(image.hex, { bytes: needed, manifest: image.manifest })
+      try {
+        const held = refs.total - refs.bytesWith(0)
+        if (held > cap) throw full(held - needed)
+        if (refs.total > cap * this.opts.limits!.highWater) {
+          await this.evict(survey, cap * this.opts.limits!.lowWater)
+          // Images that became busy or leased since the survey were skipped: it may still not fit.
+          if (refs.total > cap) throw full(refs.total - refs.bytesWith(0) - needed)
+        }
+      } catch (err) {
+        release()
+        this.recent = undefined // it counts this image
+        throw err
+      }
       return { release }
     })
   }
@@ -287,6 +307,13 @@ export class Evictor {
     for (const [hex, r] of this.reserved) if (!present.has(hex)) bytes += r.bytes
     this.lastUsed = bytes
     return bytes
+  }
+
+  private async surveyForAdmission (hex: string): Promise<Survey> {
+    if (this.recent != null && Date.now() - this.recent.at < SURVEY_REUSE_MS) return this.recent.survey
+    const survey = await this.survey(hex)
+    this.recent = { survey, at: Date.now() }
+    return survey
   }
 
   private async survey (admitting?: string): Promise<Survey> {

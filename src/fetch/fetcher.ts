@@ -47,9 +47,9 @@ export interface FetcherOptions {
   admit?: (image: ImageToAdmit) => Promise<Admission>
 }
 
-/** Room made for one fetch; released once its record counts the room (or the fetch failed). */
+/** Room made for one fetch; released once its record counts the room (`recorded`), or the fetch failed. */
 export interface Admission {
-  release: () => void
+  release: (recorded?: boolean) => void
 }
 
 /** An image about to be fetched: its manifest when known, else only its size (a whole-stream read). */
@@ -259,10 +259,12 @@ export class Fetcher {
     }
     const previous = await this.opts.store.getRecord(hex)
     const meta = previous != null ? { type: previous.type, name: previous.name, format: previous.format } : { type: 'other' as const, name: '', format: '' }
+    let recorded = false
     try {
       await ingest(this.opts.store, counted(), { meta, expectRef: digestRef(hex), from: 'origin' })
+      recorded = true
     } finally {
-      admission?.release()
+      admission?.release(recorded)
     }
   }
 
@@ -279,14 +281,14 @@ export class Fetcher {
     // lock: a GC (which marks from the records) runs wholly before them, and what it swept is then
     // missing here, or wholly after, when the record keeps every chunk. The rest of the fetch holds
     // no lock, so a GC does not wait for it (and stall every read queued behind the GC).
-    let found: { record: ImageRecord, missing: Awaited<ReturnType<typeof missingChunks>> }
+    let found: { record: ImageRecord, missing: Awaited<ReturnType<typeof missingChunks>> } | undefined
     try {
       found = await store.lock.read(async () => {
         const record = await store.commitImage(manifest, { state: 'fetching', pinned: previous?.pinned ?? false, created: previous?.created ?? now, lastAccess: now, hits: previous?.hits ?? 0 })
         return { record, missing: await missingChunks(store, manifest) }
       })
     } finally {
-      admission?.release()
+      admission?.release(found != null)
     }
     const { record } = found
     job.manifestKnown(record, manifest)
