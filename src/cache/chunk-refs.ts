@@ -14,13 +14,19 @@ const EMPTY = 0 // in the length word: chunks are never empty
  * Every chunk that stored images name, once, with its length, how many evictable images name it and
  * why protected images that name it are protected: enough to tell what evicting an image would free
  * without reading a chunk. An open-addressing table in one Uint32Array (linear probing, kept at most
- * half full): about 40 bytes a chunk while an eviction pass runs (`npm run bench:eviction`).
+ * half full): 20 bytes a slot, 40–80 bytes a distinct chunk while an eviction pass runs (a Map of
+ * digest strings took ~110; `npm run bench:eviction`).
  */
 export class ChunkRefs {
   private table = new Uint32Array(SLOT * 1024)
   private used = 0
   /** Bytes of all distinct chunks named. */
   total = 0
+
+  /** Memory the table takes, in bytes. */
+  get byteLength (): number {
+    return this.table.byteLength
+  }
 
   /** Adds an image's chunks; `protect` (a mask of PINNED, LEASED, BUSY) 0 for an evictable image. */
   add (manifest: Manifest, protect: number): void {
