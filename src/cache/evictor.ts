@@ -22,7 +22,7 @@ export const DEFAULT_GRACE_MS = 60_000
 /**
  * A survey younger than this serves the next admission, which updates it: a preheat of many images on
  * a store near its cap would otherwise read every manifest once per image. Victims are looked at again
- * before they go, and the check every 10 s surveys afresh.
+ * before they go, and checks (enforce) survey afresh.
  */
 const SURVEY_REUSE_MS = 5_000
 /** How long a GC after eviction waits for the store lock to be free before it queues for it anyway. */
@@ -96,6 +96,7 @@ export class Evictor {
   private timer?: NodeJS.Timeout
   private stopped = false
   private recent?: { survey: Survey, at: number }
+  private queuedCheck?: Promise<ImageRecord[]>
   /** Bytes used at the last look (metrics read this instead of surveying the store on each scrape). */
   lastUsed = 0
 
@@ -149,12 +150,16 @@ export class Evictor {
     })
   }
 
-  /** Evicts down to the low watermark when usage is above the high one. Returns the images evicted. */
+  /**
+   * Evicts down to the low watermark when usage is above the high one. Returns the images evicted.
+   * Calls while one is waiting for its turn join it: after a preheat's many fetches end, one check runs.
+   */
   async enforce (): Promise<ImageRecord[]> {
-    await this.store.leases() // lets expired leases lapse from the store
-    const cap = await this.capBytes()
-    if (cap == null) return []
-    return await this.serial(async () => {
+    this.queuedCheck ??= this.serial(async () => {
+      this.queuedCheck = undefined // changes from now on need a check of their own
+      await this.store.leases() // lets expired leases lapse from the store
+      const cap = await this.capBytes()
+      if (cap == null) return []
       const high = cap * this.opts.limits!.highWater
       if (await this.upperBound() <= high) return []
       const survey = await this.survey()
@@ -162,6 +167,7 @@ export class Evictor {
       if (survey.refs.total <= high) return []
       return await this.evict(survey, cap * this.opts.limits!.lowWater)
     })
+    return await this.queuedCheck
   }
 
   /**
@@ -182,7 +188,7 @@ export class Evictor {
         this.recent = undefined // it does not count this image
         return { release }
       }
-      const survey = await this.surveyForAdmission(image.hex)
+      const survey = await this.recentSurvey(image.hex)
       const { refs } = survey
       const needed = image.manifest != null ? refs.newBytes(image.manifest) : image.size
       const name = `sha256:${image.hex}`
@@ -309,9 +315,10 @@ export class Evictor {
     return bytes
   }
 
-  private async surveyForAdmission (hex: string): Promise<Survey> {
+  /** The survey of the last 5 s, or a new one (see SURVEY_REUSE_MS); `admitting` is busy in a new one. */
+  private async recentSurvey (admitting?: string): Promise<Survey> {
     if (this.recent != null && Date.now() - this.recent.at < SURVEY_REUSE_MS) return this.recent.survey
-    const survey = await this.survey(hex)
+    const survey = await this.survey(admitting)
     this.recent = { survey, at: Date.now() }
     return survey
   }
