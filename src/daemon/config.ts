@@ -137,24 +137,16 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
     maxSize,
     highWater,
     lowWater,
-    evictionGraceMs: graceMs(merged.evictionGraceMs),
-    replicaIntervalMs: intervalMs(merged.replicaIntervalMs)
+    evictionGraceMs: millis(merged.evictionGraceMs, 'evictionGraceMs', 0),
+    replicaIntervalMs: millis(merged.replicaIntervalMs, 'replicaIntervalMs', 100)
   }
 }
 
-/** A period in ms from a number or numeric text; at least 100 ms, at most a day. */
-function intervalMs (v: unknown): number | undefined {
+/** Milliseconds from a number or numeric text, from `min` up to a day. */
+function millis (v: unknown, name: string, min: number): number | undefined {
   if (v == null) return undefined
   const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN
-  if (!Number.isFinite(n) || n < 100 || n > 86_400_000) throw new UsageError(`replicaIntervalMs must be from 100 to 86400000 (ms), not "${String(v)}"`)
-  return Math.round(n)
-}
-
-/** The eviction grace in ms from a number or numeric text: 0 (none) up to a day. */
-function graceMs (v: unknown): number | undefined {
-  if (v == null) return undefined
-  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN
-  if (!Number.isFinite(n) || n < 0 || n > 86_400_000) throw new UsageError(`evictionGraceMs must be from 0 to 86400000 (ms), not "${String(v)}"`)
+  if (!Number.isFinite(n) || n < min || n > 86_400_000) throw new UsageError(`${name} must be from ${min} to 86400000 (ms), not "${String(v)}"`)
   return Math.round(n)
 }
 

@@ -1,5 +1,5 @@
-import { mkdir, readFile, readdir, stat, statfs } from 'node:fs/promises'
-import { dirname, join, resolve } from 'node:path'
+import { readFile, readdir, stat, statfs } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { AbstractBatchOperation, AbstractLevel, AbstractSublevel } from 'abstract-level'
 import { Level } from 'level'
 import { MemoryLevel } from 'memory-level'
@@ -9,7 +9,7 @@ import { decodeManifest, encodeManifest, manifestCid, type Manifest } from '../c
 import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
 import { InUse } from '../cache/in-use.js'
 import {
-  AmbiguousRefError, ChunkNotFoundError, ChunkCorruptError, ImageNotFoundError, StoreFullError, StoreIoError, StoreVersionError
+  AmbiguousRefError, ChunkNotFoundError, ChunkCorruptError, ImageNotFoundError, StoreFullError, StoreVersionError
 } from '../errors.js'
 import { formatBytes } from '../util/format.js'
 import { RwLock } from '../util/rw-lock.js'
@@ -18,44 +18,7 @@ import { hexOf, type ImageRecord } from './image-record.js'
 import { leaseExpired, type Lease } from './lease.js'
 import { mapLevelError } from './level-errors.js'
 import { DEFAULT_TUNING, type LevelTuning } from './tuning.js'
-
-/**
- * `mkdir -p` with a one-line reason. Node's own recursive mkdir never returns for a path under /proc
- * (where mkdir fails with ENOENT under an existing parent) and reports a read-only file system as
- * ENOENT.
- */
-async function makeDataDir (dir: string): Promise<void> {
-  const fail = (err: unknown, path: string): StoreIoError => {
-    const code = (err as NodeJS.ErrnoException).code
-    const why = code === 'EACCES' || code === 'EPERM'
-      ? `permission denied in ${dirname(path)}`
-      : code === 'EROFS'
-        ? 'read-only file system'
-        : code === 'ENOTDIR'
-          ? `${dirname(path)} is not a directory`
-          : code === 'ENOSPC'
-            ? 'no space left on device'
-            : code === 'ENOENT' ? `${dirname(path)} does not take new directories` : (err as Error).message
-    return new StoreIoError(`cannot create data dir ${dir}: ${why}`, { cause: err })
-  }
-  const missing: string[] = []
-  for (let path = resolve(dir), depth = 0; depth < 4096; depth++) {
-    const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined
-      throw fail(err, path)
-    })
-    if (st != null) {
-      if (!st.isDirectory()) throw new StoreIoError(`cannot use data dir ${dir}: ${path} is not a directory`)
-      break
-    }
-    missing.push(path)
-    if (dirname(path) === path) break
-    path = dirname(path)
-  }
-  for (const path of missing.reverse()) {
-    await mkdir(path).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw fail(err, path) })
-  }
-}
+import { makeDataDir } from './make-data-dir.js'
 
 /** Bumped when the layout of keys or values changes; a store of another version is refused. */
 export const STORE_FORMAT_VERSION = 1
