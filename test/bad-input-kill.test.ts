@@ -3,21 +3,17 @@
 // SIGTERM and SIGINT stop an import at once, even one that waits on a pipe, with one line.
 import { spawnSync } from 'node:child_process'
 import { createReadStream } from 'node:fs'
-import { open, writeFile } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { runCli, tempDir } from './helpers/cli.js'
+import { runCli } from './helpers/cli.js'
 import { seededBytes, writeRandomFile } from './helpers/data.js'
-import { assertCleanFailure, assertIntact, dbFiles, importOk, listStates, startCli, waitFor } from './helpers/failure.js'
+import { assertCleanFailure, assertIntact, dbFiles, importOk, listStates, startCli, storeWithImage, waitFor } from './helpers/failure.js'
 
 const MiB = 1024 * 1024
 
 t.test('SIGKILL during an import from stdin', async t => {
-  const dir = await tempDir(t)
-  const scratch = join(dir, 'scratch')
-  const env = { IMGSWARM_DATA: join(dir, 'data') }
-  await writeFile(join(dir, 'small'), seededBytes(2 * MiB + 3, 'kill-small'))
-  const ref = await importOk(t, env, join(dir, 'small'))
+  const { dir, scratch, env, ref } = await storeWithImage(t, 'kill-small', 2 * MiB + 3)
   const bigPath = join(dir, 'big')
   const bigRef = await writeRandomFile(bigPath, 160 * MiB)
 
@@ -58,12 +54,7 @@ t.test('SIGKILL during an import from stdin', async t => {
 })
 
 t.test('SIGTERM or SIGINT during an import that waits on a pipe', async t => {
-  const dir = await tempDir(t)
-  const scratch = join(dir, 'scratch')
-  const data = join(dir, 'data')
-  const env = { IMGSWARM_DATA: data }
-  await writeFile(join(dir, 'small'), seededBytes(2 * MiB + 3, 'term-small'))
-  const ref = await importOk(t, env, join(dir, 'small'))
+  const { dir, data, scratch, env, ref } = await storeWithImage(t, 'term-small', 2 * MiB + 3)
   const storeBytes = async (): Promise<number> => {
     const files = [...await dbFiles(data, '.log').catch(() => []), ...await dbFiles(data, '.ldb').catch(() => [])]
     return files.reduce((n, f) => n + f.size, 0)

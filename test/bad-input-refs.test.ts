@@ -1,20 +1,14 @@
 // Issue 2, item 5: bad input gets one clear line on stderr and a non-zero exit, and nothing already
 // stored is lost. This file covers malformed, unknown and ambiguous REFs and bad export targets.
-import { readdir, writeFile } from 'node:fs/promises'
+import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { LevelStore } from '../src/store/level-store.js'
-import { runCli, tempDir } from './helpers/cli.js'
-import { seededBytes } from './helpers/data.js'
-import { assertCleanFailure, assertIntact, importOk, listStates } from './helpers/failure.js'
+import { runCli } from './helpers/cli.js'
+import { assertCleanFailure, assertIntact, importOk, listStates, storeWithImage } from './helpers/failure.js'
 
 t.test('bad REFs and export targets', async t => {
-  const dir = await tempDir(t)
-  const data = join(dir, 'data')
-  const scratch = join(dir, 'scratch')
-  const env = { IMGSWARM_DATA: data }
-  await writeFile(join(dir, 'img'), seededBytes(3 * 1024 * 1024 + 5, 'bad-input'))
-  const ref = await importOk(t, env, join(dir, 'img'), ['--name', 'keep-me'])
+  const { dir, scratch, env, ref } = await storeWithImage(t, 'bad-input', 3 * 1024 * 1024 + 5, ['--name', 'keep-me'])
   const hex = ref.slice('sha256:'.length)
 
   t.test('malformed and unknown REFs, for every command that takes one', async t => {

@@ -7,9 +7,9 @@ import { join } from 'node:path'
 import { Level } from 'level'
 import t from 'tap'
 import { LocalNode } from '../src/index.js'
-import { runCli, tempDir } from './helpers/cli.js'
+import { runCli } from './helpers/cli.js'
 import { seededBytes } from './helpers/data.js'
-import { assertCleanFailure, assertIntact, hasOpen, importOk, listStates, runCliAs, startCli, waitFor } from './helpers/failure.js'
+import { assertCleanFailure, assertIntact, hasOpen, listStates, runCliAs, startCli, storeWithImage, waitFor } from './helpers/failure.js'
 
 const NOBODY = 65534
 
@@ -22,12 +22,7 @@ function unprivilegedSkip (): string | undefined {
 }
 
 t.test('bad files, a bad data dir, a busy data dir', async t => {
-  const dir = await tempDir(t)
-  const data = join(dir, 'data')
-  const scratch = join(dir, 'scratch')
-  const env = { IMGSWARM_DATA: data }
-  await writeFile(join(dir, 'img'), seededBytes(3 * 1024 * 1024 + 5, 'bad-input'))
-  const ref = await importOk(t, env, join(dir, 'img'), ['--name', 'keep-me'])
+  const { dir, data, scratch, env, ref } = await storeWithImage(t, 'bad-input', 3 * 1024 * 1024 + 5, ['--name', 'keep-me'])
 
   t.test('import of a missing file', async t => {
     const missing = join(dir, 'no-such-file.img')

@@ -5,7 +5,7 @@ import { parseApiAddress } from '../src/api/address.js'
 import { ApiClient } from '../src/api/client.js'
 import { runCli, tempDir } from './helpers/cli.js'
 import { alive, clusterStatus, clusterUp } from './helpers/cluster.js'
-import { eventually } from './helpers/wait.js'
+import { waitFor } from './helpers/failure.js'
 import { seededBytes, sha256Ref } from './helpers/data.js'
 
 const MiB = 1024 * 1024
@@ -40,7 +40,7 @@ t.test('a process cluster: preheat to every node, min replicas repaired after a 
   t.equal((await runCli(['import', file, '-q', '--api', info.nodes[1].api])).code, 0)
   const set = await runCli(['replicas', ref, '--min', '2', '--api', info.nodes[3].api])
   t.equal(set.code, 0, set.stderr)
-  t.ok(await eventually(async () => (await holders(ref)).length >= 2, 60_000), 'a second node took the image on')
+  t.ok(await waitFor(async () => (await holders(ref)).length >= 2, 60_000, 200), 'a second node took the image on')
   const before = await holders(ref)
   t.equal(before.length, 2, `exactly two copies (${before.join(', ')})`)
 
@@ -48,9 +48,9 @@ t.test('a process cluster: preheat to every node, min replicas repaired after a 
   const victim = before.find(i => i !== 1)!
   const pid: number = (await clusterStatus(dir)).nodes[victim].pid
   process.kill(pid, 'SIGKILL')
-  t.ok(await eventually(async () => !alive(pid), 10_000), `node${victim} is dead`)
+  t.ok(await waitFor(async () => !alive(pid), 10_000, 200), `node${victim} is dead`)
   const live = clients.filter((_, i) => i !== victim)
-  t.ok(await eventually(async () => (await holders(ref)).filter(i => i !== victim).length >= 2, 90_000), 'the live nodes hold two copies again')
+  t.ok(await waitFor(async () => (await holders(ref)).filter(i => i !== victim).length >= 2, 90_000, 200), 'the live nodes hold two copies again')
   const after = (await holders(ref)).filter(i => i !== victim)
   t.equal(after.length, 2, `two copies among the live nodes (${after.join(', ')})`)
   const df = await live[0].df()

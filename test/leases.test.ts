@@ -4,7 +4,7 @@ import t from 'tap'
 import { ImageProtectedError, UsageError } from '../src/errors.js'
 import { LocalNode } from '../src/local-node.js'
 import { runCli, tempDir } from './helpers/cli.js'
-import { eventually } from './helpers/wait.js'
+import { waitFor } from './helpers/failure.js'
 import { seededBytes, sha256Ref, streamOf } from './helpers/data.js'
 import { startDaemon, waitReady } from './helpers/daemons.js'
 
@@ -27,7 +27,7 @@ t.test('leases survive a restart, lapse after their TTL, and guard rm', async t 
   await t.rejects(node.remove(a), ImageProtectedError, 'rm refuses a leased image')
   await t.rejects(node.remove(a), /leased by nova:5f1c; release it first or use --force/)
 
-  t.ok(await eventually(async () => (await node.leases()).every(l => l.ref !== b), 10_000), 'the TTL lease lapsed by itself')
+  t.ok(await waitFor(async () => (await node.leases()).every(l => l.ref !== b), 10_000, 100), 'the TTL lease lapsed by itself')
   const removed = await node.remove(b)
   t.equal(removed.record.ref, b, 'once lapsed, the image can be removed without force')
 

@@ -1,5 +1,3 @@
-import { readdir, stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { FetchObserver } from '../fetch/fetcher.js'
 import type { LevelStore } from '../store/level-store.js'
@@ -27,7 +25,7 @@ export class DaemonMetrics {
       name: 'imgswarm_store_disk_bytes',
       help: 'Bytes of the store\'s files on disk',
       registers: [registry],
-      async collect () { this.set(store.dir != null ? await dirBytes(join(store.dir, 'db')) : 0) }
+      async collect () { this.set((await store.diskUsage())?.store ?? 0) }
     })
     new Gauge({
       name: 'imgswarm_images',
@@ -91,12 +89,4 @@ export class DaemonMetrics {
       finished: (outcome, seconds) => { this.fetchDuration.observe({ outcome }, seconds) }
     }
   }
-}
-
-async function dirBytes (dir: string): Promise<number> {
-  let total = 0
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    total += (await stat(join(dir, name)).catch(() => undefined))?.size ?? 0
-  }
-  return total
 }

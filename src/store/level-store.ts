@@ -1,4 +1,4 @@
-import { readFile, readdir, stat, statfs } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AbstractBatchOperation, AbstractLevel, AbstractSublevel } from 'abstract-level'
 import { Level } from 'level'
@@ -18,6 +18,7 @@ import { hexOf, type ImageRecord } from './image-record.js'
 import { leaseExpired, type Lease } from './lease.js'
 import { mapLevelError } from './level-errors.js'
 import { DEFAULT_TUNING, type LevelTuning } from './tuning.js'
+import { dbFiles } from './db-files.js'
 import { makeDataDir } from './make-data-dir.js'
 
 /** Bumped when the layout of keys or values changes; a store of another version is refused. */
@@ -192,40 +193,20 @@ export class LevelStore implements ChunkStore {
   /** Free bytes on the store's disk, and what a write of `incoming` bytes needs free (see {@link ensureSpace}). */
   private async space (incoming: number): Promise<{ free: number, needed: number } | undefined> {
     if (this.dir == null) return undefined
-    const dbDir = join(this.dir, 'db')
-    let free: number
-    let logs = 0
-    let tables = 0
-    try {
-      const fs = await statfs(dbDir)
-      free = fs.bavail * fs.bsize
-      for (const name of await readdir(dbDir)) {
-        const size = await stat(join(dbDir, name)).then(s => s.size, () => 0)
-        if (name.endsWith('.log')) logs += size
-        else if (name.endsWith('.ldb')) tables += size
-      }
-    } catch {
-      return undefined // cannot tell: LevelDB reports a full disk itself
-    }
+    const files = await dbFiles(join(this.dir, 'db'))
+    if (files == null) return undefined // cannot tell: LevelDB reports a full disk itself
     // Chunk keys are random, so every table spans the whole key range and one compaction of a small
     // upper level can rewrite the whole level below it: in the worst case, every table. That much,
     // and the logs turned into tables, must stay free, or a compaction can strand the store.
-    const compaction = tables + logs
-    return { free, needed: logs + 2 * incoming + this.tuning.writeBufferSize + compaction }
+    const compaction = files.tables + files.logs
+    return { free: files.free, needed: files.logs + 2 * incoming + this.tuning.writeBufferSize + compaction }
   }
 
   /** Bytes of the database's files, and the free and total bytes of its disk; null in memory. */
   async diskUsage (): Promise<{ store: number, free: number, total: number } | null> {
     if (this.dir == null) return null
-    const dbDir = join(this.dir, 'db')
-    try {
-      const fs = await statfs(dbDir)
-      let store = 0
-      for (const name of await readdir(dbDir)) store += await stat(join(dbDir, name)).then(s => s.size, () => 0)
-      return { store, free: fs.bavail * fs.bsize, total: fs.blocks * fs.bsize }
-    } catch {
-      return null
-    }
+    const files = await dbFiles(join(this.dir, 'db'))
+    return files != null ? { store: files.all, free: files.free, total: files.total } : null
   }
 
   /** Bytes of table files in each LevelDB level (from its `leveldb.stats`, in whole MiB). */

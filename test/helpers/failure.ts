@@ -1,11 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readlink, rm, stat, statfs } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readlink, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type tap from 'tap'
-import { BIN, runCli, type CliResult } from './cli.js'
+import { BIN, runCli, tempDir, type CliResult } from './cli.js'
+import { seededBytes } from './data.js'
 
 /** A tap test, as the callback of `t.test` receives it. */
 export type T = Parameters<Parameters<typeof tap.test>[0]>[0]
@@ -24,6 +25,16 @@ export async function importOk (t: T, env: Env, path: string, extra: string[] = 
   const r = await runCli(['import', path, ...extra], { env })
   t.equal(r.code, 0, `import ${path} succeeds: ${r.stderr}`)
   return r.stdout.trim()
+}
+
+/** A temp dir with a data dir (`data`) holding one imported image of `size` seeded bytes, and `scratch` for outputs. */
+export async function storeWithImage (t: T, seed: string, size: number, extra: string[] = []): Promise<{ dir: string, data: string, scratch: string, env: Env, ref: string }> {
+  const dir = await tempDir(t)
+  const data = join(dir, 'data')
+  const env = { IMGSWARM_DATA: data }
+  await writeFile(join(dir, 'img'), seededBytes(size, seed))
+  const ref = await importOk(t, env, join(dir, 'img'), extra)
+  return { dir, data, scratch: join(dir, 'scratch'), env, ref }
 }
 
 /**

@@ -3,13 +3,13 @@ import type { Origin } from '../../src/origin/origin.js'
 import { livePeers } from '../../src/swarm/live-peers.js'
 import { POLICY } from '../../src/swarm/policy-protocol.js'
 import { startDaemon, type TestDaemon } from './daemons.js'
-import { eventually } from './wait.js'
+import { waitFor } from './failure.js'
 
 interface Teardown { teardown: (fn: () => Promise<void> | void) => void }
 
 /** Polls `check` every 100 ms until it is true; throws naming `what` after `timeoutMs`. */
 export async function until (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  if (!(await eventually(check, timeoutMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
+  if (!(await waitFor(check, timeoutMs, 100))) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
 }
 
 /** Whether every daemon sees every other one as a live imgswarm peer (connected and identified). */
