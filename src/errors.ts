@@ -314,6 +314,22 @@ export class OperatorKeyError extends ImgswarmError {
   constructor (message: string, options?: { cause?: unknown }) { super(OperatorKeyError.code, message, options) }
 }
 
+// ---- Access to the local API.
+
+/** The API caller has no grant: not root, the daemon's user or a member of its API group, and no token. */
+export class UnauthorizedError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_UNAUTHORIZED'
+  override name = 'UnauthorizedError'
+  constructor (message: string) { super(UnauthorizedError.code, message) }
+}
+
+/** The caller is known but may not do this: a wrong token, a file outside the import directories, an origin the daemon is not configured with. */
+export class ForbiddenError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_FORBIDDEN'
+  override name = 'ForbiddenError'
+  constructor (message: string) { super(ForbiddenError.code, message) }
+}
+
 /** Every error class, for the documentation test and for programs that map codes. */
 export const errorClasses = [
   UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
@@ -323,7 +339,7 @@ export const errorClasses = [
   PeerIdentityError, PeerConfigError,
   OriginError, OriginNotFoundError, OriginRangeError, OriginAccessDeniedError, OriginTimeoutError, OriginConfigError,
   NoSourceError, ApiError, ApiUnreachableError, InterruptedError, ClusterError,
-  BundleInvalidError, BundleUntrustedError, OperatorKeyError
+  BundleInvalidError, BundleUntrustedError, OperatorKeyError, UnauthorizedError, ForbiddenError
 ] as const
 
 /** Whether `err` carries the Node.js system error code `code` (ENOENT, ENOSPC, …) on itself or its causes. */

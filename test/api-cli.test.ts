@@ -37,8 +37,11 @@ t.test('the CLI goes through the daemon that holds the data dir; publish, get, s
   const originDir = join(dir, 'origin')
   const bytes = seededBytes(2 * 1024 * 1024 + 5, 'publish')
   await writeFile(join(dir, 'img'), bytes)
-  const a = await startDaemon(t)
+  const a = await startDaemon(t, { config: { publishOrigins: [pathToFileURL(originDir).href] } })
   const env = { IMGSWARM_DATA: a.dir }
+  const refused = await runCli(['publish', join(dir, 'img'), '--origin', pathToFileURL(join(dir, 'elsewhere')).href], { env })
+  t.equal(refused.code, 1, 'through a daemon, publish to an origin it is not configured with is refused')
+  t.match(refused.stderr, /^imgswarm publish: this daemon publishes only to the origins it is configured with/)
   const pub = await runCli(['publish', join(dir, 'img'), '--origin', pathToFileURL(originDir).href, '--type', 'machine', '--name', 'pub'], { env })
   t.equal(pub.code, 0, pub.stderr)
   t.equal(pub.stdout.trim(), sha256Ref(bytes), 'publish prints the ref')

@@ -5,6 +5,12 @@ import { tempDir } from './helpers/cli.js'
 import { seededBytes, sha256Ref, streamOf } from './helpers/data.js'
 import { breakingOrigin, countingOrigin, originWith, startDaemon, waitReady } from './helpers/daemons.js'
 import { startEvilPeer } from './helpers/evil-peer.js'
+import { asUserUnavailable, curlAs } from './helpers/as-user.js'
+import type { TestDaemon } from './helpers/daemons.js'
+
+async function metricsText (d: TestDaemon): Promise<string> {
+  return Buffer.concat(await (await d.client.send('GET', '/metrics')).toArray()).toString()
+}
 
 t.test('a peer serving corrupted chunks: the image still arrives byte-exact and the peer is counted', async t => {
   const bytes = seededBytes(6 * 1024 * 1024, 'corrupt')
@@ -34,12 +40,22 @@ t.test('a peer that lies about a manifest: no wrong image is ever available', as
     const res = await b.client.call<any>('POST', '/v1/fetch?wait=true', { refs: [claim] })
     t.equal(res.ok, false)
     t.match(res.images[0].error, /hashes to sha256:[0-9a-f]{64}, not sha256:/)
-    const rec = await b.client.inspect(claim)
-    t.equal(rec.state, 'failed', 'recorded failed, not available')
+    await t.rejects(b.client.inspect(claim), { code: 'IMGSWARM_IMAGE_NOT_FOUND' }, 'no record keeps the liar\'s name or format')
     const out = join(await tempDir(t), 'x')
-    await t.rejects(b.client.export(claim, out), /hash(es)? to sha256|aborted/, 'a get tries again and fails again')
+    await t.rejects(b.client.export(claim, out), /no reachable peer holds/, 'a get tries again: the liar, remembered, is not asked again')
     await t.rejects(readFile(out), { code: 'ENOENT' }, 'no output file')
-    t.equal((await b.client.inspect(claim)).state, 'failed')
+    t.match(await metricsText(b), /imgswarm_lying_peers_total [1-9]/, 'the liar is counted')
+  })
+
+  t.test('a compute agent streaming the image never sees a clean end of the liar\'s bytes', { skip: asUserUnavailable() }, async t => {
+    const evil = await startEvilPeer(t, other, { lie: claim })
+    const b = await startDaemon(t, { bootstrap: [evil.addr] })
+    await waitReady(b)
+    const out = join(await tempDir(t), 'x')
+    const curl = await curlAs('root', ['-f', '-o', out, `http://127.0.0.1:${(b.client.address as { port: number }).port}/v1/images/${claim}`])
+    t.not(curl.code, 0, `curl exits ${String(curl.code)}, not 0`)
+    const got = await readFile(out).catch(() => Buffer.alloc(0))
+    t.ok(got.length < other.length, `the body stopped short of its Content-Length (${got.length} of ${other.length} bytes)`)
   })
 
   t.test('with an origin the node falls back to the origin\'s bytes', async t => {

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { open, rename, stat, unlink } from 'node:fs/promises'
 import { request, type IncomingMessage, type RequestOptions } from 'node:http'
+import { request as tlsRequest } from 'node:https'
 import { basename, dirname, join } from 'node:path'
 import type { Writable } from 'node:stream'
 import type { BundleImportResult, ImportBundleOptions } from '../bundle/bundle-import.js'
@@ -29,9 +30,14 @@ import { errorFromBody } from './http-errors.js'
  */
 export class ApiClient implements ImageService {
   readonly address: ApiAddress
+  /** Sent as `Authorization: Bearer …` when set: for callers the daemon does not grant by their uid. */
+  private readonly token?: string
 
-  constructor (address: ApiAddress) {
+  /** `token` defaults to `IMGSWARM_API_TOKEN`. */
+  constructor (address: ApiAddress, options: { token?: string } = {}) {
     this.address = address
+    const token = options.token ?? process.env.IMGSWARM_API_TOKEN
+    this.token = token != null && token !== '' ? token : undefined
   }
 
   /** Sends a request; resolves with the response once its headers arrive. */
@@ -40,7 +46,9 @@ export class ApiClient implements ImageService {
       ? { socketPath: this.address.path }
       : { host: this.address.host, port: this.address.port }
     return await new Promise((resolve, reject) => {
-      const req = request({ ...base, method, path, headers: options.headers, signal: options.signal }, resolve)
+      const headers = this.token != null ? { ...options.headers, authorization: `Bearer ${this.token}` } : options.headers
+      const send = this.address.kind === 'tcp' && this.address.tls === true ? tlsRequest : request
+      const req = send({ ...base, method, path, headers, signal: options.signal }, resolve)
       req.on('error', err => {
         reject(new ApiUnreachableError(`cannot reach the imgswarm daemon at ${formatApiAddress(this.address)}: ${(err as Error).message}`, { cause: err }))
       })

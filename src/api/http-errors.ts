@@ -1,6 +1,6 @@
 import {
   AmbiguousRefError, BundleInvalidError, BundleUntrustedError, CacheFullError, ImageNotAvailableError, ImageNotFoundError,
-  ImageProtectedError, ImgswarmError, InputError, InvalidRefError, OperatorKeyError, OutputError, StoreFullError, UsageError, errorClasses
+  ForbiddenError, ImageProtectedError, ImgswarmError, InputError, InvalidRefError, OperatorKeyError, OutputError, StoreFullError, UnauthorizedError, UsageError, errorClasses
 } from '../errors.js'
 
 /** The HTTP status for an error the API returns. */
@@ -9,7 +9,8 @@ export function statusOf (err: unknown): number {
   if (err instanceof InvalidRefError || err instanceof UsageError || err instanceof InputError || err instanceof OutputError) return 400
   if (err instanceof AmbiguousRefError || err instanceof ImageProtectedError || err instanceof ImageNotAvailableError) return 409
   if (err instanceof BundleInvalidError || err instanceof OperatorKeyError) return 422
-  if (err instanceof BundleUntrustedError) return 403
+  if (err instanceof BundleUntrustedError || err instanceof ForbiddenError) return 403
+  if (err instanceof UnauthorizedError) return 401
   if (err instanceof StoreFullError || err instanceof CacheFullError) return 507
   if ((err as Error)?.name === 'AbortError') return 499
   return 500

@@ -21,15 +21,39 @@ export async function write (res: ServerResponse, bytes: Uint8Array): Promise<vo
 }
 
 /**
- * Sends a whole image: verified chunks as they are read, the whole-image digest checked at the end.
- * A failure at any point destroys the response instead of ending it, so the client sees a truncated
- * transfer (a connection reset, or a short chunked body) and never a clean end of wrong bytes.
+ * Writes pieces to a response one behind: the last piece goes out only with {@link finish}, once the
+ * caller has checked the whole image. A check that fails before that leaves the client short of the
+ * `Content-Length` it was promised, so no client sees a complete body of wrong bytes.
+ */
+class HeldBackWriter {
+  private held?: Uint8Array
+  constructor (private readonly res: ServerResponse) {}
+
+  async write (bytes: Uint8Array): Promise<void> {
+    if (this.held != null) await write(this.res, this.held)
+    this.held = bytes
+  }
+
+  async finish (): Promise<void> {
+    if (this.held != null) await write(this.res, this.held)
+    this.held = undefined
+    this.res.end()
+  }
+}
+
+/**
+ * Sends a whole image: verified chunks as they are read, the whole-image digest checked before the
+ * last chunk goes out. A failure at any point destroys the response instead of ending it, so the
+ * client sees a truncated transfer (a connection reset, or a short body) and never a clean end of
+ * wrong bytes.
  */
 export async function sendWholeImage (res: ServerResponse, store: ChunkStore, manifest: Manifest, signal?: AbortSignal): Promise<void> {
+  const out = new HeldBackWriter(res)
+  // readImage throws after the last window when the digest does not match: the held chunk never goes.
   for await (const window of readImage(store, manifest, { signal })) {
-    for (const c of window) await write(res, c.bytes)
+    for (const c of window) await out.write(c.bytes)
   }
-  res.end()
+  await out.finish()
 }
 
 /** Sends `range` of an image, chunk by chunk, each chunk verified; the caller has checked the image. */
@@ -75,11 +99,13 @@ async function progressOf (job: FetchJob, ms: number, signal?: AbortSignal): Pro
 
 /**
  * Sends a whole image while it is being fetched: each chunk as soon as it is stored (verified on read
- * like any other), in order, and the whole-image digest checked at the end. If the fetch fails, or the
- * digest does not match, the response is destroyed rather than ended.
+ * like any other), in order, and the whole-image digest checked before the last chunk goes out. If
+ * the fetch fails, or the digest does not match (a peer's manifest that lied about the image), the
+ * response is destroyed rather than ended.
  */
 export async function sendWholeImageWhileFetching (res: ServerResponse, store: ChunkStore, manifest: Manifest, job: FetchJob, sendHeaders: () => void, signal?: AbortSignal): Promise<void> {
   const whole = createHash('sha256')
+  const out = new HeldBackWriter(res)
   let started = false
   let window: Uint8Array[] = []
   const flush = async (): Promise<void> => {
@@ -97,7 +123,7 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
     if (!started) { sendHeaders(); started = true }
     for (const c of chunks) {
       whole.update(c.bytes)
-      await write(res, c.bytes)
+      await out.write(c.bytes)
     }
     window = []
   }
@@ -109,5 +135,5 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
   const actual = whole.digest()
   if (!actual.equals(manifest.digest)) throw new DigestMismatchError(`image streamed from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${Buffer.from(manifest.digest).toString('hex')}`)
   if (!started) sendHeaders()
-  res.end()
+  await out.finish()
 }

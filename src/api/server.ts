@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { chmod, unlink } from 'node:fs/promises'
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https'
+import { chmod, chown, unlink } from 'node:fs/promises'
 import { IMAGE_TYPES, type ImageType } from '../chunks/manifest.js'
-import { UsageError } from '../errors.js'
+import { ForbiddenError, UsageError } from '../errors.js'
 import type { LocalNode } from '../local-node.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { Manifest } from '../chunks/manifest.js'
@@ -13,6 +14,8 @@ import type { FetchJob } from '../fetch/fetch-job.js'
 import { sendImageRange, sendWholeImage, sendWholeImageWhileFetching } from './image-stream.js'
 import { parseRange } from './range.js'
 import { parseDuration } from '../util/units.js'
+import type { ApiAccess } from './access.js'
+import { openAllowedFile } from './import-dirs.js'
 
 /** What the API serves. A plain store gives the local operations; a daemon adds fetching and peers. */
 export interface ApiBackend {
@@ -26,6 +29,10 @@ export interface ApiBackend {
   extraRoutes?: Route[]
   /** Told of every image imported through the API (a daemon announces it to the swarm). */
   onImported?: (record: ImageRecord) => void
+  /** Directories that `POST /v1/images?path=` may read from; none by default. */
+  importDirs?: readonly string[]
+  /** Origin URLs that `publish` may write to (the daemon's configuration); the first is the default. */
+  publishOrigins?: readonly string[]
 }
 
 export interface Route {
@@ -52,10 +59,22 @@ export async function readJson (req: IncomingMessage): Promise<any> {
     parts.push(piece as Buffer)
   }
   if (size === 0) return {}
+  let value: unknown
   try {
-    return JSON.parse(Buffer.concat(parts).toString('utf8'))
+    value = JSON.parse(Buffer.concat(parts).toString('utf8'))
   } catch {
     throw new UsageError('request body is not valid JSON')
+  }
+  if (value == null || typeof value !== 'object' || Array.isArray(value)) throw new UsageError('request body must be a JSON object')
+  return value
+}
+
+/** A path segment of the URL, percent-decoded; bad encoding is the caller's error, not a crash. */
+export function param (segment: string): string {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    throw new UsageError(`bad percent-encoding in the URL: "${segment.slice(0, 100)}"`)
   }
 }
 
@@ -108,7 +127,17 @@ function coreRoutes (backend: ApiBackend): Route[] {
       handle: async (req, res, _m, url) => {
         const meta = { type: typeParam(url), name: url.searchParams.get('name') ?? undefined, format: url.searchParams.get('format') ?? undefined }
         const path = url.searchParams.get('path')
-        const result = path != null ? await local.importFile(path, { meta }) : await local.importStream(req, { meta })
+        let result
+        if (path != null) {
+          const file = await openAllowedFile(path, backend.importDirs ?? [])
+          try {
+            result = await local.importStream(file.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false }), { meta })
+          } finally {
+            await file.close()
+          }
+        } else {
+          result = await local.importStream(req, { meta })
+        }
         backend.onImported?.(result.record)
         sendJson(res, 201, result)
       }
@@ -116,13 +145,13 @@ function coreRoutes (backend: ApiBackend): Route[] {
     {
       method: 'GET',
       path: new RegExp(`^/v1/images/${REF}/info$`),
-      handle: async (_req, res, m) => { sendJson(res, 200, await local.inspect(decodeURIComponent(m[1]))) }
+      handle: async (_req, res, m) => { sendJson(res, 200, await local.inspect(param(m[1]))) }
     },
     {
       method: 'HEAD',
       path: new RegExp(`^/v1/images/${REF}$`),
       handle: async (_req, res, m) => {
-        const record = await local.store.resolve(decodeURIComponent(m[1]))
+        const record = await local.store.resolve(param(m[1]))
         res.writeHead(200, { ...imageHeaders(record), 'content-length': record.size })
         res.end()
       }
@@ -133,7 +162,7 @@ function coreRoutes (backend: ApiBackend): Route[] {
       handle: async (req, res, m) => {
         const controller = new AbortController()
         res.once('close', () => { controller.abort() })
-        const { record, manifest, job } = await backend.acquire(decodeURIComponent(m[1]), controller.signal)
+        const { record, manifest, job } = await backend.acquire(param(m[1]), controller.signal)
         // In use while it streams: eviction leaves it alone.
         const release = local.store.inUse.hold(record.ref.slice('sha256:'.length))
         res.once('close', release)
@@ -165,28 +194,33 @@ function coreRoutes (backend: ApiBackend): Route[] {
       method: 'DELETE',
       path: new RegExp(`^/v1/images/${REF}$`),
       handle: async (_req, res, m, url) => {
-        const { record, freed } = await local.remove(decodeURIComponent(m[1]), { force: url.searchParams.get('force') === 'true' })
+        const { record, freed } = await local.remove(param(m[1]), { force: url.searchParams.get('force') === 'true' })
         sendJson(res, 200, { record, freed })
       }
     },
     {
       method: 'PUT',
       path: new RegExp(`^/v1/images/${REF}/pin$`),
-      handle: async (_req, res, m) => { sendJson(res, 200, await local.pin(decodeURIComponent(m[1]))) }
+      handle: async (_req, res, m) => { sendJson(res, 200, await local.pin(param(m[1]))) }
     },
     {
       method: 'DELETE',
       path: new RegExp(`^/v1/images/${REF}/pin$`),
-      handle: async (_req, res, m) => { sendJson(res, 200, await local.unpin(decodeURIComponent(m[1]))) }
+      handle: async (_req, res, m) => { sendJson(res, 200, await local.unpin(param(m[1]))) }
     },
     {
       method: 'POST',
       path: new RegExp(`^/v1/images/${REF}/publish$`),
       handle: async (req, res, m) => {
         const body = await readJson(req)
-        if (typeof body.origin !== 'string') throw new UsageError('publish takes { "origin": URL }')
-        const record = await local.store.resolve(decodeURIComponent(m[1]))
-        sendJson(res, 200, await publishTo(local.store, record, body.origin))
+        if (body.origin != null && typeof body.origin !== 'string') throw new UsageError('publish takes { "origin": URL } (or {} for the daemon\'s origin)')
+        const allowed = backend.publishOrigins ?? []
+        const origin: string | undefined = body.origin ?? allowed[0]
+        if (origin == null) throw new ForbiddenError('this daemon has no origin to publish to (configure --origin or --publish-origin)')
+        // Only origins the operator configured: a caller must not name a module to load or a place to write.
+        if (!allowed.includes(origin)) throw new ForbiddenError(`this daemon publishes only to the origins it is configured with (${allowed.join(', ') || 'none'}), not to ${origin}`)
+        const record = await local.store.resolve(param(m[1]))
+        sendJson(res, 200, await publishTo(local.store, record, origin))
       }
     },
     {
@@ -200,13 +234,13 @@ function coreRoutes (backend: ApiBackend): Route[] {
       // Body: {} for a lease until released, { "ttlSeconds": N } or { "ttl": "12h" } for one that lapses.
       handle: async (req, res, m) => {
         const body = await readJson(req)
-        sendJson(res, 200, await local.lease(decodeURIComponent(m[1]), decodeURIComponent(m[2]), { ttlMs: ttlOf(body) }))
+        sendJson(res, 200, await local.lease(param(m[1]), param(m[2]), { ttlMs: ttlOf(body) }))
       }
     },
     {
       method: 'DELETE',
       path: new RegExp(`^/v1/images/${REF}/leases/${REF}$`),
-      handle: async (_req, res, m) => { sendJson(res, 200, await local.release(decodeURIComponent(m[1]), decodeURIComponent(m[2]))) }
+      handle: async (_req, res, m) => { sendJson(res, 200, await local.release(param(m[1]), param(m[2]))) }
     },
     {
       method: 'GET',
@@ -234,43 +268,85 @@ export interface ApiServer {
   close: () => Promise<void>
 }
 
+/** How the API guards itself: who is granted, TLS, and the unix socket's group. */
+export interface ApiServerOptions {
+  /** Checks every request; without it every caller that can connect is served (a store's own API in tests). */
+  access?: ApiAccess
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: Buffer, key: Buffer }
+  /** The unix socket's group (`--api-group`): its members may connect (mode 0660). */
+  socketGid?: number
+  /** Told of every request that failed with a server error, and of handler failures after the response began. */
+  onError?: (err: unknown) => void
+}
+
 /**
  * Starts the local HTTP API. Errors answer with the error's code and one-line message as JSON; a
- * failure after an image's headers were sent destroys the response instead.
+ * failure after an image's headers were sent destroys the response instead. Nothing a caller sends
+ * (a malformed URL, bad percent-encoding, a body of the wrong shape) ends the server.
  */
-export async function startApiServer (backend: ApiBackend, address: ApiAddress, onError?: (err: unknown) => void): Promise<ApiServer> {
+export async function startApiServer (backend: ApiBackend, address: ApiAddress, options: ApiServerOptions = {}): Promise<ApiServer> {
   const routes = [...coreRoutes(backend), ...bundleRoutes(backend), ...(backend.extraRoutes ?? [])]
-  const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://imgswarm')
+  const fail = (res: ServerResponse, err: unknown): void => {
+    if (res.headersSent) {
+      res.destroy(err as Error)
+      return
+    }
+    const status = statusOf(err)
+    if (status >= 500) options.onError?.(err)
+    sendJson(res, status, errorBody(err))
+  }
+  const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://imgswarm')
+    } catch {
+      throw new UsageError(`not a valid request target: "${String(req.url).slice(0, 100)}"`)
+    }
+    await options.access?.check(req, url.pathname)
     const matches = routes.filter(r => r.path.test(url.pathname))
     const route = matches.find(r => r.method === req.method)
     if (route == null) {
       sendJson(res, matches.length > 0 ? 405 : 404, { error: { code: 'IMGSWARM_USAGE', message: `no route ${req.method ?? ''} ${url.pathname}` } })
       return
     }
-    route.handle(req, res, route.path.exec(url.pathname)!, url).catch(err => {
-      if (res.headersSent) {
-        res.destroy(err as Error)
-      } else {
-        const status = statusOf(err)
-        if (status >= 500) onError?.(err)
-        sendJson(res, status, errorBody(err))
+    await route.handle(req, res, route.path.exec(url.pathname)!, url)
+  }
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    serve(req, res).catch(err => {
+      try {
+        fail(res, err)
+      } catch (last) {
+        options.onError?.(last)
+        res.destroy()
       }
     })
-  })
+  }
+  const server: Server | TlsServer = options.tls != null ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest) : createServer(onRequest)
   server.keepAliveTimeout = 5000
   if (address.kind === 'unix') await unlink(address.path).catch(() => {})
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    if (address.kind === 'unix') server.listen(address.path, resolve)
-    else server.listen(address.port, address.host, resolve)
+    if (address.kind === 'unix') {
+      // The socket is made 0600 (owner only) by the umask in force while listen() binds it, and only
+      // then opened to its group: no other user can connect in between.
+      const previous = process.umask(0o177)
+      try {
+        server.listen(address.path, resolve)
+      } finally {
+        process.umask(previous)
+      }
+    } else {
+      server.listen(address.port, address.host, resolve)
+    }
   })
   let bound: ApiAddress = address
   if (address.kind === 'unix') {
+    if (options.socketGid != null) await chown(address.path, -1, options.socketGid)
     await chmod(address.path, 0o660)
   } else {
     const a = server.address()
-    if (a != null && typeof a === 'object') bound = { kind: 'tcp', host: address.host, port: a.port }
+    if (a != null && typeof a === 'object') bound = { ...address, port: a.port }
   }
   return {
     address: bound,

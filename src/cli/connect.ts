@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseApiAddress } from '../api/address.js'
+import { API_TOKEN_FILE, readApiToken } from '../api/api-token.js'
 import { ApiClient } from '../api/client.js'
 import { DAEMON_FILE, type DaemonInfo } from '../daemon/daemon-file.js'
 import { StoreLockedError } from '../errors.js'
@@ -27,7 +28,17 @@ export async function connect (dataDir: string, api: string | undefined): Promis
     if (!(err instanceof StoreLockedError)) throw err
     const info = await readFile(join(dataDir, DAEMON_FILE), 'utf8').then(t => JSON.parse(t) as DaemonInfo, () => undefined)
     if (info == null) throw err
-    const client = new ApiClient(parseApiAddress(info.api))
+    const client = await dataDirClient(dataDir, info.api)
     return { kind: 'remote', service: client, client }
   }
+}
+
+/**
+ * The client of the daemon that holds `dataDir`, at `api`: it carries the data dir's API token when
+ * this user may read it (and IMGSWARM_API_TOKEN does not name one), for callers the daemon does not
+ * grant by their uid.
+ */
+export async function dataDirClient (dataDir: string, api: string): Promise<ApiClient> {
+  const token = process.env.IMGSWARM_API_TOKEN ?? await readApiToken(join(dataDir, API_TOKEN_FILE))
+  return new ApiClient(parseApiAddress(api), { token })
 }

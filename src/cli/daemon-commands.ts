@@ -11,6 +11,7 @@ import type { PublishResult } from '../publish.js'
 import { createLogger, silentLogger, type LogLevel } from '../util/log.js'
 import { formatBytes, formatTable } from '../util/format.js'
 import type { Command, CommandContext } from './command.js'
+import { dataDirClient } from './connect.js'
 import { list, print, printJson, str } from './output.js'
 import { startProgress } from './progress.js'
 
@@ -30,6 +31,12 @@ const NODE_OPTIONS = {
   'low-water': { type: 'string' },
   'eviction-grace': { type: 'string' },
   'replica-interval': { type: 'string' },
+  'api-group': { type: 'string' },
+  'api-token-file': { type: 'string' },
+  'api-tls-cert': { type: 'string' },
+  'api-tls-key': { type: 'string' },
+  'import-dir': { type: 'string', multiple: true },
+  'publish-origin': { type: 'string', multiple: true },
   config: { type: 'string' }
 } as const
 
@@ -48,6 +55,12 @@ async function nodeConfig (ctx: CommandContext): Promise<NodeConfig> {
     lowWater: str(ctx, 'low-water'),
     evictionGraceMs: secondsFlag(str(ctx, 'eviction-grace'), '--eviction-grace'),
     replicaIntervalMs: secondsFlag(str(ctx, 'replica-interval'), '--replica-interval'),
+    apiGroup: str(ctx, 'api-group'),
+    apiTokenFile: str(ctx, 'api-token-file'),
+    apiTlsCert: str(ctx, 'api-tls-cert'),
+    apiTlsKey: str(ctx, 'api-tls-key'),
+    importDirs: list(ctx, 'import-dir'),
+    publishOrigins: list(ctx, 'publish-origin'),
     config: str(ctx, 'config')
   }, ctx.env, ctx.dataDir)
 }
@@ -65,7 +78,7 @@ async function daemonClient (ctx: CommandContext): Promise<ApiClient | undefined
   if (api != null && api !== '') return new ApiClient(parseApiAddress(api))
   const info = await readFile(join(ctx.dataDir, DAEMON_FILE), 'utf8').then(t => JSON.parse(t) as DaemonInfo, () => undefined)
   if (info == null) return undefined
-  const client = new ApiClient(parseApiAddress(info.api))
+  const client = await dataDirClient(ctx.dataDir, info.api)
   // A daemon that died without cleaning up leaves its file behind: only a live one counts.
   return await client.call('GET', '/healthz').then(() => client, (err: unknown) => (err as ImgswarmError).code === 'IMGSWARM_API_UNREACHABLE' ? undefined : client)
 }
@@ -98,6 +111,11 @@ export const daemonCommands: Command[] = [
       const config = await nodeConfig(ctx)
       const log = createLogger(config.logLevel)
       const { Daemon } = await import('../daemon/daemon.js') // libp2p loads only for commands that need it
+      // The last resort: a fault that escaped every handler is logged, and the node's other fetches,
+      // streams and peers carry on rather than dying with it.
+      const lastResort = (err: unknown): void => { log.error('unexpected error; the daemon carries on', { err }) }
+      process.on('uncaughtException', lastResort)
+      process.on('unhandledRejection', lastResort)
       const daemon = await Daemon.start(config, log)
       if (!ctx.quiet && process.stdout.isTTY === true) print(ctx, `imgswarm daemon: API ${daemon.info().api}, peer ${daemon.info().peerId}`)
       await new Promise<void>(resolve => {

@@ -31,6 +31,17 @@ export interface NodeConfig {
   evictionGraceMs?: number
   /** Period of the replica repair rounds and policy anti-entropy, in ms (`--replica-interval` seconds). Default 30 s. */
   replicaIntervalMs?: number
+  /** Members of this group (name or gid) may use the local API without a token; the unix socket is theirs too. */
+  apiGroup?: string
+  /** The API token's file: default `<data>/api.token` (made when missing); required for an API beyond loopback. */
+  apiTokenFile?: string
+  /** PEM certificate and key: the API serves HTTPS. */
+  apiTlsCert?: string
+  apiTlsKey?: string
+  /** Directories that `POST /v1/images?path=` may import from; none by default. */
+  importDirs: string[]
+  /** Origins besides `origin` that API callers may publish to. */
+  publishOrigins: string[]
 }
 
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001']
@@ -52,7 +63,13 @@ const KEYS: Array<{ key: keyof NodeConfig, env: string, kind: 'string' | 'list' 
   { key: 'highWater', env: 'IMGSWARM_HIGH_WATER', kind: 'string' },
   { key: 'lowWater', env: 'IMGSWARM_LOW_WATER', kind: 'string' },
   { key: 'evictionGraceMs', env: 'IMGSWARM_EVICTION_GRACE_MS', kind: 'string' },
-  { key: 'replicaIntervalMs', env: 'IMGSWARM_REPLICA_INTERVAL_MS', kind: 'string' }
+  { key: 'replicaIntervalMs', env: 'IMGSWARM_REPLICA_INTERVAL_MS', kind: 'string' },
+  { key: 'apiGroup', env: 'IMGSWARM_API_GROUP', kind: 'string' },
+  { key: 'apiTokenFile', env: 'IMGSWARM_API_TOKEN_FILE', kind: 'string' },
+  { key: 'apiTlsCert', env: 'IMGSWARM_API_TLS_CERT', kind: 'string' },
+  { key: 'apiTlsKey', env: 'IMGSWARM_API_TLS_KEY', kind: 'string' },
+  { key: 'importDirs', env: 'IMGSWARM_IMPORT_DIR', kind: 'list' },
+  { key: 'publishOrigins', env: 'IMGSWARM_PUBLISH_ORIGIN', kind: 'list' }
 ]
 
 /** A watermark as a share of the cap: `0.9`, `90%`, or a JSON number. */
@@ -138,7 +155,13 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
     highWater,
     lowWater,
     evictionGraceMs: millis(merged.evictionGraceMs, 'evictionGraceMs', 0),
-    replicaIntervalMs: millis(merged.replicaIntervalMs, 'replicaIntervalMs', 100)
+    replicaIntervalMs: millis(merged.replicaIntervalMs, 'replicaIntervalMs', 100),
+    apiGroup: str(merged.apiGroup, 'apiGroup'),
+    apiTokenFile: str(merged.apiTokenFile, 'apiTokenFile'),
+    apiTlsCert: str(merged.apiTlsCert, 'apiTlsCert'),
+    apiTlsKey: str(merged.apiTlsKey, 'apiTlsKey'),
+    importDirs: list(merged.importDirs, 'importDirs'),
+    publishOrigins: list(merged.publishOrigins, 'publishOrigins')
   }
 }
 

@@ -2,8 +2,10 @@ import '../util/polyfills.js'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
-import { formatApiAddress, isLocalOnly, parseApiAddress } from '../api/address.js'
-import { readJson, sendJson, startApiServer, type ApiBackend, type ApiServer, type Route } from '../api/server.js'
+import { ApiAccess } from '../api/access.js'
+import { formatApiAddress, isLocalOnly, parseApiAddress, type ApiAddress } from '../api/address.js'
+import { API_TOKEN_FILE, ensureApiToken } from '../api/api-token.js'
+import { readJson, sendJson, startApiServer, type ApiBackend, type ApiServer, type ApiServerOptions, type Route } from '../api/server.js'
 import { DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER } from '../cache/evictor.js'
 import { CacheFullError, ImageNotFoundError, UsageError } from '../errors.js'
 import { Fetcher } from '../fetch/fetcher.js'
@@ -15,6 +17,7 @@ import { createPeerNode, type PeerNode } from '../peer/libp2p-node.js'
 import { Announcer, DhtHolders } from '../peer/dht.js'
 import { ConnectedHolders, servePeers } from '../peer/peer-service.js'
 import type { Logger } from '../util/log.js'
+import { lookupGroup } from '../util/unix-accounts.js'
 import type { NodeConfig } from './config.js'
 import { FetchSets } from './fetch-sets.js'
 import { swarmRoutes } from './preheat-routes.js'
@@ -135,9 +138,11 @@ export class Daemon {
         onImported: r => {
           void announcer.announce(r.ref.slice(7), r.manifest, r.state)
           void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
-        }
+        },
+        importDirs: config.importDirs,
+        publishOrigins: [...(config.origin != null ? [config.origin] : []), ...config.publishOrigins]
       }
-      const api = await startApiServer(backend, apiAddress, err => { log.error('API request failed', { err }) })
+      const api = await startApiServer(backend, apiAddress, { ...await apiGuards(config, apiAddress, log), onError: err => { log.error('API request failed', { err }) } })
       const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, swarm })
       ref.daemon = daemon
       announcer.start()
@@ -147,7 +152,6 @@ export class Daemon {
       if (config.swarmKey == null && config.allowPeers.length === 0) {
         log.warn('no --swarm-key and no --allow-peer: any host that reaches the listen port can read this node\'s images', { listen: config.listen })
       }
-      if (!isLocalOnly(apiAddress)) log.warn('the API listens beyond this machine; it has no authentication', { api: formatApiAddress(apiAddress) })
       void daemon.waitForBootstrap(config.bootstrap)
       void fetcher.resumeUnfinished().then(refs => { if (refs.length > 0) log.info('resuming unfinished fetches', { images: refs }) })
       return daemon
@@ -242,6 +246,31 @@ export class Daemon {
       this.log.info('stopped')
     })()
     await this.stopping
+  }
+}
+
+/**
+ * Who the API grants: root, the daemon's user and `--api-group` by the kernel's word, anyone else by
+ * the token. An API beyond loopback takes only the token, and refuses to start without a token file.
+ */
+async function apiGuards (config: NodeConfig, address: ApiAddress, log: Logger): Promise<Omit<ApiServerOptions, 'onError'>> {
+  const group = config.apiGroup != null ? await lookupGroup(config.apiGroup) : undefined
+  const exposed = !isLocalOnly(address)
+  if (exposed && config.apiTokenFile == null) {
+    throw new UsageError(`the API at ${formatApiAddress(address)} listens beyond loopback: give --api-token-file FILE (made when missing); every request must then carry that token`)
+  }
+  const token = await ensureApiToken(config.apiTokenFile ?? join(config.data, API_TOKEN_FILE), group?.gid)
+  let tls: ApiServerOptions['tls']
+  if (config.apiTlsCert != null || config.apiTlsKey != null) {
+    if (config.apiTlsCert == null || config.apiTlsKey == null) throw new UsageError('--api-tls-cert and --api-tls-key go together')
+    const read = async (path: string): Promise<Buffer> => await readFile(path).catch(err => { throw new UsageError(`cannot read ${path}: ${(err as Error).message}`) })
+    tls = { cert: await read(config.apiTlsCert), key: await read(config.apiTlsKey) }
+  }
+  if (exposed && tls == null) log.warn('the API listens beyond loopback over plain HTTP: its token travels in clear (give --api-tls-cert and --api-tls-key)', { api: formatApiAddress(address) })
+  return {
+    access: new ApiAccess({ ownUid: process.getuid?.() ?? 0, groupGid: group?.gid, token, exposed }),
+    tls,
+    socketGid: group?.gid
   }
 }
 

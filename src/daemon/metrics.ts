@@ -8,7 +8,9 @@ import type { LevelStore } from '../store/level-store.js'
  */
 export class DaemonMetrics {
   readonly registry = new Registry()
-  readonly fetchedBytes = new Counter({ name: 'imgswarm_fetched_bytes_total', help: 'Bytes received for image fetches by source (manifests included, used or not); local counts bytes already stored', labelNames: ['source'] as const, registers: [this.registry] })
+  readonly fetchedBytes = new Counter({ name: 'imgswarm_fetched_bytes_total', help: 'Bytes received for image fetches by source (peers\' manifests included, used or not); local counts bytes already stored; origin counts image bytes only', labelNames: ['source'] as const, registers: [this.registry] })
+  readonly originMetadataBytes = new Counter({ name: 'imgswarm_origin_metadata_bytes_total', help: 'Bytes read from the origin that are not image bytes: manifests, read to fetch by or to check a peer\'s claim', registers: [this.registry] })
+  readonly lyingPeers = new Counter({ name: 'imgswarm_lying_peers_total', help: 'Times a peer was caught lying about an image (a manifest that does not make the image, or that the origin contradicts); it is then not asked for an hour', registers: [this.registry] })
   readonly badChunks = new Counter({ name: 'imgswarm_chunk_verification_failures_total', help: 'Chunks received from peers that did not match their CID', registers: [this.registry] })
   readonly fetchDuration = new Histogram({ name: 'imgswarm_fetch_duration_seconds', help: 'Time to make an image available, by outcome', labelNames: ['outcome'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600], registers: [this.registry] })
   readonly cache = new Counter({ name: 'imgswarm_cache_requests_total', help: 'Image requests answered from the local store (hit) or needing a fetch (miss)', labelNames: ['result'] as const, registers: [this.registry] })
@@ -84,7 +86,9 @@ export class DaemonMetrics {
   observer (): FetchObserver {
     return {
       received: (source, bytes) => { this.fetchedBytes.inc({ source }, bytes) },
+      originMetadata: bytes => { this.originMetadataBytes.inc(bytes) },
       badChunk: () => { this.badChunks.inc() },
+      lyingPeer: () => { this.lyingPeers.inc() },
       cache: hit => { this.cache.inc({ result: hit ? 'hit' : 'miss' }) },
       finished: (outcome, seconds) => { this.fetchDuration.observe({ outcome }, seconds) }
     }

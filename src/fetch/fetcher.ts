@@ -1,5 +1,5 @@
 import type { CID } from 'multiformats/cid'
-import { chunkCount, decodeManifest, type Manifest } from '../chunks/manifest.js'
+import { chunkCount, decodeManifest, encodeManifest, manifestCid, type Manifest } from '../chunks/manifest.js'
 import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
 import { DigestMismatchError, ImageNotFoundError, InvalidManifestError } from '../errors.js'
 import type { Origin } from '../origin/origin.js'
@@ -9,6 +9,8 @@ import type { LevelStore } from '../store/level-store.js'
 import { readImage } from '../store/read-image.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { FetchJob, type FetchSource } from './fetch-job.js'
+import { LyingPeers } from './lying-peers.js'
+import { OriginClaims } from './origin-claims.js'
 import type { OriginFetchLimits } from './origin-chunks.js'
 import type { PeerSchedulerLimits } from './peer-scheduler.js'
 import type { HolderFinder, PeerSource } from './sources.js'
@@ -18,12 +20,19 @@ import { missingChunks, type Want } from './wants.js'
 /** Hooks for metrics. Every method is optional to call cheaply on hot paths. */
 export interface FetchObserver {
   received: (source: FetchSource, bytes: number) => void
+  /** Bytes read from the origin to check a peer's claim (a manifest, a size): not image bytes. */
+  originMetadata: (bytes: number) => void
   badChunk: (peer: string) => void
+  /** A peer caught lying about an image (see LyingPeers). */
+  lyingPeer: (peer: string) => void
   cache: (hit: boolean) => void
   finished: (outcome: 'available' | 'failed', seconds: number) => void
 }
 
-const noObserver: FetchObserver = { received: () => {}, badChunk: () => {}, cache: () => {}, finished: () => {} }
+const noObserver: FetchObserver = { received: () => {}, originMetadata: () => {}, badChunk: () => {}, lyingPeer: () => {}, cache: () => {}, finished: () => {} }
+
+/** After this many peers' manifests proved false in one fetch, it gives up on peers' claims. */
+const MAX_LIES_PER_FETCH = 8
 
 export interface FetcherOptions {
   store: LevelStore
@@ -45,6 +54,8 @@ export interface FetcherOptions {
    * images) or throws why it cannot fit, so a fetch fails before it fills the disk.
    */
   admit?: (image: ImageToAdmit) => Promise<Admission>
+  /** Peers caught lying, shared across fetches (one per node). */
+  liars?: LyingPeers
 }
 
 /** Room made for one fetch; released once its record counts the room (`recorded`), or the fetch failed. */
@@ -76,11 +87,18 @@ export class Fetcher {
   private readonly opts: FetcherOptions
   private readonly log: Logger
   private readonly observer: FetchObserver
+  private readonly liars: LyingPeers
+  /** The holders, less the peers caught lying. */
+  private readonly holders: HolderFinder
 
   constructor (options: FetcherOptions) {
     this.opts = options
     this.log = options.log ?? silentLogger
     this.observer = options.observer ?? noObserver
+    this.liars = options.liars ?? new LyingPeers()
+    this.holders = {
+      findHolders: async (hex, o) => (await options.holders.findHolders(hex, o)).filter(p => !this.liars.has(p.id))
+    }
   }
 
   /**
@@ -158,65 +176,130 @@ export class Fetcher {
     if (local == null && ref.kind === 'prefix') {
       throw new ImageNotFoundError(`no stored image matches the prefix ${ref.hex}; to fetch an image give its full sha256 or manifest CID`)
     }
-    const found = await this.manifestFor(ref, local, job)
-    if (found == null) {
-      // No manifest anywhere: the origin streams the whole image and it is chunked here.
-      await this.ingestFromOrigin((ref as { hex: string }).hex, job)
+    // The manifest stored before this fetch, to put back if a peer's claim replaces it and proves false.
+    const before = local != null ? await store.getManifest(local).catch(() => undefined) : undefined
+    const hexOfRef = ref.kind === 'manifest' ? local?.ref.slice(7) : ref.hex
+    const claims = new OriginClaims(this.opts.origin, hexOfRef ?? '', bytes => { this.observer.originMetadata(bytes) })
+    const rejected = new Set<string>()
+    let lie: DigestMismatchError | undefined
+    for (let tries = 0; tries <= MAX_LIES_PER_FETCH; tries++) {
+      let found: ManifestFound | undefined
+      try {
+        found = await this.manifestFor(ref, local, job, rejected, hexOfRef != null ? claims : undefined)
+      } catch (err) {
+        if (lie != null && err instanceof ImageNotFoundError) throw new DigestMismatchError(`${lie.message}; no other peer or origin has the image`)
+        throw err
+      }
+      if (found == null) {
+        // No manifest anywhere: the origin streams the whole image and it is chunked here.
+        await this.ingestFromOrigin((ref as { hex: string }).hex ?? hexOfRef, job)
+        return
+      }
+      try {
+        await this.fetchChunks(found.manifest, job, local)
+        return
+      } catch (err) {
+        if (!(err instanceof DigestMismatchError) || typeof found.from === 'string') throw err
+        // The peer's manifest does not make the image it names: never keep it, ask the others.
+        lie = err
+        this.caughtLying(found.from.id, 'its manifest does not make the image it names', job)
+        rejected.add(manifestCid(encodeManifest(found.manifest)).toString())
+        await this.dropClaim(found.manifest, local, before, err)
+      }
+    }
+    throw lie!
+  }
+
+  /** Notes a peer that lied: it is not asked again for a while (see LyingPeers). */
+  private caughtLying (peer: string, why: string, job: FetchJob): void {
+    this.liars.mark(peer)
+    this.observer.lyingPeer(peer)
+    this.log.warn('a peer lied about an image; it is not asked again for an hour', { peer, image: job.status.image ?? job.status.ref, why })
+  }
+
+  /**
+   * Takes back what a false manifest wrote: the record goes (or the one from before this fetch comes
+   * back, failed), so no name, type or format a liar chose stays. Its verified chunks wait for `gc`.
+   */
+  private async dropClaim (manifest: Manifest, local: ImageRecord | undefined, before: Manifest | undefined, why: Error): Promise<void> {
+    const { store } = this.opts
+    const hex = Buffer.from(manifest.digest).toString('hex')
+    if (local != null && before != null) {
+      const { ref: _r, size: _s, manifest: _m, chunks: _c, type: _t, name: _n, format: _f, ...fields } = local
+      await store.commitImage(before, { ...fields, state: 'failed', reason: why.message })
       return
     }
-    try {
-      await this.fetchChunks(found.manifest, job, local)
-    } catch (err) {
-      if (!(err instanceof DigestMismatchError) || found.from === 'store' || found.from === 'origin' || this.opts.origin == null) throw err
-      // A peer's manifest did not describe the image it claimed. Do not trust any manifest now.
-      this.log.warn('a peer gave a manifest that does not match its image digest', { peer: found.from.id, image: job.status.image })
-      await this.ingestFromOrigin(Buffer.from(found.manifest.digest).toString('hex'), job)
-    }
+    await store.exclusively(async () => {
+      const rec = await store.getRecord(hex)
+      if (rec != null) await store.removeImage(rec)
+    })
   }
 
   /**
    * The manifest to fetch by. A fetching image's stored one (resume); for a failed image a fresh one
    * first, since the stored one may be why it failed, else the stored one; for a new image the peers'
-   * or the origin's. Undefined: there is none, but the origin has the image.
+   * or the origin's. Undefined: there is none, but the origin has the image. Manifests in `rejected`
+   * proved false in this fetch.
    */
-  private async manifestFor (ref: ImageRef, local: ImageRecord | undefined, job: FetchJob): Promise<ManifestFound | undefined> {
+  private async manifestFor (ref: ImageRef, local: ImageRecord | undefined, job: FetchJob, rejected: Set<string>, claims?: OriginClaims): Promise<ManifestFound | undefined> {
     const stored = async (): Promise<ManifestFound> => ({ manifest: await this.opts.store.getManifest(local!), from: 'store' })
-    if (local == null) return await this.findManifest(ref, job)
-    if (local.state !== 'failed') return await stored()
+    if (local == null) return await this.findManifest(ref, job, rejected, claims)
+    if (local.state !== 'failed' && !rejected.has(local.manifest)) return await stored()
     try {
-      return await this.findManifest(parseRef(local.ref), job)
+      return await this.findManifest(parseRef(local.ref), job, rejected, claims)
     } catch (err) {
-      if (err instanceof ImageNotFoundError) return await stored()
+      if (err instanceof ImageNotFoundError && !rejected.has(local.manifest)) return await stored()
       throw err
     }
   }
 
-  /** The manifest a peer gives for the image, when it has one that fits; anything else is logged. */
-  private async manifestFrom (peer: PeerSource, hex: string | undefined, cid: CID | undefined, job: FetchJob): Promise<ManifestFound | undefined> {
+  /**
+   * The manifest a peer gives for the image, when it has one that fits and the origin (when it can
+   * tell) agrees with; anything else is logged. A peer whose manifest the origin contradicts lied.
+   */
+  private async manifestFrom (peer: PeerSource, hex: string | undefined, cid: CID | undefined, job: FetchJob, rejected: Set<string>, claims?: OriginClaims): Promise<ManifestFound | undefined> {
+    let manifest: Manifest
+    let found: string
     try {
       const bytes = await peer.manifest(hex != null ? { hex } : { cid: cid!.toString() }, { signal: AbortSignal.timeout(this.opts.askTimeoutMs ?? 10_000) })
       if (bytes == null) return undefined
       this.count(job, 'peer', bytes.length)
-      const manifest = decodeManifest(bytes, cid)
+      manifest = decodeManifest(bytes, cid)
       if (hex != null && Buffer.from(manifest.digest).toString('hex') !== hex) throw new InvalidManifestError(`manifest is for sha256:${Buffer.from(manifest.digest).toString('hex')}, not sha256:${hex}`)
-      return { manifest, from: peer }
+      found = manifestCid(bytes).toString()
     } catch (err) {
       this.log.info('peer gave no usable manifest', { peer: peer.id, err })
       return undefined
     }
+    if (rejected.has(found)) return undefined
+    if (claims == null) return { manifest, from: peer }
+    // Checked against the origin before any chunk is fetched, where the origin can say.
+    const theirs = await claims.manifest()
+    if (theirs != null) {
+      // The same chunks in the same order make the same bytes: only the metadata may differ.
+      if (theirs.cid === found || sameChunks(theirs.manifest, manifest)) return { manifest, from: 'origin' }
+      if (theirs.manifest.size !== manifest.size) this.caughtLying(peer.id, `its manifest says ${manifest.size} bytes, the origin's ${theirs.manifest.size}`, job)
+      return rejected.has(theirs.cid) ? undefined : { manifest: theirs.manifest, from: 'origin' }
+    }
+    const size = await claims.size()
+    if (size != null && size !== manifest.size) {
+      this.caughtLying(peer.id, `its manifest says ${manifest.size} bytes, the origin ${size}`, job)
+      return undefined
+    }
+    return { manifest, from: peer }
   }
 
   /** A manifest for the ref from the peers (first that answers with a valid one), else the origin. */
-  private async findManifest (ref: ImageRef, job: FetchJob): Promise<ManifestFound | undefined> {
+  private async findManifest (ref: ImageRef, job: FetchJob, rejected: Set<string>, claims?: OriginClaims): Promise<ManifestFound | undefined> {
     const hex = ref.kind === 'manifest' ? undefined : ref.hex
     const cid = ref.kind === 'manifest' ? ref.cid : undefined
     // The connected neighbours first; only when none has it, wait for the slower search (the DHT).
     const asked = new Set<string>()
     for (const wait of [false, true]) {
-      for (const peer of await this.opts.holders.findHolders(hex ?? cid!.toString(), { wait })) {
-        if (asked.has(peer.id)) continue
+      for (const peer of await this.holders.findHolders(hex ?? cid!.toString(), { wait })) {
+        if (asked.has(peer.id) || this.liars.has(peer.id)) continue
         asked.add(peer.id)
-        const found = await this.manifestFrom(peer, hex, cid, job)
+        const found = await this.manifestFrom(peer, hex, cid, job, rejected, claims)
         if (found != null) return found
       }
     }
@@ -225,15 +308,8 @@ export class Fetcher {
       throw new ImageNotFoundError(`no reachable peer has the manifest ${cid!.toString()}${origin != null ? ' (the origin is addressed by sha256, not by manifest CID)' : ''}`)
     }
     if (origin == null) throw new ImageNotFoundError(`no reachable peer holds ${digestRef(hex)} and no origin is configured`)
-    if (origin.capabilities.manifests) {
-      const bytes = await origin.readManifest(hex)
-      if (bytes != null) {
-        this.count(job, 'origin', bytes.length)
-        const manifest = decodeManifest(bytes)
-        if (Buffer.from(manifest.digest).toString('hex') === hex) return { manifest, from: 'origin' }
-        this.log.warn('the origin\'s manifest names another image; ignoring it', { image: digestRef(hex) })
-      }
-    }
+    const theirs = await (claims ?? new OriginClaims(origin, hex, bytes => { this.observer.originMetadata(bytes) })).manifest()
+    if (theirs != null && !rejected.has(theirs.cid)) return { manifest: theirs.manifest, from: 'origin' }
     const st = await origin.stat(hex)
     if (st == null) throw new ImageNotFoundError(`no reachable peer holds ${digestRef(hex)} and the origin ${origin.url} does not have it`)
     return undefined
@@ -305,7 +381,9 @@ export class Fetcher {
       job.status.state = 'verifying'
       for await (const _ of readImage(store, manifest)) { /* readImage checks every chunk and, at the end, the digest */ }
       const b = job.status.bytes
-      this.opts.onState?.(await store.updateRecord(digestRef(hex), { state: 'available', lastAccess: new Date().toISOString(), sources: { local: b.local, peers: b.peer, origin: b.origin } }))
+      // Written before the hook is looked at: `hook?.(await …)` would skip the write when no hook is set.
+      const available = await store.updateRecord(digestRef(hex), { state: 'available', lastAccess: new Date().toISOString(), sources: { local: b.local, peers: b.peer, origin: b.origin } })
+      this.opts.onState?.(available)
     } catch (err) {
       await store.updateRecord(digestRef(hex), { state: 'failed', reason: (err as Error).message }).catch(() => {})
       throw err
@@ -323,7 +401,7 @@ export class Fetcher {
         manifestCid,
         chunkCount: chunkCount(manifest),
         wants,
-        holders: this.opts.holders,
+        holders: this.holders,
         origin: this.opts.origin,
         deliver: async (chunks, ws) => {
           await store.putMany(chunks)
@@ -344,3 +422,7 @@ export class Fetcher {
   }
 }
 
+/** Whether two manifests list the same chunks (digests and lengths) in the same order. */
+function sameChunks (a: Manifest, b: Manifest): boolean {
+  return a.size === b.size && Buffer.from(a.chunkDigests).equals(b.chunkDigests) && Buffer.from(a.chunkLengths).equals(b.chunkLengths)
+}

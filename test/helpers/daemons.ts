@@ -32,6 +32,8 @@ export async function startDaemon (t: Teardown, options: { bootstrap?: string[],
     mdns: false,
     api: '127.0.0.1:0',
     allowPeers: [],
+    importDirs: [],
+    publishOrigins: [],
     logLevel: 'warn',
     ...options.config
   }
