@@ -4,7 +4,8 @@ import { parseApiAddress } from '../api/address.js'
 import { API_TOKEN_FILE, readApiToken } from '../api/api-token.js'
 import { ApiClient } from '../api/client.js'
 import { DAEMON_FILE, type DaemonInfo } from '../daemon/daemon-file.js'
-import { StoreLockedError } from '../errors.js'
+import { prepareDataDir } from '../daemon/data-dir-modes.js'
+import { StoreLockedError, hasSystemCode } from '../errors.js'
 import { LocalNode } from '../local-node.js'
 import type { ImageService } from '../service.js'
 
@@ -23,9 +24,12 @@ export async function connect (dataDir: string, api: string | undefined): Promis
     return { kind: 'remote', service: client, client }
   }
   try {
+    await prepareDataDir(dataDir)
     return { kind: 'local', service: await LocalNode.open({ dir: dataDir }) }
   } catch (err) {
-    if (!(err instanceof StoreLockedError)) throw err
+    // A daemon holds the store, or it is the daemon's and this user may not open it (a member of the
+    // API group): either way, the daemon's API is the way in.
+    if (!(err instanceof StoreLockedError) && !hasSystemCode(err, 'EACCES')) throw err
     const info = await readFile(join(dataDir, DAEMON_FILE), 'utf8').then(t => JSON.parse(t) as DaemonInfo, () => undefined)
     if (info == null) throw err
     const client = await dataDirClient(dataDir, info.api)

@@ -37,6 +37,7 @@ const NODE_OPTIONS = {
   'api-tls-key': { type: 'string' },
   'import-dir': { type: 'string', multiple: true },
   'publish-origin': { type: 'string', multiple: true },
+  open: { type: 'boolean' },
   config: { type: 'string' }
 } as const
 
@@ -61,6 +62,7 @@ async function nodeConfig (ctx: CommandContext): Promise<NodeConfig> {
     apiTlsKey: str(ctx, 'api-tls-key'),
     importDirs: list(ctx, 'import-dir'),
     publishOrigins: list(ctx, 'publish-origin'),
+    open: ctx.values.open === true ? true : undefined,
     config: str(ctx, 'config')
   }, ctx.env, ctx.dataDir)
 }

@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseApiAddress } from '../api/address.js'
@@ -223,6 +224,12 @@ async function build (file: StateFile, options: ClusterUpOptions, shaping: Shapi
     state.nodes.push({ name: `node${k}`, data, api: `unix:${join(data, 'api.sock')}`, peerId: peerId.toString(), listen, multiaddrs: [], ...(netns ? { netns: net.nodeNs(k) } : {}) })
   }
   await file.save()
+  // Nodes in namespaces listen beyond loopback, where a daemon refuses an open swarm: they share a key.
+  const swarmKey = netns ? join(dir, 'swarm.key') : undefined
+  if (swarmKey != null) {
+    await file.record({ kind: 'file', path: swarmKey })
+    await writeFile(swarmKey, `/key/swarm/psk/1.0.0/\n/base16/\n${randomBytes(32).toString('hex')}\n`, { mode: 0o600 })
+  }
 
   if (netns) {
     progress(`making ${n + (originDir != null ? 1 : 0)} network namespaces on bridge ${net.bridge}`)
@@ -273,6 +280,7 @@ async function build (file: StateFile, options: ClusterUpOptions, shaping: Shapi
     const argv = [
       process.execPath, BIN, 'daemon', '--data', node.data, '--listen', node.listen, '--api', node.api,
       ...bootstrap, ...(state.origin != null ? ['--origin', state.origin] : []), '--log-level', options.logLevel ?? 'info',
+      ...(swarmKey != null ? ['--swarm-key', swarmKey] : []),
       ...options.daemonFlags ?? []
     ]
     const proc = await file.record<ClusterResource & { kind: 'process' }>({ kind: 'process', name: node.name })

@@ -42,6 +42,8 @@ export interface NodeConfig {
   importDirs: string[]
   /** Origins besides `origin` that API callers may publish to. */
   publishOrigins: string[]
+  /** Listen beyond loopback with neither a swarm key nor an allow-list: the operator's explicit choice. */
+  open?: boolean
 }
 
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001']
@@ -69,7 +71,8 @@ const KEYS: Array<{ key: keyof NodeConfig, env: string, kind: 'string' | 'list' 
   { key: 'apiTlsCert', env: 'IMGSWARM_API_TLS_CERT', kind: 'string' },
   { key: 'apiTlsKey', env: 'IMGSWARM_API_TLS_KEY', kind: 'string' },
   { key: 'importDirs', env: 'IMGSWARM_IMPORT_DIR', kind: 'list' },
-  { key: 'publishOrigins', env: 'IMGSWARM_PUBLISH_ORIGIN', kind: 'list' }
+  { key: 'publishOrigins', env: 'IMGSWARM_PUBLISH_ORIGIN', kind: 'list' },
+  { key: 'open', env: 'IMGSWARM_OPEN', kind: 'bool' }
 ]
 
 /** A watermark as a share of the cap: `0.9`, `90%`, or a JSON number. */
@@ -161,7 +164,8 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
     apiTlsCert: str(merged.apiTlsCert, 'apiTlsCert'),
     apiTlsKey: str(merged.apiTlsKey, 'apiTlsKey'),
     importDirs: list(merged.importDirs, 'importDirs'),
-    publishOrigins: list(merged.publishOrigins, 'publishOrigins')
+    publishOrigins: list(merged.publishOrigins, 'publishOrigins'),
+    open: merged.open === true
   }
 }
 

@@ -1,5 +1,5 @@
 import '../util/polyfills.js'
-import { readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { ApiAccess } from '../api/access.js'
@@ -17,8 +17,9 @@ import { createPeerNode, type PeerNode } from '../peer/libp2p-node.js'
 import { Announcer, DhtHolders } from '../peer/dht.js'
 import { ConnectedHolders, servePeers } from '../peer/peer-service.js'
 import type { Logger } from '../util/log.js'
-import { lookupGroup } from '../util/unix-accounts.js'
+import { lookupGroup, type UnixGroup } from '../util/unix-accounts.js'
 import type { NodeConfig } from './config.js'
+import { prepareDataDir } from './data-dir-modes.js'
 import { FetchSets } from './fetch-sets.js'
 import { swarmRoutes } from './preheat-routes.js'
 import { startSwarm, type Swarm } from '../swarm/swarm.js'
@@ -73,9 +74,15 @@ export class Daemon {
    */
   static async start (config: NodeConfig, log: Logger, overrides: { origin?: Origin } = {}): Promise<Daemon> {
     const apiAddress = parseApiAddress(config.api)
+    const exposedAt = config.listen.filter(a => !isLoopbackMultiaddr(a))
+    if (exposedAt.length > 0 && config.swarmKey == null && config.allowPeers.length === 0 && config.open !== true) {
+      throw new UsageError(`listening on ${exposedAt.join(', ')} with neither --swarm-key nor --allow-peer would let any host that reaches the port read this node's images: give one of them, or --open to mean it`)
+    }
     const swarmKey = config.swarmKey != null ? await readFile(config.swarmKey).catch(err => { throw new UsageError(`cannot read swarm key ${config.swarmKey ?? ''}: ${(err as Error).message}`) }) : undefined
     // Late-bound: the metrics need the store, the evictor (in the node) reports to the metrics.
     const hooks: { metrics?: DaemonMetrics, protects?: (hex: string) => boolean } = {}
+    const apiGroup = config.apiGroup != null ? await lookupGroup(config.apiGroup) : undefined
+    await prepareDataDir(config.data, apiGroup?.gid)
     const local = await LocalNode.open({
       dir: config.data,
       cache: {
@@ -142,15 +149,15 @@ export class Daemon {
         importDirs: config.importDirs,
         publishOrigins: [...(config.origin != null ? [config.origin] : []), ...config.publishOrigins]
       }
-      const api = await startApiServer(backend, apiAddress, { ...await apiGuards(config, apiAddress, log), onError: err => { log.error('API request failed', { err }) } })
+      const api = await startApiServer(backend, apiAddress, { ...await apiGuards(config, apiAddress, apiGroup, log), onError: err => { log.error('API request failed', { err }) } })
       const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, swarm })
       ref.daemon = daemon
       announcer.start()
       evictor.start()
-      await writeFile(join(config.data, DAEMON_FILE), JSON.stringify(daemon.info()) + '\n')
+      await writePrivateFile(join(config.data, DAEMON_FILE), JSON.stringify(daemon.info()) + '\n', 0o640)
       log.info('imgswarm daemon started', { ...daemon.info(), origin: origin?.url ?? null, maxSize: await evictor.capBytes() })
-      if (config.swarmKey == null && config.allowPeers.length === 0) {
-        log.warn('no --swarm-key and no --allow-peer: any host that reaches the listen port can read this node\'s images', { listen: config.listen })
+      if (exposedAt.length > 0 && config.swarmKey == null && config.allowPeers.length === 0) {
+        log.warn('--open: no --swarm-key and no --allow-peer, so any host that reaches the listen port can read this node\'s images', { listen: exposedAt })
       }
       void daemon.waitForBootstrap(config.bootstrap)
       void fetcher.resumeUnfinished().then(refs => { if (refs.length > 0) log.info('resuming unfinished fetches', { images: refs }) })
@@ -249,12 +256,22 @@ export class Daemon {
   }
 }
 
+/** Whether a listen multiaddr is reachable only from this machine (`/ip4/127.…`, `/ip6/::1`). */
+function isLoopbackMultiaddr (addr: string): boolean {
+  return /^\/ip4\/127\./.test(addr) || /^\/ip6\/::1\//.test(addr)
+}
+
+/** Writes a file whose mode does not depend on the umask. */
+async function writePrivateFile (path: string, text: string, mode: number): Promise<void> {
+  await writeFile(path, text, { mode })
+  await chmod(path, mode)
+}
+
 /**
  * Who the API grants: root, the daemon's user and `--api-group` by the kernel's word, anyone else by
  * the token. An API beyond loopback takes only the token, and refuses to start without a token file.
  */
-async function apiGuards (config: NodeConfig, address: ApiAddress, log: Logger): Promise<Omit<ApiServerOptions, 'onError'>> {
-  const group = config.apiGroup != null ? await lookupGroup(config.apiGroup) : undefined
+async function apiGuards (config: NodeConfig, address: ApiAddress, group: UnixGroup | undefined, log: Logger): Promise<Omit<ApiServerOptions, 'onError'>> {
   const exposed = !isLocalOnly(address)
   if (exposed && config.apiTokenFile == null) {
     throw new UsageError(`the API at ${formatApiAddress(address)} listens beyond loopback: give --api-token-file FILE (made when missing); every request must then carry that token`)
