@@ -146,6 +146,51 @@ t.test('a fetch that cannot fit under the cap fails before it writes anything', 
   t.equal(cli.stderr.trim().split('\n').length, 1, 'one line')
 })
 
+t.test('near the cap, fetches in a row are not refused while evictable images exist', async t => {
+  const names = ['pinned', 'leased', 'a', 'b', 'c']
+  const images = names.map(n => seededBytes(6 * MiB, `row-${n}`))
+  const { origin } = await originWith(t, images)
+  const refs = Object.fromEntries(names.map((n, i) => [n, sha256Ref(images[i])]))
+  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 20 * MiB }, evictionGraceMs: 0 } })
+  await d.daemon.fetcher.fetch(refs.pinned)
+  await d.client.pin(refs.pinned)
+  await d.daemon.fetcher.fetch(refs.leased)
+  await d.client.lease(refs.leased, 'vm-1')
+  // Each needs the one before it evicted; a survey from the previous admission must not count it as fetching.
+  for (const n of ['a', 'b', 'c']) {
+    const rec = await d.daemon.fetcher.fetch(refs[n])
+    t.equal(rec.state, 'available', `${n} was admitted and fetched`)
+    await new Promise(resolve => setTimeout(resolve, 1000))
+  }
+  const stored = new Set((await d.client.list()).map(r => r.ref))
+  t.ok(stored.has(refs.pinned) && stored.has(refs.leased) && stored.has(refs.c), 'pinned, leased and the newest stay')
+})
+
+t.test('a fetch that would fit once a recently used image may go waits for it, saying why, instead of failing', async t => {
+  const names = ['pinned', 'leased', 'recent', 'next']
+  const images = names.map(n => seededBytes(6 * MiB, `wait-${n}`))
+  const { origin } = await originWith(t, images)
+  const refs = Object.fromEntries(names.map((n, i) => [n, sha256Ref(images[i])]))
+  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 20 * MiB }, evictionGraceMs: 3000 } })
+  for (const n of ['pinned', 'leased']) await d.daemon.fetcher.fetch(refs[n])
+  await d.client.pin(refs.pinned)
+  await d.client.lease(refs.leased, 'vm-1')
+  await new Promise(resolve => setTimeout(resolve, 3100)) // past the grace: only pins and leases hold them
+  await d.daemon.fetcher.fetch(refs.recent)
+  const job = d.daemon.fetcher.start(refs.next)
+  let seen: string | undefined
+  for (const until = Date.now() + 10_000; seen == null && !job.finished && Date.now() < until;) {
+    seen = job.status.waiting
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  t.match(seen, /cannot fetch sha256:[0-9a-f]{64}: .*; waiting for busy or recently used images to become evictable/, 'the status says why it waits')
+  await job.promise
+  t.equal(job.status.state, 'available', 'admitted once the recent image left its grace period')
+  t.equal(job.status.waiting, undefined, 'no longer waiting')
+  const stored = new Set((await d.client.list()).map(r => r.ref))
+  t.notOk(stored.has(refs.recent), 'the recently used image was evicted for it')
+})
+
 t.test('an origin with no manifest: the image\'s size is checked against the cap before the stream', async t => {
   const big = seededBytes(10 * MiB, 'no-manifest-big')
   const { origin: inner } = await originWith(t, [big], { manifests: false })

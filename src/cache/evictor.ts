@@ -25,6 +25,10 @@ export const DEFAULT_GRACE_MS = 60_000
  * before they go, and checks (enforce) survey afresh.
  */
 const SURVEY_REUSE_MS = 5_000
+/** How long a fetch near the cap may wait for busy images to become evictable before it is refused. */
+export const DEFAULT_ADMIT_WAIT_MS = 120_000
+/** How often a waiting admission looks again. */
+const ADMIT_RETRY_MS = 1_000
 /** How long a GC after eviction waits for the store lock to be free before it queues for it anyway. */
 const GC_PATIENCE_MS = 60_000
 
@@ -64,6 +68,8 @@ export interface EvictorOptions {
   graceMs?: number
   log?: Logger
   onEvicted?: (record: ImageRecord, freedBytes: number) => void
+  /** How long an admission may wait for busy images to become evictable. Default {@link DEFAULT_ADMIT_WAIT_MS}. */
+  admitWaitMs?: number
 }
 
 /** One image and why it must stay (a mask of PINNED, LEASED, BUSY; 0 when it may be evicted). */
@@ -172,50 +178,84 @@ export class Evictor {
 
   /**
    * Makes room for an image about to be fetched, or throws CacheFullError when it cannot fit even
-   * if every image that may go were evicted (then nothing is evicted).
+   * if every image that may go were evicted (then nothing is evicted). When it would fit once images
+   * that are only busy (being fetched or read, or used within the grace period) may go, it waits for
+   * that, up to `admitWaitMs`, telling `onWait` why, rather than failing a spawn that a few seconds
+   * would let through.
    */
   async admit (image: ImageToAdmit): Promise<Admission> {
+    const until = Date.now() + (this.opts.admitWaitMs ?? DEFAULT_ADMIT_WAIT_MS)
+    for (;;) {
+      const outcome = await this.admitOnce(image)
+      if ('admission' in outcome) {
+        if (outcome.waited) image.onWait?.(undefined)
+        return outcome.admission
+      }
+      if (!outcome.mayClear || Date.now() >= until || this.stopped) throw outcome.refused
+      image.onWait?.(`${outcome.refused.message}; waiting for busy or recently used images to become evictable`)
+      await new Promise(resolve => setTimeout(resolve, ADMIT_RETRY_MS))
+      this.recent = undefined
+      image = { ...image, waited: true }
+    }
+  }
+
+  private async admitOnce (image: ImageToAdmit): Promise<{ admission: Admission, waited?: boolean } | { refused: CacheFullError, mayClear: boolean }> {
     const cap = await this.capBytes()
     const release = (recorded = false): void => {
       this.reserved.delete(image.hex)
       // A fetch that ended before its record was written gives its room back: a reused survey counts it.
       if (!recorded) this.recent = undefined
     }
-    if (cap == null) return { release }
+    if (cap == null) return { admission: { release }, waited: image.waited }
     return await this.serial(async () => {
       if (await this.upperBound() + image.size <= cap * this.opts.limits!.highWater) {
         this.reserved.set(image.hex, { bytes: image.size, manifest: image.manifest })
         this.recent = undefined // it does not count this image
-        return { release }
+        return { admission: { release }, waited: image.waited }
       }
       const survey = await this.recentSurvey(image.hex)
       const { refs } = survey
       const needed = image.manifest != null ? refs.newBytes(image.manifest) : image.size
       const name = `sha256:${image.hex}`
       if (needed > cap) {
-        throw new CacheFullError(`cannot fetch ${name}: it needs ${formatBytes(needed)}, more than the cache cap of ${formatBytes(cap)} (--max-size)`)
+        return { refused: new CacheFullError(`cannot fetch ${name}: it needs ${formatBytes(needed)}, more than the cache cap of ${formatBytes(cap)} (--max-size)`), mayClear: false }
       }
+      // Pinned and leased bytes stay; busy ones go in time. Whether it would fit then decides waiting.
+      const mayClear = needed <= cap - refs.bytesWith(PINNED | LEASED)
       const full = (held: number): CacheFullError => new CacheFullError(`cannot fetch ${name}: it needs ${formatBytes(needed)} and the cache cap is ${formatBytes(cap)}, of which ${formatBytes(held)} is held by pinned, leased, in-use, recently used or fetching images (${formatBytes(refs.bytesWith(PINNED))} pinned, ${formatBytes(refs.bytesWith(LEASED))} leased)`)
       // The image's own chunks count as busy: those it shares with an image that goes are not freed.
       if (image.manifest != null) refs.add(image.manifest, BUSY)
       else refs.total += needed
       // Reserved before any eviction: an old record of this image (a failed fetch) is then busy.
       this.reserved.set(image.hex, { bytes: needed, manifest: image.manifest })
+      const refuse = (held: number): { refused: CacheFullError, mayClear: boolean } => {
+        release()
+        this.recent = undefined // it counts this image
+        return { refused: full(held), mayClear }
+      }
       try {
         const held = refs.total - refs.bytesWith(0)
-        if (held > cap) throw full(held - needed)
+        if (held > cap) return refuse(held - needed)
         if (refs.total > cap * this.opts.limits!.highWater) {
           await this.evict(survey, cap * this.opts.limits!.lowWater)
           // Images that became busy or leased since the survey were skipped: it may still not fit.
-          if (refs.total > cap) throw full(refs.total - refs.bytesWith(0) - needed)
+          if (refs.total > cap) return refuse(refs.total - refs.bytesWith(0) - needed)
         }
       } catch (err) {
         release()
-        this.recent = undefined // it counts this image
+        this.recent = undefined
         throw err
       }
-      return { release }
+      return { admission: { release }, waited: image.waited }
     })
+  }
+
+  /**
+   * An image's state changed (a fetch started or ended): a survey taken before no longer says which
+   * images are busy, so the next admission takes a new one.
+   */
+  stateChanged (): void {
+    this.recent = undefined
   }
 
   /**

@@ -122,7 +122,8 @@ export class Daemon {
         observer: metrics.observer(),
         selfId: peer.peerId.toString(),
         onState: r => {
-          void announcer.announce(r.ref.slice(7), r.manifest, r.state)
+          evictor.stateChanged()
+          if (r.state !== 'failed') void announcer.announce(r.ref.slice(7), r.manifest, r.state)
           if (r.state === 'available') void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
         },
         admit: async image => await evictor.admit(image).catch(err => {

@@ -45,7 +45,7 @@ export interface FetcherOptions {
   swarmLimits?: Partial<SwarmLimits>
   /** This node's PeerId: one of the candidates that origin reads are shared out to. */
   selfId?: string
-  /** Told when an image starts to be fetched and when it becomes available (to announce it). */
+  /** Told when an image starts to be fetched, becomes available (to announce it) or fails. */
   onState?: (record: ImageRecord) => void
   /** How long to wait for one peer's answer about a manifest or its chunks of an image. */
   askTimeoutMs?: number
@@ -68,6 +68,10 @@ export interface ImageToAdmit {
   hex: string
   size: number
   manifest?: Manifest
+  /** Told why the admission waits (near the cap), and undefined once it goes on. */
+  onWait?: (reason: string | undefined) => void
+  /** Set by the admission itself after a wait. */
+  waited?: boolean
 }
 
 /** The manifest of an image to fetch and who gave it (a peer's claim is checked by the final digest). */
@@ -325,7 +329,7 @@ export class Fetcher {
     job.status.image = digestRef(hex)
     job.status.state = 'fetching'
     job.status.size = (await origin.stat(hex))?.size
-    const admission = job.status.size != null ? await this.opts.admit?.({ hex, size: job.status.size }) : undefined
+    const admission = job.status.size != null ? await this.opts.admit?.({ hex, size: job.status.size, onWait: waiting(job) }) : undefined
     const count = (bytes: number): void => { this.count(job, 'origin', bytes) }
     async function * counted (): AsyncGenerator<Uint8Array> {
       for await (const piece of origin.read(hex)) {
@@ -351,7 +355,7 @@ export class Fetcher {
     job.status.size = manifest.size
     job.status.state = 'fetching'
     const now = new Date().toISOString()
-    const admission = await this.opts.admit?.({ hex, size: manifest.size, manifest })
+    const admission = await this.opts.admit?.({ hex, size: manifest.size, manifest, onWait: waiting(job) })
     // Recorded as fetching first: GC keeps its chunks, a restart resumes it, peers may ask for it.
     // The record and the look at which chunks are stored already go together under the store's read
     // lock: a GC (which marks from the records) runs wholly before them, and what it swept is then
@@ -385,7 +389,8 @@ export class Fetcher {
       const available = await store.updateRecord(digestRef(hex), { state: 'available', lastAccess: new Date().toISOString(), sources: { local: b.local, peers: b.peer, origin: b.origin } })
       this.opts.onState?.(available)
     } catch (err) {
-      await store.updateRecord(digestRef(hex), { state: 'failed', reason: (err as Error).message }).catch(() => {})
+      const failed = await store.updateRecord(digestRef(hex), { state: 'failed', reason: (err as Error).message }).catch(() => undefined)
+      if (failed != null) this.opts.onState?.(failed)
       throw err
     }
   }
@@ -425,4 +430,12 @@ export class Fetcher {
 /** Whether two manifests list the same chunks (digests and lengths) in the same order. */
 function sameChunks (a: Manifest, b: Manifest): boolean {
   return a.size === b.size && Buffer.from(a.chunkDigests).equals(b.chunkDigests) && Buffer.from(a.chunkLengths).equals(b.chunkLengths)
+}
+
+/** Shows in a job's status why its admission waits, and clears it when it goes on. */
+function waiting (job: FetchJob): (reason: string | undefined) => void {
+  return reason => {
+    if (reason == null) delete job.status.waiting
+    else job.status.waiting = reason
+  }
 }
