@@ -175,6 +175,8 @@ export const dagValue: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>(tie
     fc.constantFrom(0, 1, -1, 2 ** 53 - 1, 2 ** 53, 2 ** 64 - 1, 0.5, 1e300),
     fc.double({ noNaN: true, noDefaultInfinity: true }),
     fc.string({ maxLength: 80 }),
+    // Maps on which String() throws: decoders must not put peer data through it.
+    fc.constantFrom({ toString: 1 }, { toString: null, valueOf: 'x' }),
     fc.constantFrom('machine', 'fastcdc-gear32-nc2', 'busy', 'available', 'sha256:' + '0'.repeat(64)),
     fc.uint8Array({ maxLength: 80 }),
     fc.uint8Array({ minLength: 32, maxLength: 32 }),
