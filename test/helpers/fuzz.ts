@@ -21,13 +21,17 @@ const RUNS = envInt('FUZZ_RUNS')
 const SEED = envInt('FUZZ_SEED')
 /** Per property. When FUZZ_RUNS asks for a long run, only an explicit FUZZ_TIME_MS cuts it short. */
 const TIME_MS = envInt('FUZZ_TIME_MS') ?? (RUNS != null ? undefined : 2500)
+/** Per test file (each runs in its own process): on a loaded machine the later properties get less time. */
+const FILE_BUDGET_MS = 15_000
+const started = Date.now()
 
 /** fast-check parameters: `runs` by default (a property's own cost decides it), FUZZ_RUNS to override. */
 export function fuzzParams (runs: number): fc.Parameters<unknown> {
+  const limit = TIME_MS == null || envInt('FUZZ_TIME_MS') != null ? TIME_MS : Math.max(250, Math.min(TIME_MS, started + FILE_BUDGET_MS - Date.now()))
   return {
     numRuns: RUNS ?? runs,
     ...(SEED != null ? { seed: SEED } : {}),
-    ...(TIME_MS != null ? { interruptAfterTimeLimit: TIME_MS } : {})
+    ...(limit != null ? { interruptAfterTimeLimit: limit } : {})
   }
 }
 
