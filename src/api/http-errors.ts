@@ -24,9 +24,11 @@ export function errorBody (err: unknown): { error: { code: string, message: stri
 
 /** Rebuilds the error class named by a response's code, so API clients see what local callers see. */
 export function errorFromBody (body: unknown, status: number): Error {
-  const e = (body as { error?: { code?: string, message?: string } })?.error
-  const message = e?.message ?? `the daemon answered HTTP ${status}`
-  const E = errorClasses.find(c => c.code === e?.code)
+  const e = (body as { error?: { code?: unknown, message?: unknown } } | null)?.error
+  // Only strings are taken: `new Error(v)` runs String(v), which throws for a map with a `toString` key.
+  const message = typeof e?.message === 'string' ? e.message : `the daemon answered HTTP ${status}`
+  const code = typeof e?.code === 'string' ? e.code : 'IMGSWARM_API'
+  const E = errorClasses.find(c => c.code === code)
   if (E != null) return new (E as unknown as new (m: string) => Error)(message)
-  return new ImgswarmError(e?.code ?? 'IMGSWARM_API', message)
+  return new ImgswarmError(code, message)
 }

@@ -125,6 +125,8 @@ class ByteQueue {
 
   /** Takes `n` buffered bytes; copies only when they span more than one piece of input. */
   private take (n: number): Uint8Array {
+    // A zero-length header may end the input, and then no piece is buffered at all.
+    if (n === 0) return new Uint8Array(0)
     const first = this.pieces[0]
     let out: Uint8Array
     if (first.length - this.head >= n) {

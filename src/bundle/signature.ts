@@ -5,6 +5,7 @@ import * as Digest from 'multiformats/hashes/digest'
 import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
 import { sha256 } from '../chunks/cid.js'
 import { BundleInvalidError } from '../errors.js'
+import { describe } from '../util/format.js'
 import { publicKeyFromRaw, type BundleSigner } from './operator-key.js'
 
 /** The version of the bundle format, and the key that marks a block as a signature envelope. */
@@ -64,7 +65,7 @@ export function readEnvelope (bytes: Uint8Array): SignatureEnvelope | undefined 
     return undefined // not dag-cbor at all; the caller's manifest check says what is wrong
   }
   if (o == null || typeof o !== 'object' || !('imgswarmBundle' in o)) return undefined
-  if (o.imgswarmBundle !== BUNDLE_VERSION) throw new BundleInvalidError(`bundle signature envelope has version ${String(o.imgswarmBundle)}; this imgswarm reads version ${BUNDLE_VERSION}`)
+  if (o.imgswarmBundle !== BUNDLE_VERSION) throw new BundleInvalidError(`bundle signature envelope has version ${describe(o.imgswarmBundle)}; this imgswarm reads version ${BUNDLE_VERSION}`)
   if (!Array.isArray(o.images) || o.images.length === 0 || !o.images.every((c: unknown) => CID.asCID(c) != null)) {
     throw new BundleInvalidError('bundle signature envelope has no list of image CIDs')
   }

@@ -3,6 +3,7 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
 import { InvalidManifestError } from '../errors.js'
+import { describe } from '../util/format.js'
 import { sha256 } from './cid.js'
 import { CHUNKER_ALGORITHM, MAX_CHUNK_SIZE, validateChunkerParams, type ChunkerParams } from './fastcdc.js'
 
@@ -139,11 +140,11 @@ export function decodeManifest (bytes: Uint8Array, expected?: CID): Manifest {
   const o = raw as Record<string, any>
   const fail = (why: string): never => { throw new InvalidManifestError(`invalid manifest: ${why}`) }
   if (o == null || typeof o !== 'object') fail('not a map')
-  if (o.v !== MANIFEST_VERSION) fail(`unsupported manifest version ${String(o.v)} (this imgswarm reads ${MANIFEST_VERSION})`)
+  if (o.v !== MANIFEST_VERSION) fail(`unsupported manifest version ${describe(o.v)} (this imgswarm reads ${MANIFEST_VERSION})`)
   if (!(o.digest instanceof Uint8Array) || o.digest.length !== 32) fail('digest is not 32 bytes')
   if (!Number.isSafeInteger(o.size) || o.size < 0) fail('size is not a non-negative integer')
   const c = o.chunker ?? {}
-  if (c.alg !== CHUNKER_ALGORITHM) fail(`unknown chunker ${String(c.alg)}`)
+  if (c.alg !== CHUNKER_ALGORITHM) fail(`unknown chunker ${describe(c.alg)}`)
   const chunker = { algorithm: c.alg as string, min: c.min, avg: c.avg, max: c.max }
   try { validateChunkerParams(chunker) } catch (err) { fail((err as Error).message) }
   const digests = o.chunks?.sha256
@@ -158,9 +159,9 @@ export function decodeManifest (bytes: Uint8Array, expected?: CID): Manifest {
     if (len === 0 || len > chunker.max || len > MAX_CHUNK_SIZE) fail(`chunk ${i} has length ${len}, outside 1…${chunker.max}`)
     total += len
   }
-  if (total !== o.size) fail(`chunk lengths add up to ${total}, but size is ${String(o.size)}`)
+  if (total !== o.size) fail(`chunk lengths add up to ${total}, but size is ${describe(o.size)}`)
   const meta = o.meta ?? {}
-  if (!IMAGE_TYPES.includes(meta.type)) fail(`unknown image type ${String(meta.type)}`)
+  if (!IMAGE_TYPES.includes(meta.type)) fail(`unknown image type ${describe(meta.type)}`)
   if (typeof meta.name !== 'string' || typeof meta.format !== 'string') fail('name and format must be strings')
   return {
     version: o.v,

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { UsageError } from '../errors.js'
 import { DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER } from '../cache/evictor.js'
+import { describe } from '../util/format.js'
 import { LOG_LEVELS, type LogLevel } from '../util/log.js'
 import { parseSizeLimit, type SizeLimit } from '../util/units.js'
 
@@ -78,9 +79,10 @@ const KEYS: Array<{ key: keyof NodeConfig, env: string, kind: 'string' | 'list' 
 /** A watermark as a share of the cap: `0.9`, `90%`, or a JSON number. */
 function share (v: unknown, name: string, fallback: number): number {
   if (v == null) return fallback
+  // Checked before String(v), which throws for a JSON object with a `toString` key.
+  if (typeof v !== 'number' && typeof v !== 'string') throw new UsageError(`${name} must be a share of the cap such as 0.9 or 90%`)
   const text = String(v).trim()
   const n = text.endsWith('%') ? Number(text.slice(0, -1)) / 100 : Number(text)
-  if (typeof v !== 'number' && typeof v !== 'string') throw new UsageError(`${name} must be a share of the cap such as 0.9 or 90%`)
   if (!(n > 0 && n <= 1)) throw new UsageError(`${name} must be a share of the cap above 0 and at most 1 (or 100%), not "${text}"`)
   return n
 }
@@ -140,6 +142,7 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
   const logLevel = str(merged.logLevel, 'logLevel') ?? 'info'
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`log level must be one of ${LOG_LEVELS.join(', ')}, not "${logLevel}"`)
   const listen = list(merged.listen, 'listen')
+  if (merged.maxSize != null && typeof merged.maxSize !== 'string' && typeof merged.maxSize !== 'number') throw new UsageError('maxSize must be a size such as "10GiB" or "80%", or a number of bytes')
   const maxSize = merged.maxSize != null ? parseSizeLimit(String(merged.maxSize)) : undefined
   const highWater = share(merged.highWater, 'highWater', DEFAULT_HIGH_WATER)
   const lowWater = share(merged.lowWater, 'lowWater', DEFAULT_LOW_WATER)
@@ -173,7 +176,7 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
 function millis (v: unknown, name: string, min: number): number | undefined {
   if (v == null) return undefined
   const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN
-  if (!Number.isFinite(n) || n < min || n > 86_400_000) throw new UsageError(`${name} must be from ${min} to 86400000 (ms), not "${String(v)}"`)
+  if (!Number.isFinite(n) || n < min || n > 86_400_000) throw new UsageError(`${name} must be from ${min} to 86400000 (ms), not "${describe(v)}"`)
   return Math.round(n)
 }
 

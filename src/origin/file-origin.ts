@@ -39,7 +39,15 @@ export function fileOrigin (url: string | URL, options: FileOriginOptions = {}):
   if (u.host !== '' && u.host !== 'localhost') throw new OriginConfigError(`file origin ${u.href}: only local paths are supported (file:///dir)`)
   const params = readParams(u, TUNING_PARAMS)
   u.search = ''
-  return new FileOrigin(fileURLToPath(u), { ...DEFAULT_TUNING, ...params, ...defined(options) })
+  let dir: string
+  try {
+    dir = fileURLToPath(u)
+  } catch (err) {
+    // Escapes that do not decode, or an encoded `/`: Node throws a URIError or TypeError for these.
+    throw new OriginConfigError(`file origin ${u.href}: not a usable path: ${(err as Error).message}`, { cause: err })
+  }
+  if (dir.includes('\0')) throw new OriginConfigError(`file origin ${u.href}: the path holds a NUL byte`)
+  return new FileOrigin(dir, { ...DEFAULT_TUNING, ...params, ...defined(options) })
 }
 
 function parseUrl (url: string): URL {

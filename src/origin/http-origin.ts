@@ -11,6 +11,7 @@ import {
   DEFAULT_TUNING, imageKey, manifestKey, type Origin, type OriginCallOptions, type OriginCapabilities,
   type OriginReadOptions, type OriginStat, type OriginTuning
 } from './origin.js'
+import { parseContentRange } from './content-range.js'
 import { TUNING_PARAMS, checkHex, defined, readParams, redact } from './params.js'
 import { release } from './release-response.js'
 import { resumableRead, type OpenedRange } from './resumable-read.js'
@@ -276,12 +277,6 @@ async function * body (res: IncomingMessage, signal: AbortSignal, skip: number):
 }
 
 async function * empty (): AsyncGenerator<Uint8Array> {}
-
-function parseContentRange (value: string | undefined): { start: number, size?: number } | undefined {
-  const m = /^bytes (?:(\d+)-\d+|\*)\/(\d+|\*)$/.exec(value?.trim() ?? '')
-  if (m === null) return undefined
-  return { start: m[1] === undefined ? -1 : Number(m[1]), size: m[2] === '*' ? undefined : Number(m[2]) }
-}
 
 function statusError (res: IncomingMessage, what: string): Error {
   res.resume()

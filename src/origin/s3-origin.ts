@@ -13,6 +13,7 @@ import {
   DEFAULT_TUNING, imageKey, manifestKey, type Origin, type OriginCallOptions, type OriginCapabilities,
   type OriginReadOptions, type OriginStat, type OriginTuning, type OriginWriteOptions
 } from './origin.js'
+import { parseContentRange } from './content-range.js'
 import { TUNING_PARAMS, checkHex, defined, readParams, redact } from './params.js'
 import { release } from './release-response.js'
 import { resumableRead, type OpenedRange } from './resumable-read.js'
@@ -80,9 +81,25 @@ export function s3Origin (url: string | URL, options: S3OriginOptions = {}): Ori
       throw new OriginConfigError(`origin ${redact(u)}: endpoint "${o.endpoint}" is not a URL`, { cause: err })
     }
   }
-  const prefix = decodeURIComponent(u.pathname).replace(/^\/+|\/+$/g, '')
+  let prefix: string
+  try {
+    prefix = decodeURIComponent(u.pathname).replace(/^\/+|\/+$/g, '')
+  } catch (err) {
+    throw new OriginConfigError(`origin ${redact(u)}: the prefix has a malformed %-escape`, { cause: err })
+  }
   const tuning = { ...DEFAULT_TUNING, ...defined({ timeoutMs: o.timeoutMs, retries: o.retries, retryDelayMs: o.retryDelayMs, maxManifestBytes: o.maxManifestBytes }) }
-  const client = new S3Client({
+  let client: S3Client
+  try {
+    client = newS3Client(o, tuning)
+  } catch (err) {
+    // The SDK checks some settings as the client is made (an empty region, say) and throws a plain Error.
+    throw new OriginConfigError(`origin ${redact(u)}: ${(err as Error).message}`, { cause: err })
+  }
+  return new S3Origin(client, bucket, prefix, `s3://${bucket}${prefix === '' ? '' : `/${prefix}`}`, tuning, partSize, Math.max(1, o.uploadConcurrency ?? 2))
+}
+
+function newS3Client (o: S3OriginOptions, tuning: Required<OriginTuning>): S3Client {
+  return new S3Client({
     endpoint: o.endpoint,
     region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (o.endpoint !== undefined ? 'us-east-1' : undefined),
     forcePathStyle: o.forcePathStyle ?? o.endpoint !== undefined,
@@ -93,7 +110,6 @@ export function s3Origin (url: string | URL, options: S3OriginOptions = {}): Ori
     maxAttempts: 1,
     requestHandler: { connectionTimeout: tuning.timeoutMs, socketTimeout: tuning.timeoutMs }
   })
-  return new S3Origin(client, bucket, prefix, `s3://${bucket}${prefix === '' ? '' : `/${prefix}`}`, tuning, partSize, Math.max(1, o.uploadConcurrency ?? 2))
 }
 
 interface Part { PartNumber: number, ETag: string }
@@ -289,12 +305,12 @@ class S3Origin implements Origin {
     addAbortSignal(signal, body)
     let size: number | undefined
     if (res.ContentRange !== undefined) {
-      const m = /^bytes (\d+)-\d+\/(\d+)$/.exec(res.ContentRange)
-      if (m === null || Number(m[1]) !== start) {
+      const cr = parseContentRange(res.ContentRange)
+      if (cr === undefined || cr.start !== start || cr.size === undefined) {
         body.destroy()
         throw new OriginError(`${this.what(key)}: asked for bytes from ${start}, got Content-Range "${res.ContentRange}"`)
       }
-      size = Number(m[2])
+      size = cr.size
     } else if (range === undefined) {
       size = res.ContentLength
     } else if (start === 0 && res.ContentLength !== undefined) {

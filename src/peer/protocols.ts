@@ -4,6 +4,7 @@ import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
 import { MAX_CHUNK_SIZE } from '../chunks/fastcdc.js'
 import { MAX_MANIFEST_BYTES } from '../chunks/manifest.js'
 import { ProtocolError, RemoteError } from '../errors.js'
+import { describe } from '../util/format.js'
 import { Bitfield } from './bitfield.js'
 import type { FrameProtocol } from './exchange.js'
 import { encodeVarint } from './frames.js'
@@ -393,7 +394,7 @@ function checkDigest (d: unknown, what: string): Uint8Array {
 
 function checkManifestCid (c: unknown): CID {
   const cid = CID.asCID(c)
-  if (cid == null || !isManifestCid(cid)) throw new ProtocolError(`not a manifest CID (CIDv1, dag-cbor, sha2-256): ${String(c)}`)
+  if (cid == null || !isManifestCid(cid)) throw new ProtocolError(`not a manifest CID (CIDv1, dag-cbor, sha2-256): ${describe(c)}`)
   return cid
 }
 

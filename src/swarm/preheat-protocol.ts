@@ -4,6 +4,7 @@ import { ProtocolError, RemoteError } from '../errors.js'
 import type { FetchSource, FetchState, FetchStatus } from '../fetch/fetch-job.js'
 import type { FrameProtocol } from '../peer/exchange.js'
 import { MAX_ERROR_MESSAGE_BYTES, PROTOCOL_PREFIX, type ErrorReason } from '../peer/protocols.js'
+import { describe } from '../util/format.js'
 
 /*
  * `/imgswarm/preheat/1.0.0`: "fetch these images, and tell me how it goes".
@@ -119,7 +120,7 @@ function checkProgress (v: unknown): ImageProgress {
   if (v == null || typeof v !== 'object' || Array.isArray(v)) return bad('no map')
   const o = v as Record<string, unknown>
   if (typeof o.ref !== 'string' || o.ref.length > MAX_REF_CHARS) bad('a bad ref')
-  if (!STATES.includes(o.state as FetchState)) bad(`an unknown state ${String(o.state)}`)
+  if (!STATES.includes(o.state as FetchState)) bad(`an unknown state ${describe(o.state)}`)
   if (o.image !== undefined && (typeof o.image !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(o.image))) bad('a bad image digest')
   if (o.size !== undefined && !isCount(o.size)) bad('a bad size')
   if (o.error !== undefined && typeof o.error !== 'string') bad('a bad error')

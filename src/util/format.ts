@@ -14,3 +14,17 @@ export function formatTable (header: string[], rows: string[][]): string {
   const line = (cells: string[]): string => cells.map((c, i) => i === cells.length - 1 ? c : c.padEnd(widths[i])).join('  ').trimEnd()
   return [line(header), ...rows.map(line)].join('\n')
 }
+
+/**
+ * `String(v)` for error messages about untrusted input, cut to `max` characters. Never throws: a decoded
+ * map whose `toString` is not a function (`{ "toString": 1 }` in JSON or CBOR) makes `String` throw a TypeError.
+ */
+export function describe (v: unknown, max = 80): string {
+  let text: string
+  try {
+    text = String(v)
+  } catch {
+    text = Array.isArray(v) ? '[a list]' : '[a map]'
+  }
+  return text.length > max ? `${text.slice(0, max)}…` : text
+}
