@@ -88,16 +88,17 @@ t.test('an origin that knows the size: a liar\'s manifest of another size is ref
   t.ok(counts.stats >= 1, 'the origin was asked for the size')
 })
 
-t.test('an origin with manifests: a peer\'s different manifest of the same size gives way to the origin\'s', async t => {
+t.test('an origin with manifests: a same-size lie is caught by the digest, and the origin\'s manifest serves', async t => {
   const liarStore = await storeHolding(t, [{ bytes: other, name: 'evil' }])
   const liar = storePeer('liar', liarStore, { lie: { claim, holds: sha256Ref(other) } })
   const { origin: inner } = await originWith(t, [real])
   const { origin, counts } = countingOrigin(inner)
   const mine = await LevelStore.open()
   t.teardown(async () => { await mine.close() })
-  const { fetcher } = fetcherOver(t, mine, [liar.peer], { origin, liars: new LyingPeers() })
+  const { fetcher, lies } = fetcherOver(t, mine, [liar.peer], { origin, liars: new LyingPeers() })
   const rec = await fetcher.fetch(claim)
   t.equal(rec.name, 'test', 'the origin\'s manifest (its name) was used')
   t.ok((await bytesOf(mine, claim)).equals(real))
-  t.equal(counts.manifests, 1, 'the origin\'s manifest was read once')
+  t.same(lies, ['liar'], 'the liar was caught')
+  t.equal(counts.manifests, 1, 'the origin\'s manifest was read once, after the lie')
 })

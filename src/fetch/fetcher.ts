@@ -276,16 +276,9 @@ export class Fetcher {
       return undefined
     }
     if (rejected.has(found)) return undefined
-    if (claims == null) return { manifest, from: peer }
-    // Checked against the origin before any chunk is fetched, where the origin can say.
-    const theirs = await claims.manifest()
-    if (theirs != null) {
-      // The same chunks in the same order make the same bytes: only the metadata may differ.
-      if (theirs.cid === found || sameChunks(theirs.manifest, manifest)) return { manifest, from: 'origin' }
-      if (theirs.manifest.size !== manifest.size) this.caughtLying(peer.id, `its manifest says ${manifest.size} bytes, the origin's ${theirs.manifest.size}`, job)
-      return rejected.has(theirs.cid) ? undefined : { manifest: theirs.manifest, from: 'origin' }
-    }
-    const size = await claims.size()
+    // Checked against the origin's word on the size before any chunk is fetched, where it can say: a
+    // HEAD, not the origin's manifest, which for a large image is megabytes that every node would read.
+    const size = await claims?.size()
     if (size != null && size !== manifest.size) {
       this.caughtLying(peer.id, `its manifest says ${manifest.size} bytes, the origin ${size}`, job)
       return undefined
@@ -425,11 +418,6 @@ export class Fetcher {
       throw err
     }
   }
-}
-
-/** Whether two manifests list the same chunks (digests and lengths) in the same order. */
-function sameChunks (a: Manifest, b: Manifest): boolean {
-  return a.size === b.size && Buffer.from(a.chunkDigests).equals(b.chunkDigests) && Buffer.from(a.chunkLengths).equals(b.chunkLengths)
 }
 
 /** Shows in a job's status why its admission waits, and clears it when it goes on. */

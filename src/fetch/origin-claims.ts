@@ -8,10 +8,9 @@ export interface OriginManifest {
 }
 
 /**
- * What the origin says of one image — its manifest, else its size — asked at most once per fetch and
- * only when a peer's claim needs checking. An origin that cannot answer (down, no manifests) says
- * nothing: the peer's claim then stands until the whole-image digest decides. The bytes read are
- * reported apart from image bytes.
+ * What the origin says of one image — its size, its manifest — each asked at most once per fetch. An
+ * origin that cannot answer (down, no manifests) says nothing: a peer's claim then stands until the
+ * whole-image digest decides. The manifest bytes read are reported apart from image bytes.
  */
 export class OriginClaims {
   private manifestAnswer?: Promise<OriginManifest | null>
@@ -38,13 +37,9 @@ export class OriginClaims {
     return await this.manifestAnswer
   }
 
-  /** The image's size at the origin, or null when it cannot say. */
+  /** The image's size at the origin (a stat, not its manifest), or null when it cannot say. */
   async size (): Promise<number | null> {
-    this.sizeAnswer ??= (async () => {
-      const m = await this.manifest()
-      if (m != null) return m.manifest.size
-      return (await this.origin?.stat(this.hex).catch(() => undefined))?.size ?? null
-    })()
+    this.sizeAnswer ??= (async () => (await this.origin?.stat(this.hex).catch(() => undefined))?.size ?? null)()
     return await this.sizeAnswer
   }
 }
