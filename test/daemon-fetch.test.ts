@@ -92,3 +92,35 @@ t.test('an image nobody has: not found, naming the ref and the origin', async t 
   const ref = sha256Ref(Buffer.from('nobody has this'))
   await t.rejects(b.client.export(ref, join(await tempDir(t), 'x')), new RegExp(`no reachable peer holds ${ref} and the origin file://.* does not have it`))
 })
+
+t.test('a GET of an image being fetched sends its first bytes before the fetch ends, and the exact image', async t => {
+  const bytes = seededBytes(12 * 1024 * 1024, 'stream-early')
+  const { origin: inner, refs: [ref] } = await originWith(t, [bytes])
+  const { origin } = countingOrigin(inner)
+  // An origin that sends a range in 256 KiB pieces, 20 ms apart: the fetch takes about a second.
+  const slow = {
+    ...origin,
+    read: (hex: string, o?: any) => ({
+      async * [Symbol.asyncIterator] () {
+        for await (const piece of origin.read(hex, o)) {
+          for (let p = 0; p < piece.length; p += 256 * 1024) {
+            await new Promise(resolve => setTimeout(resolve, 20))
+            yield piece.subarray(p, p + 256 * 1024)
+          }
+        }
+      }
+    })
+  }
+  const b = await startDaemon(t, { origin: slow })
+  const res = await b.client.send('GET', `/v1/images/${ref}`)
+  t.equal(res.statusCode, 200)
+  const parts: Buffer[] = []
+  let stateAtFirstByte: string | undefined
+  for await (const piece of res) {
+    if (parts.length === 0) stateAtFirstByte = (await b.client.inspect(ref)).state
+    parts.push(piece as Buffer)
+  }
+  t.equal(stateAtFirstByte, 'fetching', 'the first bytes came while the image was still being fetched')
+  t.equal(res.complete, true)
+  t.ok(Buffer.concat(parts).equals(bytes), 'the streamed bytes are the image')
+})

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { DigestMismatchError } from '../errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
-import { chunkEntries, type Manifest } from '../chunks/manifest.js'
+import { chunkCount, chunkEntries, type Manifest } from '../chunks/manifest.js'
 import type { ChunkStore } from '../store/chunk-store.js'
 import { readImage } from '../store/read-image.js'
 import type { ByteRange } from './range.js'
@@ -79,59 +79,87 @@ export async function sendImageRange (res: ServerResponse, store: ChunkStore, ma
   res.end()
 }
 
-/** Resolves when the job stores more chunks or ends, or after `ms` (a re-check guards against a missed event). */
+/** Verified chunks a streaming reader keeps ahead of the one it sends next, at most; later ones it reads from the store. */
+const EARLY_BYTES = 32 * 1024 * 1024
+
+/** Resolves when the job verifies or stores more chunks or ends, or after `ms` (a re-check guards against a missed event). */
 async function progressOf (job: FetchJob, ms: number, signal?: AbortSignal): Promise<void> {
   await new Promise<void>(resolve => {
     const done = (): void => {
       clearTimeout(timer)
-      job.off('chunks', done)
-      job.off('done', done)
+      for (const e of ['verified', 'chunks', 'done']) job.off(e, done)
       signal?.removeEventListener('abort', done)
       resolve()
     }
     const timer = setTimeout(done, ms)
-    job.once('chunks', done)
-    job.once('done', done)
+    for (const e of ['verified', 'chunks', 'done']) job.once(e, done)
     signal?.addEventListener('abort', done, { once: true })
   })
   signal?.throwIfAborted()
 }
 
 /**
- * Sends a whole image while it is being fetched: each chunk as soon as it is stored (verified on read
- * like any other), in order, and the whole-image digest checked before the last chunk goes out. If
- * the fetch fails, or the digest does not match (a peer's manifest that lied about the image), the
- * response is destroyed rather than ended.
+ * Sends a whole image while it is being fetched, in order: each chunk the moment the fetch verifies
+ * it (before it reaches the disk) when the reader is there, else from the store (verified on read like
+ * any other), and the whole-image digest checked before the last chunk goes out. If the fetch fails, or
+ * the digest does not match (a peer's manifest that lied about the image), the response is destroyed
+ * rather than ended. Memory: at most EARLY_BYTES of chunks that arrived ahead of the reader.
  */
 export async function sendWholeImageWhileFetching (res: ServerResponse, store: ChunkStore, manifest: Manifest, job: FetchJob, sendHeaders: () => void, signal?: AbortSignal): Promise<void> {
   const whole = createHash('sha256')
   const out = new HeldBackWriter(res)
+  const n = chunkCount(manifest)
+  const digestAt = (i: number): Uint8Array => manifest.chunkDigests.subarray(i * 32, i * 32 + 32)
+  let next = 0
   let started = false
-  let window: Uint8Array[] = []
-  const flush = async (): Promise<void> => {
-    for (;;) {
-      const present = await store.hasMany(window, { signal })
-      if (present.every(Boolean)) break
-      if (job.finished) {
-        await job.promise // throws the fetch's error
-        break // available: every chunk is stored, so the re-check below finds them
+  const early = new Map<number, Uint8Array>()
+  let earlyBytes = 0
+  const onVerified = (indices: number[], bytes: Uint8Array): void => {
+    for (const i of indices) {
+      if (i < next || early.has(i) || earlyBytes + bytes.length > EARLY_BYTES) continue
+      early.set(i, bytes)
+      earlyBytes += bytes.length
+    }
+  }
+  const send = async (bytes: Uint8Array): Promise<void> => {
+    // Headers wait for the first verified chunk, so a fetch that fails early answers with its error.
+    if (!started) { sendHeaders(); started = true }
+    whole.update(bytes)
+    await out.write(bytes)
+    next++
+  }
+  const forgetPassed = (): void => {
+    for (const [i, b] of early) if (i < next) { early.delete(i); earlyBytes -= b.length }
+  }
+  job.on('verified', onVerified)
+  try {
+    while (next < n) {
+      const held = early.get(next)
+      if (held != null) {
+        early.delete(next)
+        earlyBytes -= held.length
+        await send(held)
+        continue
+      }
+      const window: number[] = []
+      for (let i = next; i < n && window.length < WINDOW && !early.has(i); i++) window.push(i)
+      const present = await store.hasMany(window.map(digestAt), { signal })
+      let run = 0
+      while (run < window.length && present[run]) run++
+      if (run === 0 && job.finished) {
+        await job.promise // throws the fetch's error; once available, every chunk is stored
+        run = 1
+      }
+      if (run > 0) {
+        for (const c of await store.getMany(window.slice(0, run).map(digestAt), { signal })) await send(c.bytes)
+        forgetPassed()
+        continue
       }
       await progressOf(job, 2000, signal)
     }
-    const chunks = await store.getMany(window, { signal })
-    // Headers wait for the first verified chunk, so a fetch that fails early answers with its error.
-    if (!started) { sendHeaders(); started = true }
-    for (const c of chunks) {
-      whole.update(c.bytes)
-      await out.write(c.bytes)
-    }
-    window = []
+  } finally {
+    job.off('verified', onVerified)
   }
-  for (const e of chunkEntries(manifest)) {
-    window.push(e.digest)
-    if (window.length === WINDOW) await flush()
-  }
-  if (window.length > 0) await flush()
   const actual = whole.digest()
   if (!actual.equals(manifest.digest)) throw new DigestMismatchError(`image streamed from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${Buffer.from(manifest.digest).toString('hex')}`)
   if (!started) sendHeaders()

@@ -24,8 +24,9 @@ export interface FetchStatus {
 }
 
 /**
- * One image being fetched. Several requests for the same image share it. Emits `chunks` (indices now
- * stored) so that a reader can stream the image as it arrives, and `done` when it ends either way.
+ * One image being fetched. Several requests for the same image share it. Emits `verified` (a chunk's
+ * indices and bytes, the moment it is verified) and `chunks` (indices now stored) so that a reader can
+ * stream the image as it arrives, and `done` when it ends either way.
  */
 export class FetchJob extends EventEmitter {
   readonly status: FetchStatus
@@ -53,6 +54,11 @@ export class FetchJob extends EventEmitter {
    * polling this node's have-bitfield while it fetches get an answer without a store scan.
    */
   have?: Uint8Array
+
+  /** A chunk verified on arrival, before it is stored: a reader streaming the image may send it now. */
+  chunkVerified (indices: number[], bytes: Uint8Array): void {
+    this.emit('verified', indices, bytes)
+  }
 
   chunksStored (indices: number[]): void {
     if (this.have != null) for (const i of indices) this.have[i >> 3] |= 0x80 >> (i & 7)

@@ -401,6 +401,7 @@ export class Fetcher {
         wants,
         holders: this.holders,
         origin: this.opts.origin,
+        verified: (chunk, want) => { job.chunkVerified(want.indices, chunk.bytes) },
         deliver: async (chunks, ws) => {
           await store.putMany(chunks)
           job.chunksStored(ws.flatMap(w => w.indices))

@@ -8,6 +8,8 @@ export interface OriginFetchEvents {
   deliver: (chunks: VerifiedChunk[], wants: Want[]) => Promise<void>
   /** Bytes received from the origin, counted whether or not they were usable. */
   received: (bytes: number) => void
+  /** Each chunk the moment it is verified, before its batch is stored (a streaming reader takes it). */
+  verified?: (chunk: VerifiedChunk, want: Want) => void
 }
 
 export interface OriginFetchLimits {
@@ -104,8 +106,10 @@ async function readSpan (origin: Origin, hex: string, span: Span, events: Origin
       pos += take
       if (partBytes === w.length) {
         const bytes = parts.length === 1 ? parts[0] : Buffer.concat(parts, partBytes)
-        batch.push(verifyChunk(w.digest, bytes))
+        const chunk = verifyChunk(w.digest, bytes)
+        batch.push(chunk)
         batchWants.push(w)
+        events.verified?.(chunk, w)
         batchBytes += bytes.length
         parts = []
         partBytes = 0

@@ -27,6 +27,8 @@ export const DEFAULT_PEER_LIMITS: Readonly<PeerSchedulerLimits> = Object.freeze(
 export interface PeerSchedulerEvents {
   /** Verified chunks from a peer, to be stored before the call returns. */
   deliver: (chunks: VerifiedChunk[], wants: Want[], peer: string) => Promise<void>
+  /** Each chunk the moment it is verified, before its batch is stored (a streaming reader takes it). */
+  verified?: (chunk: VerifiedChunk, want: Want) => void
   /** Bytes received from a peer, counted whether or not they were usable. */
   received: (bytes: number, peer: string) => void
   /** A peer sent bytes that do not match the digest it was asked for. */
@@ -105,8 +107,10 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
           continue
         }
         events.received(reply.bytes.length, s.source.id)
-        got.push(verifyChunk(want.digest, reply.bytes)) // a bad chunk stays pending, for other holders
+        const chunk = verifyChunk(want.digest, reply.bytes) // a bad chunk stays pending, for other holders
+        got.push(chunk)
         gotWants.push(want)
+        events.verified?.(chunk, want)
         pending.delete(key)
       }
     } catch (err) {

@@ -46,6 +46,8 @@ export interface SwarmFetchOptions {
   holders: HolderFinder
   origin?: Origin
   deliver: (chunks: VerifiedChunk[], wants: Want[]) => Promise<void>
+  /** Each chunk the moment it is verified, before it is stored. */
+  verified?: (chunk: VerifiedChunk, want: Want) => void
   received: (source: 'peer' | 'origin', bytes: number) => void
   badChunk: (peer: string) => void
   signal: AbortSignal
@@ -120,6 +122,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     try {
       await fetchFromPeers(batch, holders.filter(h => !excluded.has(h.source.id)).map(h => ({ source: h.source, have: Uint8Array.from(h.have) })), {
         deliver,
+        verified: o.verified,
         received: b => { o.received('peer', b) },
         badChunk: peer => { excluded.add(peer); o.badChunk(peer) },
         peerOut: peer => { excluded.add(peer) }
@@ -182,7 +185,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       }
       for (const w of group) busy.add(w.key)
       try {
-        await fetchFromOrigin(origin, o.hex, group, { deliver, received: b => { o.received('origin', b) } }, { signal: signal, limits: o.originLimits })
+        await fetchFromOrigin(origin, o.hex, group, { deliver, verified: o.verified, received: b => { o.received('origin', b) } }, { signal: signal, limits: o.originLimits })
       } finally {
         for (const w of group) busy.delete(w.key)
       }
