@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { chmod, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -130,4 +132,18 @@ t.test('an API beyond loopback takes only its token, and will not start without 
   await t.rejects(local.list(), { code: 'IMGSWARM_UNAUTHORIZED' }, 'root on 127.0.0.1 without the token: refused')
   const withToken = new ApiClient(parseApiAddress(`127.0.0.1:${port}`), { token: (await readFile(tokenFile, 'utf8')).trim() })
   t.same(await withToken.list(), [], 'with the token: served')
+})
+
+t.test('with --api-tls-cert and --api-tls-key the API speaks HTTPS', { skip: asUserUnavailable() ?? (existsSync('/usr/bin/openssl') ? undefined : 'needs openssl') }, async t => {
+  const dir = await tempDir(t)
+  const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')]
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+  const tokenFile = join(dir, 'token')
+  const d = await startDaemon(t, { config: { api: '0.0.0.0:0', apiTokenFile: tokenFile, apiTlsCert: cert, apiTlsKey: key } })
+  const port = (d.client.address as { port: number }).port
+  const token = (await readFile(tokenFile, 'utf8')).trim()
+  const ok = await curlAs('root', ['--cacert', cert, '-H', `Authorization: Bearer ${token}`, `https://127.0.0.1:${port}/v1/images`])
+  t.equal(ok.status, 200, 'HTTPS with the token: served')
+  const plain = await curlAs('root', ['-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${port}/v1/images`])
+  t.not(plain.status, 200, 'plain HTTP is not served')
 })
