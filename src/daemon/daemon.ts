@@ -271,7 +271,7 @@ export class Daemon {
  * node that listens on loopback alone (reachable from this machine only) or was told
  * `--open-requests` takes their requests.
  */
-function clusterMember (config: NodeConfig, exposed: boolean): (peer: PeerId) => boolean {
+export function clusterMember (config: NodeConfig, exposed: boolean): (peer: PeerId) => boolean {
   if (config.allowPeers.length > 0) {
     const listed = new Set(config.allowPeers.map(p => p.trim()))
     return peer => listed.has(peer.toString())
