@@ -153,6 +153,13 @@ export class ProtocolError extends ImgswarmError {
   constructor (message: string, options?: { cause?: unknown }) { super(ProtocolError.code, message, options) }
 }
 
+/** A peer asked this node to keep or do more than its share: DHT records past the per-peer or total bound. */
+export class PeerLimitError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_PEER_LIMIT'
+  override name = 'PeerLimitError'
+  constructor (message: string, options?: { cause?: unknown }) { super(PeerLimitError.code, message, options) }
+}
+
 /** A peer did not send the next frame, or did not accept ours, within the time allowed. */
 export class PeerTimeoutError extends ImgswarmError {
   static readonly code = 'IMGSWARM_PEER_TIMEOUT'
@@ -335,7 +342,7 @@ export const errorClasses = [
   UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
   ImageProtectedError, ChunkNotFoundError, ChunkCorruptError, DigestMismatchError, InvalidManifestError,
   StoreLockedError, StoreVersionError, StoreCorruptError, StoreFullError, CacheFullError, StoreIoError, InputError, OutputError,
-  ProtocolError, PeerTimeoutError, PeerStreamError, PeerUnreachableError, ProtocolUnsupportedError, RemoteError,
+  ProtocolError, PeerLimitError, PeerTimeoutError, PeerStreamError, PeerUnreachableError, ProtocolUnsupportedError, RemoteError,
   PeerIdentityError, PeerConfigError,
   OriginError, OriginNotFoundError, OriginRangeError, OriginAccessDeniedError, OriginTimeoutError, OriginConfigError,
   NoSourceError, ApiError, ApiUnreachableError, InterruptedError, ClusterError,

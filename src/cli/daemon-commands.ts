@@ -38,6 +38,9 @@ const NODE_OPTIONS = {
   'import-dir': { type: 'string', multiple: true },
   'publish-origin': { type: 'string', multiple: true },
   open: { type: 'boolean' },
+  'open-requests': { type: 'boolean' },
+  'max-upload-rate': { type: 'string' },
+  'max-origin-rate': { type: 'string' },
   config: { type: 'string' }
 } as const
 
@@ -63,6 +66,9 @@ async function nodeConfig (ctx: CommandContext): Promise<NodeConfig> {
     importDirs: list(ctx, 'import-dir'),
     publishOrigins: list(ctx, 'publish-origin'),
     open: ctx.values.open === true ? true : undefined,
+    openRequests: ctx.values['open-requests'] === true ? true : undefined,
+    maxUploadRate: str(ctx, 'max-upload-rate'),
+    maxOriginRate: str(ctx, 'max-origin-rate'),
     config: str(ctx, 'config')
   }, ctx.env, ctx.dataDir)
 }
@@ -95,16 +101,19 @@ export const daemonCommands: Command[] = [
   {
     name: 'daemon',
     summary: 'run the peer in the foreground: serve neighbours, fetch, and answer the local API',
-    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]\n       [--max-size SIZE|PCT%] [--high-water SHARE] [--low-water SHARE] [--eviction-grace SECONDS]\n       [--replica-interval SECONDS]',
+    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]\n       [--max-size SIZE|PCT%] [--high-water SHARE] [--low-water SHARE] [--eviction-grace SECONDS]\n       [--replica-interval SECONDS] [--max-upload-rate RATE] [--max-origin-rate RATE] [--open [--open-requests]]',
     details: [
       '--max-size caps the store (10GiB, 500G, or 40% of the data dir\'s disk): above --high-water of it (default 0.9)',
       'the least recently used images that are not pinned, leased, in use or kept as replicas are evicted down to',
       '--low-water (default 0.8); a fetch that cannot fit even then fails. Without it the store only grows.',
       'An image fetched, imported or read in the last --eviction-grace seconds (default 60) is not evicted.',
+      '--max-upload-rate and --max-origin-rate cap the bytes a second served to all peers together and read from the',
+      'origin by all fetches together: RATE is bytes (100MB, 50MiB, 1G, each a second) or bits (800Mbit, 1Gbit). Off by default.',
       'ADDR is HOST:PORT, http://HOST:PORT or unix:PATH (default 127.0.0.1:7480; loopback unless you name another).',
       'Every flag has an IMGSWARM_* variable (IMGSWARM_LISTEN, IMGSWARM_BOOTSTRAP (comma-separated), IMGSWARM_MDNS,',
       'IMGSWARM_ORIGIN, IMGSWARM_API, IMGSWARM_SWARM_KEY, IMGSWARM_ALLOW_PEER, IMGSWARM_LOG_LEVEL, IMGSWARM_MAX_SIZE,',
-      'IMGSWARM_HIGH_WATER, IMGSWARM_LOW_WATER, IMGSWARM_EVICTION_GRACE_MS, IMGSWARM_REPLICA_INTERVAL_MS) and a key in the',
+      'IMGSWARM_HIGH_WATER, IMGSWARM_LOW_WATER, IMGSWARM_EVICTION_GRACE_MS, IMGSWARM_REPLICA_INTERVAL_MS,',
+      'IMGSWARM_MAX_UPLOAD_RATE, IMGSWARM_MAX_ORIGIN_RATE, IMGSWARM_OPEN, IMGSWARM_OPEN_REQUESTS) and a key in the',
       'JSON config file (--config, IMGSWARM_CONFIG, or <data>/config.json). Flags win over variables over the file.',
       'Logs are JSON lines on stderr. SIGINT or SIGTERM stops it cleanly; unfinished fetches resume at the next start.'
     ].join('\n'),

@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js'
 import { DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER } from '../cache/evictor.js'
 import { describe } from '../util/format.js'
 import { LOG_LEVELS, type LogLevel } from '../util/log.js'
-import { parseSizeLimit, type SizeLimit } from '../util/units.js'
+import { parseRate, parseSizeLimit, type SizeLimit } from '../util/units.js'
 
 /** Everything a daemon (or an in-process node doing one fetch) is configured with. */
 export interface NodeConfig {
@@ -45,6 +45,12 @@ export interface NodeConfig {
   publishOrigins: string[]
   /** Listen beyond loopback with neither a swarm key nor an allow-list: the operator's explicit choice. */
   open?: boolean
+  /** With neither a swarm key nor an allow-list, still take preheat requests and replica policies from any peer. */
+  openRequests?: boolean
+  /** Bytes a second served to all peers together (`--max-upload-rate`); none when absent. */
+  maxUploadRate?: number
+  /** Bytes a second read from the origin by all fetches together (`--max-origin-rate`); none when absent. */
+  maxOriginRate?: number
 }
 
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001']
@@ -73,7 +79,10 @@ const KEYS: Array<{ key: keyof NodeConfig, env: string, kind: 'string' | 'list' 
   { key: 'apiTlsKey', env: 'IMGSWARM_API_TLS_KEY', kind: 'string' },
   { key: 'importDirs', env: 'IMGSWARM_IMPORT_DIR', kind: 'list' },
   { key: 'publishOrigins', env: 'IMGSWARM_PUBLISH_ORIGIN', kind: 'list' },
-  { key: 'open', env: 'IMGSWARM_OPEN', kind: 'bool' }
+  { key: 'open', env: 'IMGSWARM_OPEN', kind: 'bool' },
+  { key: 'openRequests', env: 'IMGSWARM_OPEN_REQUESTS', kind: 'bool' },
+  { key: 'maxUploadRate', env: 'IMGSWARM_MAX_UPLOAD_RATE', kind: 'string' },
+  { key: 'maxOriginRate', env: 'IMGSWARM_MAX_ORIGIN_RATE', kind: 'string' }
 ]
 
 /** A watermark as a share of the cap: `0.9`, `90%`, or a JSON number. */
@@ -168,7 +177,10 @@ export async function loadConfig (flags: Source & { config?: string }, env: Node
     apiTlsKey: str(merged.apiTlsKey, 'apiTlsKey'),
     importDirs: list(merged.importDirs, 'importDirs'),
     publishOrigins: list(merged.publishOrigins, 'publishOrigins'),
-    open: merged.open === true
+    open: merged.open === true,
+    openRequests: merged.openRequests === true,
+    maxUploadRate: merged.maxUploadRate != null ? parseRate(String(merged.maxUploadRate)) : undefined,
+    maxOriginRate: merged.maxOriginRate != null ? parseRate(String(merged.maxOriginRate)) : undefined
   }
 }
 

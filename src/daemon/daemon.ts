@@ -13,7 +13,11 @@ import { LocalNode } from '../local-node.js'
 import { openOrigin } from '../origin/open-origin.js'
 import type { Origin } from '../origin/origin.js'
 import { loadOrCreateIdentity } from '../peer/identity.js'
-import { createPeerNode, type PeerNode } from '../peer/libp2p-node.js'
+import { createPeerNode, peerDatastore, type PeerNode } from '../peer/libp2p-node.js'
+import { PeerLimits } from '../peer/peer-limits.js'
+import type { PeerId } from '../peer/types.js'
+import { burstFor, rateLimitedOrigin } from '../origin/rate-limited-origin.js'
+import { TokenBucket } from '../util/token-bucket.js'
 import { Announcer, DhtHolders } from '../peer/dht.js'
 import { ConnectedHolders, servePeers } from '../peer/peer-service.js'
 import type { Logger } from '../util/log.js'
@@ -95,8 +99,9 @@ export class Daemon {
     })
     const cleanups: Array<() => Promise<void>> = [async () => { await local.close() }]
     try {
-      const origin = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin) : undefined)
-      if (origin?.close != null) cleanups.push(async () => { await origin.close?.() })
+      const opened = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin) : undefined)
+      if (opened?.close != null) cleanups.push(async () => { await opened.close?.() })
+      const origin = opened != null && config.maxOriginRate != null ? rateLimitedOrigin(opened, config.maxOriginRate) : opened
       const { privateKey } = await loadOrCreateIdentity(config.data)
       const peer = await createPeerNode({
         privateKey,
@@ -131,8 +136,12 @@ export class Daemon {
           throw err
         })
       })
-      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid) })
-      const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log })
+      const limits = new PeerLimits()
+      const upload = config.maxUploadRate != null ? new TokenBucket(config.maxUploadRate, burstFor(config.maxUploadRate)) : undefined
+      metrics.peerBoundGauges(() => peerDatastore(peer)?.counts(), () => limits.refusedRequests)
+      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid), limits, upload })
+      const member = clusterMember(config, exposedAt.length > 0)
+      const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log, member, limits })
       cleanups.push(swarm.stop)
       // Replicas the cluster's policy keeps here are never evicted.
       hooks.protects = hex => swarm.replicas.protects(hex)
@@ -255,6 +264,21 @@ export class Daemon {
     })()
     await this.stopping
   }
+}
+
+/**
+ * Who may ask this node to preheat or set replica policies: with a swarm key every connected peer
+ * holds the key; with an allow-list, the listed peers; with neither, peers are strangers, and only a
+ * node that listens on loopback alone (reachable from this machine only) or was told
+ * `--open-requests` takes their requests.
+ */
+export function clusterMember (config: NodeConfig, exposed: boolean): (peer: PeerId) => boolean {
+  if (config.allowPeers.length > 0) {
+    const listed = new Set(config.allowPeers.map(p => p.trim()))
+    return peer => listed.has(peer.toString())
+  }
+  if (config.swarmKey != null || !exposed || config.openRequests === true) return () => true
+  return () => false
 }
 
 /** Whether a listen multiaddr is reachable only from this machine (`/ip4/127.…`, `/ip6/::1`). */

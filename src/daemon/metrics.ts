@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { DhtCounts } from '../peer/dht-bounds.js'
 import type { FetchObserver } from '../fetch/fetcher.js'
 import type { LevelStore } from '../store/level-store.js'
 
@@ -79,6 +80,36 @@ export class DaemonMetrics {
       help: 'Replica policies whose image had fewer live holders than its minimum at the last repair round',
       registers: [this.registry],
       collect () { this.set(policies().filter(p => p.holders != null && p.holders < p.min).length) }
+    })
+  }
+
+  /**
+   * What peers made this node keep or were refused: DHT provider records held for peers (and the most
+   * any one peer has), DHT writes refused for a bound, and requests refused for a peer's rate.
+   */
+  peerBoundGauges (dht: () => DhtCounts | undefined, refusedRequests: () => number): void {
+    new Gauge({
+      name: 'imgswarm_dht_provider_records',
+      help: 'DHT provider records kept for other peers (bounded per peer and in total; this node\'s own not counted)',
+      labelNames: ['of'] as const,
+      registers: [this.registry],
+      collect () {
+        const c = dht()
+        this.set({ of: 'all' }, c?.providers ?? 0)
+        this.set({ of: 'top-peer' }, c?.maxPerPeer ?? 0)
+      }
+    })
+    new Gauge({
+      name: 'imgswarm_dht_refused_total',
+      help: 'DHT writes refused because a peer or the node was at its bound (provider and value records, oversized peer records)',
+      registers: [this.registry],
+      collect () { this.set(dht()?.refused ?? 0) }
+    })
+    new Gauge({
+      name: 'imgswarm_peer_requests_refused_total',
+      help: 'Requests on the imgswarm protocols refused because the peer was over its rate',
+      registers: [this.registry],
+      collect () { this.set(refusedRequests()) }
     })
   }
 

@@ -1,5 +1,6 @@
 import { PeerUnreachableError, ProtocolError, ProtocolUnsupportedError } from '../errors.js'
 import { DEFAULT_FRAME_TIMEOUT_MS, frameStream, type AbortOptions } from './frames.js'
+import type { PeerLimits } from './peer-limits.js'
 import type { AnyLibp2p, PeerId, Stream } from './types.js'
 
 /**
@@ -116,6 +117,13 @@ export interface HandleOptions {
   timeoutMs?: number
   /** Told of every exchange that ended in an error (for metrics and logs); the stream is already reset. */
   onError?: (err: Error, peer: PeerId) => void
+  /** The node's per-peer request rate, shared by all its protocols: a stream over it is refused. */
+  limits?: PeerLimits
+  /**
+   * The protocol's "busy" answer, sent (after the request) to a peer over its rate, so that it can
+   * tell refusal from failure. Without it the stream is reset.
+   */
+  refusal?: (message: string) => Uint8Array
 }
 
 /**
@@ -140,6 +148,23 @@ export async function handle (node: AnyLibp2p, protocol: FrameProtocol, handler:
       const err = new ProtocolError(`${label}: the peer already has ${count} streams open; the limit is ${limit}`)
       fs.abort(err)
       options.onError?.(err, peer)
+      return
+    }
+    if (options.limits != null && !options.limits.admitRequest(key)) {
+      const err = new ProtocolError(`${label}: the peer is over its rate of ${options.limits.init.requestsPerSecond} requests a second`)
+      options.onError?.(err, peer)
+      if (options.refusal == null) {
+        fs.abort(err)
+        return
+      }
+      try {
+        // Requester speaks first: take its request, then say no.
+        while (await fs.read() != null) ;
+        await fs.write(options.refusal(err.message))
+        await fs.closeWrite()
+      } catch (e) {
+        fs.abort(e as Error)
+      }
       return
     }
     active.set(key, count + 1)

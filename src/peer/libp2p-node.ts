@@ -6,12 +6,13 @@ import { identify, type Identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { KEEP_ALIVE } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
 import { PeerConfigError } from '../errors.js'
+import { BoundedDatastore, type DhtLimits } from './dht-bounds.js'
 import { privateNetwork } from './pnet.js'
 import type { ConnectionGater, PeerId, PrivateKey } from './types.js'
 
@@ -87,6 +88,8 @@ export interface PeerNodeOptions {
   maxConnections?: number
   /** Yamux windows. Default {@link DEFAULT_YAMUX}. */
   yamux?: Partial<YamuxTuning>
+  /** What peers can make this node keep through the DHT. Default `DEFAULT_DHT_LIMITS` (dht-bounds.ts). */
+  dhtLimits?: Partial<DhtLimits>
   /** Start listening and dialling before returning. Default true. */
   start?: boolean
 }
@@ -106,12 +109,16 @@ export interface PeerNodeOptions {
  */
 export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNode> {
   const init = buildInit(options)
+  const datastore = new BoundedDatastore(peerIdFromPrivateKey(options.privateKey).toString(), options.dhtLimits)
   let node: PeerNode
   try {
-    node = await createLibp2p<PeerServices>({ ...init, start: false })
+    node = await createLibp2p<PeerServices>({ ...init, datastore, start: false })
   } catch (err) {
+    datastore.stop()
     throw new PeerConfigError(`cannot create the libp2p node: ${(err as Error).message}`, { cause: err })
   }
+  datastores.set(node, datastore)
+  node.addEventListener('stop', () => { datastore.stop() })
   if (options.mdns === true) dialDiscoveredPeers(node)
   if (options.start !== false) {
     try {
@@ -122,6 +129,13 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
     }
   }
   return node
+}
+
+const datastores = new WeakMap<PeerNode, BoundedDatastore>()
+
+/** The bounded datastore of a node made by {@link createPeerNode}: what peers made it keep. */
+export function peerDatastore (node: PeerNode): BoundedDatastore | undefined {
+  return datastores.get(node)
 }
 
 function buildInit (options: PeerNodeOptions): Libp2pOptions<PeerServices> {

@@ -6,11 +6,13 @@ import type { AbortOptions } from '../store/chunk-store.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
+import type { TokenBucket } from '../util/token-bucket.js'
 import { Bitfield } from './bitfield.js'
 import { handle, onlyFrame, request } from './exchange.js'
+import type { PeerLimits } from './peer-limits.js'
 import {
   CHUNKS, HAVE, MANIFEST, MAX_CHUNK_BATCH, decodeChunksRequest, decodeHaveRequest, decodeManifestRequest,
-  encodeChunksRequest, encodeChunksResponse, encodeHaveRequest, encodeHaveResponse,
+  encodeChunksRequest, encodeChunksResponse, encodeError, encodeHaveRequest, encodeHaveResponse,
   encodeManifestRequest, encodeManifestResponse, manifestResponseFrames, readChunksResponse, readHaveAnswer,
   readManifestResponse
 } from './protocols.js'
@@ -25,6 +27,10 @@ export interface ServeOptions {
   served?: (bytes: number) => void
   /** The live have-bitfield of an image this node is fetching, by manifest CID, if it has one. */
   haveOf?: (manifestCid: string) => Uint8Array | undefined
+  /** Per-peer request rate and bytes in flight, shared with the node's other protocols. */
+  limits?: PeerLimits
+  /** The node's upload cap (`--max-upload-rate`), shared by every transfer: bytes a second to all peers. */
+  upload?: TokenBucket
 }
 
 /**
@@ -36,6 +42,8 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
   const log = options.log ?? silentLogger
   const served = options.served ?? (() => {})
   const onError = (err: Error, peer: PeerId): void => { log.debug('peer exchange failed', { peer: peer.toString(), err }) }
+  const { limits, upload } = options
+  const guard = { onError, limits, refusal: (message: string) => encodeError({ reason: 'busy', message }) }
 
   const recordFor = async (ref: { digest: Uint8Array } | { cid: CID }): Promise<ImageRecord | undefined> => {
     try {
@@ -46,7 +54,7 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
     }
   }
 
-  await handle(node, MANIFEST, async (frames, send) => {
+  await handle(node, MANIFEST, async (frames, send, ctx) => {
     const req = decodeManifestRequest(await onlyFrame(frames, MANIFEST))
     const record = await recordFor(req)
     if (record == null || record.state === 'failed') {
@@ -55,9 +63,12 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
     }
     store.inUse.touch(record.ref.slice('sha256:'.length))
     const bytes = encodeManifest(await store.getManifest(record))
-    for (const frame of manifestResponseFrames(bytes)) await send(frame)
+    for (const frame of manifestResponseFrames(bytes)) {
+      await upload?.take(frame.length, { signal: ctx.signal })
+      await send(frame)
+    }
     served(bytes.length)
-  }, { onError })
+  }, guard)
 
   await handle(node, HAVE, async (frames, send) => {
     const req = decodeHaveRequest(await onlyFrame(frames, HAVE))
@@ -82,23 +93,33 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
       bitfield = Bitfield.from(await store.hasMany(digests))
     }
     await send(encodeHaveResponse({ type: 'have', bitfield, fetching: live != null }))
-  }, { onError })
+  }, guard)
 
   await handle(node, CHUNKS, async (frames, send, ctx) => {
     const { digests } = decodeChunksRequest(await onlyFrame(frames, CHUNKS))
+    const peer = ctx.peer.toString()
     for (let i = 0; i < digests.length; i += SERVE_WINDOW) {
       ctx.signal.throwIfAborted()
-      const window = digests.slice(i, i + SERVE_WINDOW)
-      for (const bytes of await readForServing(store, window)) {
-        if (bytes == null) {
-          await send(encodeChunksResponse({ type: 'missing' }))
-        } else {
-          await send(encodeChunksResponse({ type: 'chunk', bytes }))
-          served(bytes.length)
+      const window = await readForServing(store, digests.slice(i, i + SERVE_WINDOW))
+      // Counted from the read until the stream has taken the bytes: a peer that stops reading pins
+      // at most its budget, its other streams wait.
+      const held = window.reduce((n, b) => n + (b?.length ?? 0), 0)
+      await limits?.hold(peer, held, ctx.signal)
+      try {
+        for (const bytes of window) {
+          if (bytes == null) {
+            await send(encodeChunksResponse({ type: 'missing' }))
+          } else {
+            await upload?.take(bytes.length, { signal: ctx.signal })
+            await send(encodeChunksResponse({ type: 'chunk', bytes }))
+            served(bytes.length)
+          }
         }
+      } finally {
+        limits?.release(peer, held)
       }
     }
-  }, { onError })
+  }, guard)
 }
 
 /** Verified bytes for each digest, or undefined where the chunk is absent or damaged (then dropped). */

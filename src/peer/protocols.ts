@@ -91,9 +91,12 @@ const KIND = {
   error: 0xff
 } as const
 
-/** Why a responder refused: too loaded now (try another peer), failed itself, or could not understand the request. */
-export type ErrorReason = 'busy' | 'internal' | 'bad-request'
-const REASON_CODES: Record<ErrorReason, number> = { busy: 1, internal: 2, 'bad-request': 3 }
+/**
+ * Why a responder refused: too loaded now or the requester over its rate (try another peer), failed
+ * itself, could not understand the request, or does not take this request from a peer outside its cluster.
+ */
+export type ErrorReason = 'busy' | 'internal' | 'bad-request' | 'forbidden'
+const REASON_CODES: Record<ErrorReason, number> = { busy: 1, internal: 2, 'bad-request': 3, forbidden: 4 }
 const REASONS = new Map<number, ErrorReason>(Object.entries(REASON_CODES).map(([k, v]) => [v, k as ErrorReason]))
 
 /** An error answer, valid on every protocol; it is the last frame of its exchange. */

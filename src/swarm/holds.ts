@@ -3,6 +3,7 @@ import { ProtocolError } from '../errors.js'
 import { Bitfield } from '../peer/bitfield.js'
 import { handle, onlyFrame, request, type FrameProtocol } from '../peer/exchange.js'
 import { PROTOCOL_PREFIX } from '../peer/protocols.js'
+import type { PeerLimits } from '../peer/peer-limits.js'
 import type { AnyLibp2p, PeerId } from '../peer/types.js'
 import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
@@ -51,7 +52,7 @@ export function decodeHoldsResponse (frame: Uint8Array, n: number): boolean[] {
 }
 
 /** Answers holds questions from the store's image records. */
-export async function serveHolds (node: AnyLibp2p, store: LevelStore, log: Logger = silentLogger): Promise<void> {
+export async function serveHolds (node: AnyLibp2p, store: LevelStore, log: Logger = silentLogger, limits?: PeerLimits): Promise<void> {
   await handle(node, HOLDS, async (frames, send) => {
     const hexes = decodeHoldsRequest(await onlyFrame(frames, HOLDS))
     const present = await Promise.all(hexes.map(async h => {
@@ -59,7 +60,7 @@ export async function serveHolds (node: AnyLibp2p, store: LevelStore, log: Logge
       return state === 'available' || state === 'fetching'
     }))
     await send(dagCbor.encode({ held: Bitfield.from(present).bytes }))
-  }, { maxStreamsPerPeer: 2, onError: (err, peer) => { log.debug('holds exchange failed', { peer: peer.toString(), err }) } })
+  }, { maxStreamsPerPeer: 2, limits, onError: (err, peer) => { log.debug('holds exchange failed', { peer: peer.toString(), err }) } })
 }
 
 /** Which of `hexes` the peer holds (or is fetching), as it says. */

@@ -1,4 +1,6 @@
+import { ProtocolError } from '../errors.js'
 import { handle, onlyFrame, request } from '../peer/exchange.js'
+import type { PeerLimits } from '../peer/peer-limits.js'
 import type { AnyLibp2p, PeerId } from '../peer/types.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { livePeers } from './live-peers.js'
@@ -17,6 +19,9 @@ export interface PolicySyncOptions {
   /** Anti-entropy period: one random live peer is synchronised with this often (± 25 %). */
   intervalMs: number
   log?: Logger
+  /** Whether a peer belongs to the cluster: policies are exchanged only with members. Default: every peer. */
+  member?: (peer: PeerId) => boolean
+  limits?: PeerLimits
 }
 
 /**
@@ -44,11 +49,21 @@ export class PolicySync {
 
   async start (): Promise<void> {
     const { node, policies } = this.opts
+    const member = this.opts.member ?? (() => true)
     await handle(node, POLICY, async (frames, send, ctx) => {
       const theirs = decodePolicies(await onlyFrame(frames, POLICY))
+      // The policy frame has no error kind: a stranger's exchange is reset, its table neither adopted nor answered.
+      if (!member(ctx.peer)) throw new ProtocolError(`${POLICY.id}: ${ctx.peer.toString()} is not a member of this cluster; its replica policies are refused`)
       await policies.merge(theirs, ctx.peer.toString())
       await send(encodePolicies(policies.all()))
-    }, { maxStreamsPerPeer: 2, onError: (err, peer) => { this.log.debug('policy exchange failed', { peer: peer.toString(), err }) } })
+    }, {
+      maxStreamsPerPeer: 2,
+      limits: this.opts.limits,
+      onError: (err, peer) => {
+        if (!member(peer)) this.log.warn('replica policies refused: the peer is not a member of this cluster', { peer: peer.toString() })
+        else this.log.debug('policy exchange failed', { peer: peer.toString(), err })
+      }
+    })
     node.addEventListener('peer:identify', this.onIdentify as any)
     policies.on('changed', this.onChanged)
     this.tick()
@@ -64,7 +79,7 @@ export class PolicySync {
 
   /** One exchange with `peer`: both sides end with the newer of each policy. */
   async syncWith (peer: PeerId): Promise<void> {
-    if (this.stopped) return
+    if (this.stopped || this.opts.member?.(peer) === false) return
     const { node, policies } = this.opts
     try {
       let answer: Uint8Array | undefined

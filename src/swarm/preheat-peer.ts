@@ -2,7 +2,8 @@ import { ProtocolError } from '../errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
 import type { Fetcher } from '../fetch/fetcher.js'
 import { handle, onlyFrame, request, type DialTarget } from '../peer/exchange.js'
-import type { AnyLibp2p } from '../peer/types.js'
+import type { PeerLimits } from '../peer/peer-limits.js'
+import type { AnyLibp2p, PeerId } from '../peer/types.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import {
   PREHEAT, decodePreheatRequest, decodePreheatResponse, encodePreheatRequest, encodePreheatResponse,
@@ -26,12 +27,17 @@ const MAX_PREHEATS_PER_PEER = 2
  * Answers preheat requests: starts (or joins) a fetch of each image and streams its progress until
  * every fetch has ended or the requester hangs up.
  */
-export async function servePreheat (node: AnyLibp2p, fetcher: Fetcher, options: { log?: Logger, maxServed?: number } = {}): Promise<void> {
+export async function servePreheat (node: AnyLibp2p, fetcher: Fetcher, options: { log?: Logger, maxServed?: number, member?: (peer: PeerId) => boolean, limits?: PeerLimits } = {}): Promise<void> {
   const log = options.log ?? silentLogger
   const limit = options.maxServed ?? MAX_SERVED_PREHEATS
   let serving = 0
   await handle(node, PREHEAT, async (frames, send, ctx) => {
     const refs = decodePreheatRequest(await onlyFrame(frames, PREHEAT))
+    if (options.member != null && !options.member(ctx.peer)) {
+      log.warn('preheat refused: the peer is not a member of this cluster', { peer: ctx.peer.toString(), images: refs.length })
+      await send(encodePreheatResponse({ type: 'error', reason: 'forbidden', message: 'this node takes preheat requests only from its cluster (swarm key or allow-list)' }))
+      return
+    }
     if (serving >= limit) {
       await send(encodePreheatResponse({ type: 'error', reason: 'busy', message: `already serving ${serving} preheat requests; try again later` }))
       return
@@ -52,7 +58,12 @@ export async function servePreheat (node: AnyLibp2p, fetcher: Fetcher, options: 
       if (ctx.signal.aborted) return
     }
     await report(true)
-  }, { maxStreamsPerPeer: MAX_PREHEATS_PER_PEER, onError: (err, peer) => { log.debug('preheat exchange failed', { peer: peer.toString(), err }) } })
+  }, {
+    maxStreamsPerPeer: MAX_PREHEATS_PER_PEER,
+    limits: options.limits,
+    refusal: message => encodePreheatResponse({ type: 'error', reason: 'busy', message }),
+    onError: (err, peer) => { log.debug('preheat exchange failed', { peer: peer.toString(), err }) }
+  })
 }
 
 /**

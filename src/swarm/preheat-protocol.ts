@@ -101,7 +101,7 @@ export function decodePreheatResponse (frame: Uint8Array, expected: number): Pre
   if (o.error !== undefined) {
     const e = o.error as Record<string, unknown>
     if (e == null || typeof e !== 'object' || typeof e.message !== 'string') throw new ProtocolError(`${PREHEAT.id}: a malformed error frame`)
-    const reason: ErrorReason = e.reason === 'busy' || e.reason === 'bad-request' ? e.reason : 'internal'
+    const reason: ErrorReason = e.reason === 'busy' || e.reason === 'bad-request' || e.reason === 'forbidden' ? e.reason : 'internal'
     return { type: 'error', reason, message: cut(e.message) }
   }
   if (!Array.isArray(o.images) || o.images.length !== expected || typeof o.done !== 'boolean') {

@@ -1,5 +1,6 @@
 import type { Fetcher } from '../fetch/fetcher.js'
-import type { AnyLibp2p } from '../peer/types.js'
+import type { PeerLimits } from '../peer/peer-limits.js'
+import type { AnyLibp2p, PeerId } from '../peer/types.js'
 import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { serveHolds } from './holds.js'
@@ -21,6 +22,13 @@ export interface SwarmOptions {
   /** Period of repair rounds and anti-entropy. Default {@link DEFAULT_REPLICA_INTERVAL_MS}. */
   replicaIntervalMs?: number
   log?: Logger
+  /**
+   * Whether a peer belongs to the cluster: only members' preheat requests and replica policies are
+   * taken (see docs/security.md). Default: every peer.
+   */
+  member?: (peer: PeerId) => boolean
+  /** The node's per-peer request rate, shared with its other protocols. */
+  limits?: PeerLimits
 }
 
 /** Seeding across the swarm: preheats, and the minimum-replica policies with their spreading and repair. */
@@ -38,10 +46,11 @@ export async function startSwarm (options: SwarmOptions): Promise<Swarm> {
   const log = options.log ?? silentLogger
   const intervalMs = options.replicaIntervalMs ?? DEFAULT_REPLICA_INTERVAL_MS
   const replicas = await ReplicaPolicies.open(options.dataDir, node.peerId.toString(), log)
-  await servePreheat(node, fetcher, { log })
-  await serveHolds(node, store, log)
+  const { member, limits } = options
+  await servePreheat(node, fetcher, { log, member, limits })
+  await serveHolds(node, store, log, limits)
   const preheats = new Preheats({ node, fetcher, store, log })
-  const sync = new PolicySync({ node, policies: replicas, intervalMs, log })
+  const sync = new PolicySync({ node, policies: replicas, intervalMs, log, member, limits })
   await sync.start()
   const repair = new ReplicaRepair({ node, store, fetcher, policies: replicas, intervalMs, log })
   repair.start()

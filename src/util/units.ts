@@ -55,3 +55,25 @@ export function parseDuration (text: string): number {
   if (!(ms > 0) || !Number.isSafeInteger(ms)) throw new UsageError(`invalid duration "${text}": must be positive`)
   return ms
 }
+
+/** Bits a second per unit, for rates given in bits (`100Mbit`, `1Gbit`): network people's habit. */
+const BIT_UNITS: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9, tbit: 1e12 }
+
+/**
+ * A rate in bytes a second: a size as {@link parseSize} reads it (`100MB`, `50MiB`, `1e8`), or bits
+ * with `bit` (`800Mbit`, `1Gbit` = 125 MB/s); an optional `/s` is allowed (`100MB/s`).
+ */
+export function parseRate (text: string): number {
+  const t = text.trim().replace(/\/s$/i, '')
+  const bits = /^(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]?bit)$/i.exec(t)
+  if (bits != null) {
+    const bytes = Math.floor(Number(bits[1]) * BIT_UNITS[bits[2].toLowerCase()] / 8)
+    if (!(bytes > 0) || !Number.isSafeInteger(bytes)) throw new UsageError(`invalid rate "${text}": must be positive`)
+    return bytes
+  }
+  try {
+    return parseSize(t)
+  } catch {
+    throw new UsageError(`invalid rate "${text}": expected bytes a second with an optional unit (100MB, 50MiB, 1G) or bits (800Mbit, 1Gbit), optionally followed by /s`)
+  }
+}
