@@ -4,6 +4,8 @@ import t from 'tap'
 import { tempDir } from './helpers/cli.js'
 import { seededBytes, sha256Ref, streamOf } from './helpers/data.js'
 import { startDaemon, waitReady } from './helpers/daemons.js'
+import { DhtHolders, imageCid } from '../src/peer/dht.js'
+import { silentLogger } from '../src/util/log.js'
 
 t.test('C finds the holder A through the DHT without being told of it', async t => {
   const bytes = seededBytes(4 * 1024 * 1024, 'dht')
@@ -26,4 +28,21 @@ t.test('C finds the holder A through the DHT without being told of it', async t 
   t.equal(sha256Ref(await readFile(out)), record.ref)
   const peers = await c.client.call<Array<{ peerId: string }>>('GET', '/v1/peers')
   t.ok(peers.some(p => p.peerId === a.daemon.peer.peerId.toString()), 'C is now connected to A')
+})
+
+t.test('holders of an image named by its manifest CID are looked up under that CID, not as a digest', async t => {
+  const asked: string[] = []
+  const fakeNode = {
+    peerId: { equals: () => false },
+    getConnections: () => [{}],
+    contentRouting: { findProviders: (cid: { toString: () => string }) => { asked.push(cid.toString()); return [] } },
+    peerStore: { merge: async () => {} },
+    dial: async () => {}
+  }
+  const holders = new DhtHolders(fakeNode as any, { findHolders: async () => [] }, silentLogger)
+  const manifest = 'bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
+  const hex = 'ab'.repeat(32)
+  await holders.findHolders(manifest, { wait: true })
+  await holders.findHolders(hex, { wait: true })
+  t.same(asked, [manifest, imageCid(hex).toString()], 'the manifest CID as itself, the digest as its image CID')
 })

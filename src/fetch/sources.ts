@@ -35,10 +35,11 @@ export interface PeerSource {
  */
 export interface HolderFinder {
   /**
-   * The holders known now. With `wait`, a slower search (the DHT) is awaited first, within its time
-   * bound; without it, the search runs in the background and a later call sees what it found.
+   * The holders known now of an image, named by its digest (hex) or its manifest CID. With `wait`, a
+   * slower search (the DHT) is awaited first, within its time bound; without it, the search runs in
+   * the background and a later call sees what it found.
    */
-  findHolders: (hex: string, options?: AbortOptions & { wait?: boolean }) => Promise<PeerSource[]>
+  findHolders: (key: string, options?: AbortOptions & { wait?: boolean }) => Promise<PeerSource[]>
 }
 
 /** Bit i of a have-bitfield: whether chunk i is held. */

@@ -81,35 +81,37 @@ export class Announcer {
  */
 export class DhtHolders implements HolderFinder {
   private readonly node: AnyLibp2p
-  private readonly connected: ConnectedHolders
+  private readonly connected: Pick<ConnectedHolders, 'findHolders'>
   private readonly log: Logger
   private readonly recent = new Map<string, number>()
   private readonly inflight = new Map<string, Promise<void>>()
 
-  constructor (node: AnyLibp2p, connected: ConnectedHolders, log: Logger = silentLogger) {
+  constructor (node: AnyLibp2p, connected: Pick<ConnectedHolders, 'findHolders'>, log: Logger = silentLogger) {
     this.node = node
     this.connected = connected
     this.log = log
   }
 
-  async findHolders (hex: string, options?: AbortOptions & { wait?: boolean }): Promise<PeerSource[]> {
-    let lookup = this.inflight.get(hex)
-    if (lookup == null && Date.now() - (this.recent.get(hex) ?? 0) > LOOKUP_CACHE_MS) {
-      this.recent.set(hex, Date.now())
-      lookup = this.dialProviders(hex).catch((err: unknown) => { this.log.debug('DHT provider lookup failed', { image: hex, err }) })
-        .finally(() => { this.inflight.delete(hex) })
-      this.inflight.set(hex, lookup)
+  /** `key` is an image digest (hex) or a manifest CID: both are announced (see {@link Announcer}). */
+  async findHolders (key: string, options?: AbortOptions & { wait?: boolean }): Promise<PeerSource[]> {
+    let lookup = this.inflight.get(key)
+    if (lookup == null && Date.now() - (this.recent.get(key) ?? 0) > LOOKUP_CACHE_MS) {
+      this.recent.set(key, Date.now())
+      lookup = this.dialProviders(key).catch((err: unknown) => { this.log.debug('DHT provider lookup failed', { key, err }) })
+        .finally(() => { this.inflight.delete(key) })
+      this.inflight.set(key, lookup)
     }
     // With no connection the DHT cannot answer; do not wait out its time bound for nothing.
     if (options?.wait === true && lookup != null && this.node.getConnections().length > 0) await lookup
     return await this.connected.findHolders()
   }
 
-  private async dialProviders (hex: string): Promise<void> {
+  private async dialProviders (key: string): Promise<void> {
     const signal = AbortSignal.timeout(DHT_QUERY_MS)
     const dials: Array<Promise<unknown>> = []
     let n = 0
-    for await (const provider of this.node.contentRouting.findProviders(imageCid(hex), { signal })) {
+    const cid = /^[0-9a-f]{64}$/.test(key) ? imageCid(key) : CID.parse(key)
+    for await (const provider of this.node.contentRouting.findProviders(cid, { signal })) {
       if (provider.id.equals(this.node.peerId) || this.node.getConnections(provider.id).length > 0) continue
       if (provider.multiaddrs.length > 0) await this.node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => {})
       dials.push(this.node.dial(provider.id, { signal }).catch(() => {}))
