@@ -27,6 +27,7 @@ import { MiB, machine, mdTable } from './util.js'
 const SIZE = Number(process.env.BENCH_SIZE ?? 1024) * MiB
 const VALUE = 64 * 1024
 const BATCH = 16 // values: 1 MiB, as an import writes them
+const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 4) // batches: LevelDB groups concurrent writers
 const TUNING: LevelTuning = { ...DEFAULT_TUNING, ...JSON.parse(process.env.BENCH_TUNING ?? '{}') as Partial<LevelTuning> }
 
 function writeBytes (): number {
@@ -36,11 +37,12 @@ function writeBytes (): number {
 async function child (mode: string, dir: string): Promise<void> {
   const db = new Level<Uint8Array, Uint8Array>(join(dir, 'db'), { keyEncoding: 'view', valueEncoding: 'view', ...TUNING })
   await db.open()
-  const index = mode === 'random' ? undefined : new Level<Uint8Array, Uint8Array>(join(dir, 'index'), { keyEncoding: 'view', valueEncoding: 'view', ...TUNING })
+  const index = mode !== 'sequential' ? undefined : new Level<Uint8Array, Uint8Array>(join(dir, 'index'), { keyEncoding: 'view', valueEncoding: 'view', ...TUNING })
   await index?.open()
   const pool = Array.from({ length: 16 }, () => randomBytes(VALUE))
   const n = SIZE / VALUE
   const keys: Uint8Array[] = []
+  const inflight: Array<Promise<void>> = []
   const w0 = writeBytes()
   const t0 = performance.now()
   for (let i = 0; i < n; i += BATCH) {
@@ -57,13 +59,20 @@ async function child (mode: string, dir: string): Promise<void> {
         seq.writeBigUInt64BE(BigInt(j), 1)
         keys.push(seq)
         ops.push({ type: 'put', key: Buffer.concat([seq, digest]), value: pool[j % 16] })
-        indexOps.push({ type: 'put', key: digest, value: seq.subarray(1) })
+        const entry = { type: 'put' as const, key: digest, value: seq.subarray(1) }
+        if (index != null) indexOps.push(entry)
+        else ops.push({ ...entry, key: Buffer.concat([Buffer.from('x'), digest]) })
       }
     }
     // Values first: a crash in between leaves a value no index names (garbage for gc), never the reverse.
-    await db.batch(ops)
-    if (index != null) await index.batch(indexOps)
+    const write = (async () => {
+      await db.batch(ops)
+      if (index != null) await index.batch(indexOps)
+    })()
+    inflight.push(write)
+    if (inflight.length >= IN_FLIGHT) await inflight.shift()
   }
+  await Promise.all(inflight)
   const writeSecs = (performance.now() - t0) / 1000
   const written = writeBytes() - w0
   const t1 = performance.now()
@@ -86,7 +95,7 @@ async function main (): Promise<void> {
   if (role === 'child') { await child(mode, dir); return }
   console.log(`# LevelDB key layout experiment\n${machine()}\n`)
   const rows: Array<Array<string | number>> = []
-  for (const m of ['random', 'sequential']) {
+  for (const m of (process.env.BENCH_LAYOUTS ?? 'random,sequential,sequential-one-db').split(',')) {
     const d = await mkdtemp(join(tmpdir(), 'imgswarm-bench-keys-'))
     try {
       const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), 'child', m, d], { encoding: 'utf8' })
