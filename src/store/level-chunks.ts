@@ -117,41 +117,51 @@ export class LevelChunks implements ChunkStore {
   }
 
   async putMany (chunks: VerifiedChunk[], options?: AbortOptions): Promise<void> {
+    await this.putNew(chunks, options)
+  }
+
+  /** {@link putMany}, returning how many chunks and bytes were not stored before. */
+  async putNew (chunks: VerifiedChunk[], options?: AbortOptions): Promise<{ chunks: number, bytes: number }> {
     const ops = await this.append(chunks, options)
-    if (ops.length === 0) return
-    await this.syncGate.read(async () => {
-      await this.run('cannot store chunks', async () => { await this.catalog.batch(ops) }, options)
-    })
-    this.settle(ops)
+    if (ops.length === 0) return { chunks: 0, bytes: 0 }
+    try {
+      await this.syncGate.read(async () => {
+        await this.run('cannot store chunks', async () => { await this.catalog.batch(ops) }, options)
+      })
+    } finally {
+      this.settle(ops)
+    }
+    let bytes = 0
+    for (const op of ops) bytes += lengthOf((op as { value: Uint8Array }).value)
+    return { chunks: ops.length, bytes }
   }
 
   /**
    * Writes the bytes of the chunks not stored yet to the log and returns the index entries that make
    * them stored: the caller writes those to the catalog (in a commit's batch, or alone), then calls
-   * {@link settle}.
+   * {@link settle} whatever the outcome.
    */
   async append (chunks: VerifiedChunk[], options?: AbortOptions): Promise<BatchOp[]> {
     if (chunks.length === 0) return []
     const present = await this.hasMany(chunks.map(c => c.digest), options)
+    // From here to the pending marks, no await: two writers of the same chunk cannot both pass.
     const fresh: VerifiedChunk[] = []
-    const seen = new Set<string>()
+    const ops: BatchOp[] = []
+    const writes: BatchOp[] = []
+    let bytes = 0
     chunks.forEach((c, i) => {
       const k = keyOf(c.digest)
-      if (present[i] || seen.has(k) || this.pending.has(k)) return
-      seen.add(k)
+      if (present[i] || this.pending.has(k)) return
+      const seq = this.nextSeq++
+      this.pending.set(k, c.digest)
       fresh.push(c)
+      bytes += c.bytes.length
+      writes.push({ type: 'put', key: logKey(seq, c.digest), value: c.bytes } as BatchOp)
+      ops.push({ type: 'put', sublevel: this.index, key: c.digest, value: indexEntry(seq, c.bytes.length) } as BatchOp)
     })
     if (fresh.length === 0) return []
-    await this.checkSpace(fresh.reduce((n, c) => n + c.bytes.length, 0), 'cannot store chunks')
-    const writes: BatchOp[] = []
-    const ops: BatchOp[] = []
-    for (const c of fresh) {
-      const seq = this.nextSeq++
-      this.pending.set(keyOf(c.digest), c.digest)
-      writes.push({ type: 'put', key: logKey(seq, c.digest), value: c.bytes, keyEncoding: 'view', valueEncoding: 'view' } as BatchOp)
-      ops.push({ type: 'put', sublevel: this.index, key: c.digest, value: indexEntry(seq, c.bytes.length) } as BatchOp)
-    }
     try {
+      await this.checkSpace(bytes, 'cannot store chunks')
       await this.run('cannot store chunks', async () => { await this.log.batch(writes) }, options)
     } catch (err) {
       this.settle(ops)
