@@ -92,15 +92,18 @@ export class LevelChunks implements ChunkStore {
 
   async getMany (digests: Uint8Array[], options?: AbortOptions): Promise<VerifiedChunk[]> {
     if (digests.length === 0) return []
-    const values = await this.run('cannot read chunks', async () => await this.readRaw(digests), options)
+    const { values, dangling } = await this.run('cannot read chunks', async () => await this.readRaw(digests), options)
+    // Named by the index, gone from the log (LevelDB dropped a damaged log record): forget the name,
+    // so that the next import or fetch stores the chunk again instead of taking it as stored.
+    if (dangling.length > 0) await this.run('cannot drop lost chunks', async () => { await this.index.batch(dangling.map(d => ({ type: 'del' as const, key: d }))) }).catch(() => {})
     return values.map((bytes, i) => {
       if (bytes === undefined) throw new ChunkNotFoundError(`chunk ${this.cidOf(digests[i]).toString()} is not in the store`)
       return verifyChunk(digests[i], bytes)
     })
   }
 
-  /** Stored bytes by digest, unverified; undefined for a chunk that is not stored. */
-  private async readRaw (digests: Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
+  /** Stored bytes by digest, unverified (undefined for a chunk not stored), and the digests the index names whose bytes are gone. */
+  private async readRaw (digests: Uint8Array[]): Promise<{ values: Array<Uint8Array | undefined>, dangling: Uint8Array[] }> {
     const entries = await this.index.getMany(digests)
     const keys: Uint8Array[] = []
     const at: number[] = []
@@ -110,10 +113,14 @@ export class LevelChunks implements ChunkStore {
       at.push(i)
     })
     const out = new Array<Uint8Array | undefined>(digests.length).fill(undefined)
-    if (keys.length === 0) return out
-    const values = await this.log.getMany(keys, { keyEncoding: 'view', valueEncoding: 'view', fillCache: false } as any)
-    values.forEach((v, j) => { out[at[j]] = v as Uint8Array | undefined })
-    return out
+    const dangling: Uint8Array[] = []
+    if (keys.length === 0) return { values: out, dangling }
+    const values = await this.log.getMany(keys, { fillCache: false } as any)
+    values.forEach((v, j) => {
+      out[at[j]] = v as Uint8Array | undefined
+      if (v === undefined && !this.pending.has(keyOf(digests[at[j]]))) dangling.push(digests[at[j]])
+    })
+    return { values: out, dangling }
   }
 
   async putMany (chunks: VerifiedChunk[], options?: AbortOptions): Promise<void> {
@@ -290,10 +297,10 @@ export class LevelChunks implements ChunkStore {
   async checkMany (digests: Uint8Array[]): Promise<ChunkHealth[]> {
     let values: Array<Uint8Array | undefined | Error>
     try {
-      values = await this.readRaw(digests)
+      values = (await this.readRaw(digests)).values
     } catch {
       // A damaged table fails the whole request: ask one by one to find which chunks it holds.
-      values = await Promise.all(digests.map(async d => (await this.readRaw([d]).catch((err: Error) => [err]))[0]))
+      values = await Promise.all(digests.map(async d => (await this.readRaw([d]).then(r => r.values, (err: Error) => [err]))[0]))
     }
     return values.map((v, i) => {
       if (v === undefined) return 'missing'

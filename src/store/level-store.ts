@@ -185,16 +185,18 @@ export class LevelStore implements ChunkStore {
     if (this.dir == null) return
     let dropped = 0
     const files = new Set<string>()
-    for (const sub of ['db', 'chunks']) {
+    const where = new Set<string>()
+    for (const [sub, what] of [['db', 'catalog'], ['chunks', 'chunk bytes']]) {
       const info = await readFile(join(this.dir, sub, 'LOG'), 'utf8').catch(() => '')
       for (const m of info.matchAll(/^\S+ \S+ \(ignoring error\) (\S+?): dropping (\d+) bytes;/gm)) {
         dropped += Number(m[2])
-        files.add(`${sub}/${m[1].split('/').pop() ?? m[1]}`)
+        files.add(m[1].split('/').pop() ?? m[1])
+        where.add(what)
       }
     }
     if (dropped === 0) return
     const previous = await this.recoveryDamage()
-    const note = `LevelDB dropped ${formatBytes(dropped)} of damaged write-ahead log (${[...files].join(', ')}) when the store was opened at ${new Date().toISOString()}`
+    const note = `LevelDB dropped ${formatBytes(dropped)} (${[...where].join(' and ')}) of damaged write-ahead log (${[...files].join(', ')}) when the store was opened at ${new Date().toISOString()}`
     await this.meta.put('recovery-damage', previous != null ? `${previous}; ${note}` : note)
   }
 
