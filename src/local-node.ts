@@ -106,11 +106,8 @@ export class LocalNode {
       try {
         const manifest = await this.store.getManifest(record)
         try {
-          // `available`: every chunk is verified as it is read, and the manifest was checked against
-          // the whole image when it was committed.
-          const read = { ...options, checkDigest: false }
-          if (typeof target === 'string') await exportToFile(this.store, manifest, target, read)
-          else await exportToStream(this.store, manifest, target, read)
+          if (typeof target === 'string') await exportToFile(this.store, manifest, target, options)
+          else await exportToStream(this.store, manifest, target, options)
         } catch (err) {
           throw await this.markDamaged(record, err)
         }

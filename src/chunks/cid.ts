@@ -1,4 +1,4 @@
-import { createHash, webcrypto } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
@@ -37,14 +37,6 @@ export interface VerifiedChunk {
 /** Names bytes that we produced ourselves (an import): hashing them is the verification. */
 export function chunkOf (bytes: Uint8Array): VerifiedChunk {
   return { digest: sha256(bytes), bytes, verified: true }
-}
-
-/**
- * {@link chunkOf} on libuv's thread pool (WebCrypto's digest runs there), so that the main thread can
- * go on chunking while chunks hash: several in flight use the machine's other cores.
- */
-export async function chunkOfOffThread (bytes: Uint8Array): Promise<VerifiedChunk> {
-  return { digest: new Uint8Array(await webcrypto.subtle.digest('SHA-256', bytes)), bytes, verified: true }
 }
 
 /** Checks bytes from anywhere untrusted (a peer, an origin, the disk) against the digest they claim. */

@@ -5,6 +5,9 @@ import { dbFiles, type DbFiles } from './db-files.js'
 
 /** The database files are listed again after this many bytes were written (or gc ran), not per batch. */
 const RELIST_BYTES = 64 * 1024 * 1024
+/** The disk's free space is asked again after this many bytes were written, or this long. */
+const RESTAT_BYTES = 8 * 1024 * 1024
+const RESTAT_MS = 1000
 
 export interface DiskGuardOptions {
   /** The catalog's and the chunk log's directories. */
@@ -29,13 +32,14 @@ export interface DiskGuardOptions {
  * of the chunk log whose ranges overlap. So the store can fill its disk to within a few write buffers.
  *
  * The directories are listed once per {@link RELIST_BYTES} written; between listings the bytes written
- * since are counted as logs (each is written to a log first), and the free space comes from one
- * statfs per write.
+ * since are counted as logs (each is written to a log first). The free space comes from statfs once
+ * per {@link RESTAT_BYTES} or {@link RESTAT_MS}, less twice what was written since.
  */
 export class DiskGuard {
   private readonly o: DiskGuardOptions
   private listed: { catalog: DbFiles, log: DbFiles } | undefined
   private sinceListing = 0
+  private free: { bytes: number, at: number, since: number } | undefined
 
   constructor (options: DiskGuardOptions) {
     this.o = options
@@ -44,6 +48,7 @@ export class DiskGuard {
   /** Forgets the last listing, after a change that frees or moves much (gc, compaction, migration). */
   invalidate (): void {
     this.listed = undefined
+    this.free = undefined
   }
 
   async check (incoming: number, what: string): Promise<void> {
@@ -52,6 +57,7 @@ export class DiskGuard {
       throw new StoreFullError(`${what}: no space left on the disk of ${this.o.where} (${formatBytes(space.free)} free, ${formatBytes(space.needed)} needed to write safely); nothing stored before was lost`)
     }
     this.sinceListing += incoming
+    if (this.free != null) this.free.since += incoming
   }
 
   /** Free bytes on the store's disk and what a write of `incoming` bytes needs free; undefined when nobody can tell. */
@@ -62,13 +68,17 @@ export class DiskGuard {
       this.listed = { catalog, log }
       this.sinceListing = 0
     }
-    const fs = await statfs(this.o.catalogDir).catch(() => undefined)
-    if (fs == null) return undefined
+    if (this.free == null || this.free.since >= RESTAT_BYTES || Date.now() - this.free.at > RESTAT_MS) {
+      const fs = await statfs(this.o.catalogDir).catch(() => undefined)
+      if (fs == null) return undefined
+      this.free = { bytes: fs.bavail * fs.bsize, at: Date.now(), since: 0 }
+    }
     const { catalog, log } = this.listed
     const logs = catalog.logs + log.logs + this.sinceListing
     const memtables = 4 * this.o.writeBufferSize
     const compaction = catalog.tables + 4 * this.o.writeBufferSize + 8 * this.o.maxFileSize
-    return { free: fs.bavail * fs.bsize, needed: logs + 2 * incoming + memtables + compaction }
+    // Between two statfs calls, what was written since counts as taken twice (log, then table).
+    return { free: this.free.bytes - 2 * this.free.since, needed: logs + 2 * incoming + memtables + compaction }
   }
 
   /** Bytes of both databases' files, and the free and total bytes of their disk. */

@@ -4,10 +4,10 @@ import { basename, dirname, join } from 'node:path'
 import type { Writable } from 'node:stream'
 import type { Manifest } from '../chunks/manifest.js'
 import { OutputError, hasSystemCode } from '../errors.js'
-import type { ChunkStore } from './chunk-store.js'
-import { readImage, type PlacedChunk, type ReadImageOptions } from './read-image.js'
+import type { AbortOptions, ChunkStore } from './chunk-store.js'
+import { readImage, type PlacedChunk } from './read-image.js'
 
-export interface ExportOptions extends ReadImageOptions {
+export interface ExportOptions extends AbortOptions {
   /** Called with the number of image bytes written (or skipped as holes) so far. */
   onProgress?: (bytes: number) => void
 }

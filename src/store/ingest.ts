@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
 import { pipe } from 'it-pipe'
-import { chunkOfOffThread, type VerifiedChunk } from '../chunks/cid.js'
+import { chunkOf, type VerifiedChunk } from '../chunks/cid.js'
 import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from '../chunks/fastcdc.js'
 import { ManifestBuilder, type ImageMeta } from '../chunks/manifest.js'
 import { DigestMismatchError } from '../errors.js'
@@ -9,19 +9,11 @@ import type { ImageRecord } from './image-record.js'
 import type { LevelStore } from './level-store.js'
 
 /**
- * Chunks are written in batches of about this many bytes: enough to amortise a LevelDB write, and
- * well below the write buffer (src/store/tuning.ts), since a batch larger than the buffer makes a
- * memtable and a level-0 table of its own size.
- */
-const BATCH_BYTES = 1024 * 1024
-/**
  * Batches being written at once. LevelDB groups concurrent writers into one log write, so several
  * in flight go at disk speed where one awaited at a time does not (FIELD-NOTES: ~80-135 against
  * ~320 MB/s). Memory: this many batches.
  */
 const BATCHES_IN_FLIGHT = 4
-/** Chunks hashing on the thread pool at once, ahead of the one the batcher waits for. */
-const HASHES_IN_FLIGHT = 8
 
 export interface IngestOptions extends AbortOptions {
   meta: ImageMeta
@@ -43,7 +35,7 @@ export interface IngestResult {
 
 /**
  * Chunks a byte stream into the store and records it as an `available` image, as a chain of stages:
- * read -> chunk (and hash the whole image, once) -> hash each chunk (thread pool) -> batch -> store
+ * read -> chunk (and hash the whole image, once) -> hash each chunk -> batch -> store
  * (several batches in flight). Memory is bounded by the batches in flight and the manifest's chunk
  * list (36 bytes a chunk), not by the image. The manifest, the image record and the last batch's index
  * entries land in one atomic, durable write, so an interrupted import leaves no image, only chunks no
@@ -62,7 +54,7 @@ export async function ingest (store: LevelStore, source: AsyncIterable<Uint8Arra
         source,
         chunkStage(new Chunker(params), whole, options),
         hashStage,
-        batchStage,
+        batchStage(store.writeBatchBytes),
         async (batches: AsyncIterable<VerifiedChunk[]>) => {
           let pending: VerifiedChunk[] | undefined
           for await (const batch of batches) {
@@ -114,32 +106,32 @@ function chunkStage (chunker: Chunker, whole: Hash, options: IngestOptions) {
   }
 }
 
-/** chunks -> verified chunks, in order, with up to HASHES_IN_FLIGHT hashing at once on the thread pool. */
+/**
+ * chunks -> verified chunks, hashed on the main thread. WebCrypto's digest (on the thread pool) copies
+ * each chunk in and schedules a job: for 64 KiB chunks with SHA-NI that saved 20-40% of the hashing's
+ * main-thread time but cost 40-130% more CPU (bench/hash-offload.ts, docs/benchmarks.md), and an
+ * import's main thread is idle about half the time, waiting on LevelDB: no gain on a 2-core node.
+ */
 async function * hashStage (source: AsyncIterable<Uint8Array>): AsyncGenerator<VerifiedChunk> {
-  const queue: Array<Promise<VerifiedChunk>> = []
-  for await (const bytes of source) {
-    const hashing = chunkOfOffThread(bytes)
-    hashing.catch(() => {}) // observed in its turn
-    queue.push(hashing)
-    if (queue.length >= HASHES_IN_FLIGHT) yield await queue.shift()!
-  }
-  while (queue.length > 0) yield await queue.shift()!
+  for await (const bytes of source) yield chunkOf(bytes)
 }
 
-/** verified chunks -> batches of about BATCH_BYTES. */
-async function * batchStage (source: AsyncIterable<VerifiedChunk>): AsyncGenerator<VerifiedChunk[]> {
-  let batch: VerifiedChunk[] = []
-  let bytes = 0
-  for await (const c of source) {
-    batch.push(c)
-    bytes += c.bytes.length
-    if (bytes >= BATCH_BYTES) {
-      yield batch
-      batch = []
-      bytes = 0
+/** verified chunks -> batches of about `size` bytes (the store's write batch). */
+function batchStage (size: number) {
+  return async function * (source: AsyncIterable<VerifiedChunk>): AsyncGenerator<VerifiedChunk[]> {
+    let batch: VerifiedChunk[] = []
+    let bytes = 0
+    for await (const c of source) {
+      batch.push(c)
+      bytes += c.bytes.length
+      if (bytes >= size) {
+        yield batch
+        batch = []
+        bytes = 0
+      }
     }
+    if (batch.length > 0) yield batch
   }
-  if (batch.length > 0) yield batch
 }
 
 /** Writes batches with up to BATCHES_IN_FLIGHT at once; the first failure is thrown by the next call. */

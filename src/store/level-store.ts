@@ -97,11 +97,17 @@ export class LevelStore implements ChunkStore {
   /** Leases by `<image hex><holder>` (the hex is fixed-length, so an image's leases are one range). */
   private readonly leaseKeys: Sub<string, Lease>
   private readonly guard: DiskGuard | undefined
+  /**
+   * Bytes of chunks an import writes at once: half the write buffer, since a batch larger than the
+   * buffer makes a memtable (and a level-0 table, mapped into memory when read) of its own size.
+   */
+  readonly writeBatchBytes: number
 
   private constructor (db: Db, log: Db, dir: string | null, tuning: LevelTuning) {
     this.db = db
     this.log = log
     this.dir = dir
+    this.writeBatchBytes = Math.max(64 * 1024, tuning.writeBufferSize / 2)
     this.manifests = db.sublevel<string, Uint8Array>('m', { keyEncoding: 'utf8', valueEncoding: 'view' }) as any
     this.images = db.sublevel<string, ImageRecord>('i', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
     this.meta = db.sublevel<string, string>('meta', { keyEncoding: 'utf8', valueEncoding: 'utf8' }) as any

@@ -23,23 +23,13 @@ export interface PlacedChunk extends VerifiedChunk {
   index: number
 }
 
-export interface ReadImageOptions extends AbortOptions {
-  /**
-   * Whether to hash the whole image again and compare it with the manifest's digest (default true).
-   * Needed while an image is being fetched; an `available` image's manifest was checked against the
-   * image's bytes when it was committed and is checked against its CID when read, so its verified
-   * chunks are the image: hashing them a second time would only double the work of an export.
-   */
-  checkDigest?: boolean
-}
-
 /**
  * The chunks of an image in order, each verified against its digest, read ahead in windows. After the
- * last chunk the whole-image sha256 is compared with the manifest's digest (unless `checkDigest` is
- * false); a mismatch throws instead of ending, so a consumer that reaches the end has the exact image.
+ * last chunk the whole-image sha256 is compared with the manifest's digest; a mismatch throws instead
+ * of ending, so a consumer that reaches the end has the exact image.
  */
-export async function * readImage (store: ChunkStore, manifest: Manifest, options?: ReadImageOptions): AsyncGenerator<PlacedChunk[]> {
-  const whole = options?.checkDigest === false ? undefined : createHash('sha256')
+export async function * readImage (store: ChunkStore, manifest: Manifest, options?: AbortOptions): AsyncGenerator<PlacedChunk[]> {
+  const whole = createHash('sha256')
   const it = readWindows(chunkEntries(manifest))
   const queue: Array<{ entries: ChunkEntry[], chunks: Promise<VerifiedChunk[]> }> = []
   const refill = (): void => {
@@ -57,11 +47,10 @@ export async function * readImage (store: ChunkStore, manifest: Manifest, option
     const got = await chunks
     refill()
     yield got.map((c, j) => {
-      whole?.update(c.bytes)
+      whole.update(c.bytes)
       return { ...c, offset: entries[j].offset, index: entries[j].index }
     })
   }
-  if (whole == null) return
   const actual = whole.digest()
   if (!actual.equals(manifest.digest)) {
     throw new DigestMismatchError(`image assembled from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${Buffer.from(manifest.digest).toString('hex')}`)
