@@ -1,17 +1,21 @@
 /**
- * `npm run bench:level-keys`: an experiment, not the store. How much of LevelDB's cost in an import
- * comes from keying chunks by their (random) digest? Writes BENCH_SIZE MiB (default 1024) of 64 KiB
- * values in 1 MiB batches, with the default tuning of src/store/tuning.ts (or BENCH_TUNING, JSON), keyed
+ * `npm run bench:level-keys`: how much of LevelDB's cost in an import comes from the key layout of
+ * chunk bytes? Writes BENCH_SIZE MiB (default 1024) of 64 KiB values in 1 MiB batches, BENCH_IN_FLIGHT
+ * (default 4) batches at once, with the default tuning of src/store/tuning.ts (or BENCH_TUNING, JSON),
+ * in each layout of BENCH_LAYOUTS (default all three):
  *
- *   random      by a 32-byte digest, as the store does today: every table file spans the whole key
- *               space, so each compaction merges with everything below it;
- *   sequential  by an 8-byte insertion counter (+ the digest), plus a small digest → counter index
- *               entry per chunk in a second LevelDB (in the same one, the index's random keys would
- *               make every table span the whole key space again): new tables do not overlap old
- *               ones, so LevelDB moves them down the levels without rewriting them;
+ *   random             keyed by a 32-byte digest (store format 1): every table file spans the whole
+ *                      key space, so each compaction merges with everything below it;
+ *   sequential         keyed by an 8-byte insertion counter (+ the digest), with a digest -> counter
+ *                      index entry per chunk in a second LevelDB (store format 2: the chunk log and
+ *                      the catalog): new tables do not overlap old ones, so LevelDB moves them down
+ *                      the levels without rewriting them;
+ *   sequential-one-db  the same keys, with the index in the same LevelDB under a prefix that sorts
+ *                      after them: every level-0 table then spans from its first new chunk to the
+ *                      index, and is merged once more on its way down;
  *
- * then reads every value back in write order, 32 per getMany (as an export does). Each variant runs in
- * its own process; disk writes come from /proc/self/io, peak RSS from the kernel.
+ * then reads every value back in write order (as an export does). Each variant runs in its own
+ * process; disk writes come from /proc/self/io, peak RSS from the kernel.
  */
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
