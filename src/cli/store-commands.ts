@@ -143,7 +143,7 @@ export const storeCommands: Command[] = [
     name: 'gc',
     summary: 'delete chunks that no stored image uses; prints what it freed',
     usage: 'imgswarm gc [--json]',
-    details: 'LevelDB gives the space of deleted chunks back when it compacts their tables: gc compacts at\nonce when an eighth or more of the store was freed or the disk is nearly full, else later writes do.',
+    details: 'LevelDB gives the space of deleted chunks back when it compacts their tables: gc compacts the\nfreed ranges of the chunk log at once (chunks are in write order, so an image is mostly one range).',
     options: {},
     async run (ctx) {
       const r = await (await ctx.node()).gc()

@@ -120,7 +120,7 @@ export class Daemon {
           throw err
         })
       })
-      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid) })
+      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid), inUse: local.inUse })
       const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log })
       cleanups.push(swarm.stop)
       // Replicas the cluster's policy keeps here are never evicted.

@@ -25,6 +25,8 @@ export interface ServeOptions {
   served?: (bytes: number) => void
   /** The live have-bitfield of an image this node is fetching, by manifest CID, if it has one. */
   haveOf?: (manifestCid: string) => Uint8Array | undefined
+  /** Marks images that peers ask for as in use, so that eviction leaves them alone meanwhile. */
+  inUse?: { touch: (hex: string) => void }
 }
 
 /**
@@ -53,7 +55,7 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
       await send(encodeManifestResponse({ type: 'not-found' }))
       return
     }
-    store.inUse.touch(record.ref.slice('sha256:'.length))
+    options.inUse?.touch(record.ref.slice('sha256:'.length))
     const bytes = encodeManifest(await store.getManifest(record))
     for (const frame of manifestResponseFrames(bytes)) await send(frame)
     served(bytes.length)
@@ -67,7 +69,7 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
       await send(encodeHaveResponse({ type: 'not-found' }))
       return
     }
-    store.inUse.touch(record.ref.slice('sha256:'.length))
+    options.inUse?.touch(record.ref.slice('sha256:'.length))
     const manifest = await store.getManifest(record)
     const n = manifest.chunkDigests.length / 32
     let bitfield: Bitfield

@@ -7,7 +7,6 @@ import { CID } from 'multiformats/cid'
 import type { VerifiedChunk } from '../chunks/cid.js'
 import { decodeManifest, encodeManifest, manifestCid, type Manifest } from '../chunks/manifest.js'
 import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
-import { InUse } from '../cache/in-use.js'
 import { AmbiguousRefError, ChunkNotFoundError, ImageNotFoundError, StoreVersionError } from '../errors.js'
 import { formatBytes } from '../util/format.js'
 import { RwLock } from '../util/rw-lock.js'
@@ -59,6 +58,21 @@ function recordOf (manifest: Manifest, encoded: Uint8Array, record: CommitFields
   }
 }
 
+/**
+ * What a {@link LevelStore.transaction} may do: the catalog's reads, and the writes that need the record
+ * lock (which the transaction holds). Nothing here takes that lock again.
+ */
+export interface CatalogTransaction {
+  resolve: (ref: string | ImageRef) => Promise<ImageRecord>
+  getRecord: (hex: string) => Promise<ImageRecord | undefined>
+  getManifest: (record: ImageRecord) => Promise<Manifest>
+  leasesOf: (hex: string, options?: { includeExpired?: boolean }) => Promise<Lease[]>
+  /** Adds or renews a holder's lease. */
+  putLease: (lease: Lease) => Promise<void>
+  /** Forgets an image: record, manifest and leases in one batch. Its chunks stay until the next gc. */
+  removeImage: (record: ImageRecord) => Promise<void>
+}
+
 /** What a garbage collection removed. */
 export interface GcResult {
   chunks: number
@@ -83,8 +97,6 @@ export class LevelStore implements ChunkStore {
    * names every chunk it stores.
    */
   readonly lock = new RwLock()
-  /** Images being read or served in this process: eviction leaves them alone. */
-  readonly inUse = new InUse()
   /** Serialises record writes with the checks that decide them (see {@link exclusively}). */
   private readonly recordMutex = new RwLock()
   readonly dir: string | null
@@ -332,10 +344,24 @@ export class LevelStore implements ChunkStore {
   /**
    * Runs `fn` alone among record writes: commits, updates, lease grants, removals and eviction
    * decisions. A check and the write it decides then hold together: a lease cannot be granted between
-   * eviction's last look and the removal, nor an update put back a record that was just removed.
-   * `fn` must not call a method that takes this itself (updateRecord, noteRead, commitImage).
+   * eviction's last look and the removal, nor an update put back a record that was just removed. `fn`
+   * gets the catalog's reads and the writes this lock guards, and no method that takes the lock again,
+   * so it cannot deadlock on it.
    */
-  async exclusively<T> (fn: () => Promise<T>): Promise<T> {
+  async transaction<T> (fn: (tx: CatalogTransaction) => Promise<T>): Promise<T> {
+    return await this.recordMutex.write(async () => await fn(this.tx))
+  }
+
+  private readonly tx: CatalogTransaction = {
+    resolve: async ref => await this.resolve(ref),
+    getRecord: async hex => await this.getRecord(hex),
+    getManifest: async record => await this.getManifest(record),
+    leasesOf: async (hex, options) => await this.leasesOf(hex, options),
+    putLease: async lease => { await this.putLease(lease) },
+    removeImage: async record => { await this.removeImage(record) }
+  }
+
+  private async exclusively<T> (fn: () => Promise<T>): Promise<T> {
     return await this.recordMutex.write(fn)
   }
 
@@ -368,11 +394,8 @@ export class LevelStore implements ChunkStore {
     }).catch(() => {})
   }
 
-  /**
-   * Forgets an image (record, manifest and leases). Its chunks stay until the next {@link gc}. Run it
-   * inside {@link exclusively}, together with the checks that allowed it.
-   */
-  async removeImage (record: ImageRecord): Promise<void> {
+  /** Forgets an image (record, manifest and leases). Its chunks stay until the next {@link gc}. */
+  private async removeImage (record: ImageRecord): Promise<void> {
     const hex = hexOf(record)
     const leases = await this.leasesOf(hex, { includeExpired: true })
     await this.run('cannot remove the image', async () => {
@@ -386,8 +409,8 @@ export class LevelStore implements ChunkStore {
 
   // ---- leases ----
 
-  /** Adds or renews a holder's lease on a stored image. */
-  async putLease (lease: Lease): Promise<void> {
+  /** Adds or renews a holder's lease on a stored image (in a {@link transaction}, with the look that found the image). */
+  private async putLease (lease: Lease): Promise<void> {
     await this.run('cannot record the lease', async () => { await this.leaseKeys.put(lease.ref.slice('sha256:'.length) + lease.holder, lease) })
   }
 
