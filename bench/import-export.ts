@@ -1,21 +1,24 @@
 /**
- * `npm run bench:import`: `imgswarm import` and `imgswarm export` of a 256 MiB and a 1 GiB file of
+ * `npm run bench:import`: `imgswarm import` and `imgswarm export` of a 512 MiB and a 4 GiB file of
  * random bytes, each a separate process under `/usr/bin/time -v`, against `sha256sum` of the same file
- * measured in the same run. Prints throughput (MB/s, 10^6 bytes), the ratio to sha256sum, peak RSS,
- * CPU seconds and disk writes per image byte (write amplification, from the kernel's count of bytes the
- * process sent to storage).
+ * measured just before, in the same run. Prints each figure beside its baseline: throughput (MB/s,
+ * 10^6 bytes) and the ratio to sha256sum, CPU seconds per GiB, peak RSS, and disk writes per image byte
+ * (write amplification, from the kernel's count of bytes the process sent to storage). Then the disk
+ * use of a store of 8 images before and after removing half of them and running `gc`.
+ * BENCH_PLOT=FILE also writes the throughput by size as a table for bench/import-export.gp.
  *
  * `npm run bench:tuning` (BENCH_SWEEP=1) then sweeps LevelDB settings on the larger file, through the
  * library in a child process (bench/run-op.ts) so each setting runs exactly the code the CLI runs.
  *
- * Environment: BENCH_SIZES (MiB, default "256,1024"), BENCH_REPS (runs of each CLI operation, default 3;
- * the median is shown), BENCH_SWEEP=1, BENCH_SWEEP_SIZE (MiB, default 1024), BENCH_SWEEP_ONLY (comma-
+ * Environment: BENCH_SIZES (MiB, default "512,4096"), BENCH_REPS (runs of each CLI operation, default 3;
+ * the median is shown), BENCH_LIBRARY=1 (also the import through the library), BENCH_GC=0 (skip the gc
+ * measurement), BENCH_SWEEP=1, BENCH_SWEEP_SIZE (MiB, default 1024), BENCH_SWEEP_ONLY (comma-
  * separated setting names to run), BENCH_DIR (where the temporary files go, default the OS temp dir).
  */
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdtemp, open, rm, stat } from 'node:fs/promises'
+import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -25,7 +28,7 @@ import { MiB, machine, mdTable, median, seededStream } from './util.js'
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const BIN = join(ROOT, 'bin', 'imgswarm')
 const RUN_OP = join(ROOT, 'dist', 'bench', 'run-op.js')
-const SIZES = (process.env.BENCH_SIZES ?? '256,1024').split(',').map(Number)
+const SIZES = (process.env.BENCH_SIZES ?? '512,4096').split(',').map(Number)
 const REPS = Number(process.env.BENCH_REPS ?? 3)
 const SWEEP_SIZE = Number(process.env.BENCH_SWEEP_SIZE ?? 1024)
 
@@ -60,8 +63,8 @@ async function timeV (cmd: string, args: string[], env: NodeJS.ProcessEnv = {}):
   })
 }
 
-async function makeFile (path: string, mib: number): Promise<string> {
-  const next = seededStream(`bench-import-${mib}`)
+async function makeFile (path: string, mib: number, seed = `bench-import-${mib}`): Promise<string> {
+  const next = seededStream(seed)
   const fh = await open(path, 'w')
   const hash = createHash('sha256')
   try {
@@ -88,16 +91,19 @@ interface Row { label: string, size: number, runs: Array<Timed & { baseline: num
 function rows (results: Row[]): Array<Array<string | number>> {
   return results.map(r => {
     const wall = median(r.runs.map(x => x.wall))
+    const base = median(r.runs.map(x => x.baseline))
+    const gib = r.size / (1024 * MiB)
     return [
       r.label, `${r.size / MiB} MiB`, `${wall.toFixed(2)} s`, (r.size / 1e6 / wall).toFixed(0),
+      (r.size / 1e6 / base).toFixed(0),
       `${median(r.runs.map(x => x.baseline / x.wall)).toFixed(2)}×`,
+      Number.isNaN(r.runs[0].cpu) ? '-' : (median(r.runs.map(x => x.cpu)) / gib).toFixed(1),
       Number.isNaN(r.runs[0].rssMB) ? '-' : Math.max(...r.runs.map(x => x.rssMB)).toFixed(0),
-      Number.isNaN(r.runs[0].cpu) ? '-' : median(r.runs.map(x => x.cpu)).toFixed(1),
-      (median(r.runs.map(x => x.writtenBytes)) / r.size).toFixed(1)
+      (median(r.runs.map(x => x.writtenBytes)) / r.size).toFixed(2)
     ]
   })
 }
-const HEADER = ['operation', 'size', 'time (median)', 'MB/s', '× sha256sum (median of per-run ratios)', 'peak RSS MB (max)', 'CPU s', 'disk writes / size']
+const HEADER = ['operation', 'size', 'time (median)', 'MB/s', 'sha256sum MB/s (same rounds)', '× sha256sum (median of per-run ratios)', 'CPU s per GiB', 'peak RSS MB (max)', 'disk writes / image bytes']
 
 async function sha256sumSeconds (file: string): Promise<number> {
   return (await timeV('sha256sum', [file])).wall
@@ -109,32 +115,83 @@ async function sha256sumSeconds (file: string): Promise<number> {
  * through the library in a fresh data dir.
  */
 async function cliRuns (work: string, file: string, ref: string, size: number): Promise<Row[]> {
-  const rows: Row[] = ['sha256sum', 'imgswarm import', 'imgswarm export (right after import)', 'imgswarm export (again)', 'library import (bench/run-op.js, no AbortSignal)']
+  const library = process.env.BENCH_LIBRARY === '1'
+  const rows: Row[] = ['imgswarm import', 'imgswarm export (right after import)', 'imgswarm export (again)', ...library ? ['library import (bench/run-op.js, no AbortSignal)'] : []]
     .map(label => ({ label, size, runs: [] }))
   for (let r = 0; r < REPS; r++) {
     const data = join(work, `data-${size}-${r}`)
     const out = join(work, `out-${size}`)
-    const sha = await timeV('sha256sum', [file])
-    const baseline = sha.wall
-    rows[0].runs.push({ ...sha, rssMB: NaN, cpu: NaN, baseline })
+    // sha256sum is timed just before each operation: the machine is shared, and its load changes.
     const imp = await timeV(BIN, ['import', '-q', '--data', data, file])
+    const baseline = await sha256sumSeconds(file)
     if (imp.stdout.trim() !== ref) throw new Error(`import printed ${imp.stdout.trim()}, expected ${ref}`)
-    rows[1].runs.push({ ...imp, baseline })
-    for (const row of [rows[2], rows[3]]) {
+    rows[0].runs.push({ ...imp, baseline })
+    for (const row of [rows[1], rows[2]]) {
+      const b = await sha256sumSeconds(file)
       const exp = await timeV(BIN, ['export', '-q', '--data', data, ref, '-o', out])
       if (await sha256File(out) !== ref) throw new Error(`export of ${ref} wrote different bytes`)
       await rm(out)
-      row.runs.push({ ...exp, baseline })
+      row.runs.push({ ...exp, baseline: b })
     }
     await rm(data, { recursive: true })
-    // The same import through the library without an AbortSignal, which the CLI always passes.
-    const lib = await timeV(process.execPath, [RUN_OP, 'import', data, file])
-    if ((JSON.parse(lib.stdout) as { ref: string }).ref !== ref) throw new Error('library import gave the wrong ref')
-    rows[4].runs.push({ ...lib, baseline })
-    await rm(data, { recursive: true })
-    process.stderr.write(`${size / MiB} MiB round ${r + 1}: sha256sum ${baseline.toFixed(2)} s, import ${imp.wall.toFixed(2)} s\n`)
+    if (library) {
+      // The same import through the library without an AbortSignal, which the CLI always passes.
+      const b = await sha256sumSeconds(file)
+      const lib = await timeV(process.execPath, [RUN_OP, 'import', data, file])
+      if ((JSON.parse(lib.stdout) as { ref: string }).ref !== ref) throw new Error('library import gave the wrong ref')
+      rows[3].runs.push({ ...lib, baseline: b })
+      await rm(data, { recursive: true })
+    }
+    process.stderr.write(`${size / MiB} MiB round ${r + 1}: sha256sum ${baseline.toFixed(2)} s, import ${imp.wall.toFixed(2)} s, export ${rows[1].runs[r].wall.toFixed(2)} s\n`)
   }
   return rows
+}
+
+/**
+ * Disk use of a store of IMAGES images of GC_MIB MiB each (random bytes, nothing shared), after
+ * removing every other one and running `gc`: how much of the removed images' space comes back.
+ */
+const GC_IMAGES = 8
+const GC_MIB = 128
+async function gcRun (work: string): Promise<string> {
+  const data = join(work, 'data-gc')
+  const refs: string[] = []
+  for (let i = 0; i < GC_IMAGES; i++) {
+    const file = join(work, `gc-${i}.img`)
+    refs.push(await makeFile(file, GC_MIB, `bench-gc-${i}`))
+    await timeV(BIN, ['import', '-q', '--data', data, file])
+    await rm(file)
+  }
+  const before = await duBytes(data)
+  // `rm` runs gc itself (src/local-node.ts), so each removal gives its chunks' space back.
+  let wall = 0
+  let cpu = 0
+  let written = 0
+  for (let i = 0; i < GC_IMAGES; i += 2) {
+    const r = await timeV(BIN, ['rm', '-q', '--data', data, refs[i]])
+    wall += r.wall
+    cpu += r.cpu
+    written += r.writtenBytes
+  }
+  const after = await duBytes(data)
+  await rm(data, { recursive: true })
+  const removed = GC_IMAGES / 2 * GC_MIB * MiB
+  return mdTable(['store', 'disk use (du) MiB', 'rm + gc time, all', 'CPU s', 'disk writes MiB'], [
+    [`${GC_IMAGES} images of ${GC_MIB} MiB (random, nothing shared)`, (before / MiB).toFixed(0), '', '', ''],
+    [`after rm of every other one (${GC_IMAGES / 2})`, (after / MiB).toFixed(0), `${wall.toFixed(2)} s`, cpu.toFixed(1), (written / MiB).toFixed(0)]
+  ]) + `\n\nrm + gc gave back ${((before - after) / MiB).toFixed(0)} MiB of the ${(removed / MiB).toFixed(0)} MiB removed (${(100 * (before - after) / removed).toFixed(0)}%).`
+}
+
+/** Bytes the files under `dir` take on the disk (`du -sb` counts apparent sizes; this counts blocks). */
+async function duBytes (dir: string): Promise<number> {
+  const r = await new Promise<string>((resolve, reject) => {
+    const child = spawn('du', ['-s', '--block-size=1', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', d => { out += d })
+    child.on('error', reject)
+    child.on('close', () => resolve(out))
+  })
+  return Number(r.split('\t')[0])
 }
 
 // ---- the LevelDB tuning sweep ----
@@ -201,9 +258,21 @@ async function main (): Promise<void> {
       for (const mib of SIZES) {
         const { file, ref } = files.get(mib)!
         all.push(...await cliRuns(work, file, ref, mib * MiB))
+        if (mib !== SWEEP_SIZE || process.env.BENCH_SWEEP !== '1') await rm(file)
       }
-      console.log(`CLI with the default settings (${REPS} rounds; a fresh data dir for every import):\n\n${mdTable(HEADER, rows(all))}\n`)
+      console.log(`CLI with the default settings (${REPS} rounds; a fresh data dir for every import; sha256sum of the same file timed just before each operation):\n\n${mdTable(HEADER, rows(all))}\n`)
+      if (process.env.BENCH_PLOT != null) {
+        const lines = ['# MiB\timport MB/s\texport MB/s\tsha256sum MB/s']
+        for (const mib of SIZES) {
+          const of = (label: string): Row => all.find(r => r.size === mib * MiB && r.label === label)!
+          const mbs = (r: Row): string => (r.size / 1e6 / median(r.runs.map(x => x.wall))).toFixed(0)
+          const imp = of('imgswarm import')
+          lines.push([mib, mbs(imp), mbs(of('imgswarm export (again)')), (imp.size / 1e6 / median(imp.runs.map(x => x.baseline))).toFixed(0)].join('\t'))
+        }
+        await writeFile(process.env.BENCH_PLOT, lines.join('\n') + '\n')
+      }
     }
+    if (process.env.BENCH_GC !== '0') console.log(`gc after removing half of the images:\n\n${await gcRun(work)}\n`)
     if (process.env.BENCH_SWEEP === '1') {
       const { file, ref } = files.get(SWEEP_SIZE)!
       console.log(`LevelDB settings, import then export of ${SWEEP_SIZE} MiB through the library (one run each, sha256sum timed just before each):\n\n${await sweep(work, file, ref, SWEEP_SIZE * MiB)}\n`)

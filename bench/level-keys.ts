@@ -1,17 +1,21 @@
 /**
- * `npm run bench:level-keys`: an experiment, not the store. How much of LevelDB's cost in an import
- * comes from keying chunks by their (random) digest? Writes BENCH_SIZE MiB (default 1024) of 64 KiB
- * values in 1 MiB batches, with the default tuning of src/store/tuning.ts (or BENCH_TUNING, JSON), keyed
+ * `npm run bench:level-keys`: how much of LevelDB's cost in an import comes from the key layout of
+ * chunk bytes? Writes BENCH_SIZE MiB (default 1024) of 64 KiB values in 1 MiB batches, BENCH_IN_FLIGHT
+ * (default 4) batches at once, with the default tuning of src/store/tuning.ts (or BENCH_TUNING, JSON),
+ * in each layout of BENCH_LAYOUTS (default all three):
  *
- *   random      by a 32-byte digest, as the store does today: every table file spans the whole key
- *               space, so each compaction merges with everything below it;
- *   sequential  by an 8-byte insertion counter (+ the digest), plus a small digest → counter index
- *               entry per chunk in a second LevelDB (in the same one, the index's random keys would
- *               make every table span the whole key space again): new tables do not overlap old
- *               ones, so LevelDB moves them down the levels without rewriting them;
+ *   random             keyed by a 32-byte digest (store format 1): every table file spans the whole
+ *                      key space, so each compaction merges with everything below it;
+ *   sequential         keyed by an 8-byte insertion counter (+ the digest), with a digest -> counter
+ *                      index entry per chunk in a second LevelDB (store format 2: the chunk log and
+ *                      the catalog): new tables do not overlap old ones, so LevelDB moves them down
+ *                      the levels without rewriting them;
+ *   sequential-one-db  the same keys, with the index in the same LevelDB under a prefix that sorts
+ *                      after them: every level-0 table then spans from its first new chunk to the
+ *                      index, and is merged once more on its way down;
  *
- * then reads every value back in write order, 32 per getMany (as an export does). Each variant runs in
- * its own process; disk writes come from /proc/self/io, peak RSS from the kernel.
+ * then reads every value back in write order (as an export does). Each variant runs in its own
+ * process; disk writes come from /proc/self/io, peak RSS from the kernel.
  */
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -27,6 +31,7 @@ import { MiB, machine, mdTable } from './util.js'
 const SIZE = Number(process.env.BENCH_SIZE ?? 1024) * MiB
 const VALUE = 64 * 1024
 const BATCH = 16 // values: 1 MiB, as an import writes them
+const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 4) // batches: LevelDB groups concurrent writers
 const TUNING: LevelTuning = { ...DEFAULT_TUNING, ...JSON.parse(process.env.BENCH_TUNING ?? '{}') as Partial<LevelTuning> }
 
 function writeBytes (): number {
@@ -36,11 +41,12 @@ function writeBytes (): number {
 async function child (mode: string, dir: string): Promise<void> {
   const db = new Level<Uint8Array, Uint8Array>(join(dir, 'db'), { keyEncoding: 'view', valueEncoding: 'view', ...TUNING })
   await db.open()
-  const index = mode === 'random' ? undefined : new Level<Uint8Array, Uint8Array>(join(dir, 'index'), { keyEncoding: 'view', valueEncoding: 'view', ...TUNING })
+  const index = mode !== 'sequential' ? undefined : new Level<Uint8Array, Uint8Array>(join(dir, 'index'), { keyEncoding: 'view', valueEncoding: 'view', ...TUNING })
   await index?.open()
   const pool = Array.from({ length: 16 }, () => randomBytes(VALUE))
   const n = SIZE / VALUE
   const keys: Uint8Array[] = []
+  const inflight: Array<Promise<void>> = []
   const w0 = writeBytes()
   const t0 = performance.now()
   for (let i = 0; i < n; i += BATCH) {
@@ -57,13 +63,20 @@ async function child (mode: string, dir: string): Promise<void> {
         seq.writeBigUInt64BE(BigInt(j), 1)
         keys.push(seq)
         ops.push({ type: 'put', key: Buffer.concat([seq, digest]), value: pool[j % 16] })
-        indexOps.push({ type: 'put', key: digest, value: seq.subarray(1) })
+        const entry = { type: 'put' as const, key: digest, value: seq.subarray(1) }
+        if (index != null) indexOps.push(entry)
+        else ops.push({ ...entry, key: Buffer.concat([Buffer.from('x'), digest]) })
       }
     }
     // Values first: a crash in between leaves a value no index names (garbage for gc), never the reverse.
-    await db.batch(ops)
-    if (index != null) await index.batch(indexOps)
+    const write = (async () => {
+      await db.batch(ops)
+      if (index != null) await index.batch(indexOps)
+    })()
+    inflight.push(write)
+    if (inflight.length >= IN_FLIGHT) await inflight.shift()
   }
+  await Promise.all(inflight)
   const writeSecs = (performance.now() - t0) / 1000
   const written = writeBytes() - w0
   const t1 = performance.now()
@@ -86,7 +99,7 @@ async function main (): Promise<void> {
   if (role === 'child') { await child(mode, dir); return }
   console.log(`# LevelDB key layout experiment\n${machine()}\n`)
   const rows: Array<Array<string | number>> = []
-  for (const m of ['random', 'sequential']) {
+  for (const m of (process.env.BENCH_LAYOUTS ?? 'random,sequential,sequential-one-db').split(',')) {
     const d = await mkdtemp(join(tmpdir(), 'imgswarm-bench-keys-'))
     try {
       const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), 'child', m, d], { encoding: 'utf8' })

@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream'
 import { Evictor, type CacheReport, type EvictorOptions } from './cache/evictor.js'
+import { InUse } from './cache/in-use.js'
 import { importBundle, type BundleImportResult, type ImportBundleOptions } from './bundle/bundle-import.js'
 import { writeBundleTo } from './bundle/bundle-output.js'
 import { writeBundle, type WriteBundleOptions } from './bundle/bundle-writer.js'
@@ -60,12 +61,14 @@ export interface NodeVerifyReport extends VerifyReport {
  */
 export class LocalNode {
   readonly store: LevelStore
+  /** Images being read or served in this process: eviction leaves them alone. */
+  readonly inUse = new InUse()
   /** Keeps the store under its cap (when it has one) and reports its usage. */
   readonly evictor: Evictor
 
   private constructor (store: LevelStore, cache?: EvictorOptions) {
     this.store = store
-    this.evictor = new Evictor(store, cache)
+    this.evictor = new Evictor(store, this.inUse, cache)
   }
 
   static async open (options: LocalNodeOptions = {}): Promise<LocalNode> {
@@ -102,7 +105,7 @@ export class LocalNode {
   async export (ref: string, target: string | Writable, options: ProgressOptions = {}): Promise<ImageRecord> {
     return await this.store.lock.read(async () => {
       const record = await this.available(ref)
-      const release = this.store.inUse.hold(hexOf(record))
+      const release = this.inUse.hold(hexOf(record))
       try {
         const manifest = await this.store.getManifest(record)
         try {
@@ -150,14 +153,14 @@ export class LocalNode {
    * `force` (which also drops its leases).
    */
   async remove (ref: string, options: { force?: boolean } = {}): Promise<{ record: ImageRecord, freed: GcResult }> {
-    const record = await this.store.exclusively(async () => {
-      const record = await this.store.resolve(ref)
+    const record = await this.store.transaction(async tx => {
+      const record = await tx.resolve(ref)
       if (options.force !== true) {
         if (record.pinned) throw new ImageProtectedError(`${record.ref} is pinned; unpin it first or use --force`)
-        const leases = await this.store.leasesOf(hexOf(record))
+        const leases = await tx.leasesOf(hexOf(record))
         if (leases.length > 0) throw new ImageProtectedError(`${record.ref} is leased by ${leases.map(l => l.holder).join(', ')}; release it first or use --force`)
       }
-      await this.store.removeImage(record)
+      await tx.removeImage(record)
       return record
     })
     return { record, freed: await this.store.gc() }
@@ -173,9 +176,9 @@ export class LocalNode {
       throw new UsageError('a lease TTL must be positive and at most 100 years')
     }
     // The image must still be there when the lease is written: eviction and rm decide under the same lock.
-    return await this.store.exclusively(async () => {
-      const record = await this.store.resolve(ref)
-      const previous = (await this.store.leasesOf(hexOf(record))).find(l => l.holder === holder)
+    return await this.store.transaction(async tx => {
+      const record = await tx.resolve(ref)
+      const previous = (await tx.leasesOf(hexOf(record))).find(l => l.holder === holder)
       const now = Date.now()
       const lease: Lease = {
         ref: record.ref,
@@ -183,7 +186,7 @@ export class LocalNode {
         created: previous?.created ?? new Date(now).toISOString(),
         ...(options.ttlMs != null ? { expires: new Date(now + options.ttlMs).toISOString() } : {})
       }
-      await this.store.putLease(lease)
+      await tx.putLease(lease)
       return lease
     })
   }

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { runCli } from './helpers/cli.js'
 import { DEFAULT_TUNING } from '../src/store/tuning.js'
-import { assertExportRefused, assertRepaired, assertVerifyNames, flipImageBytes, setup } from './helpers/corrupt.js'
+import { assertExportRefused, assertRepaired, assertVerifyNames, flipImageBytes, flipRecordBytes, setup } from './helpers/corrupt.js'
 import { assertCleanFailure, assertIntact, importOk, listStates } from './helpers/failure.js'
 
 /**
@@ -26,9 +26,9 @@ t.test('bytes flipped in the write-ahead log', async t => {
 })
 
 t.test('bytes flipped in the write-ahead log record that holds an image\'s record', async t => {
-  // The last chunk of an image is written in one batch with its manifest and record: LevelDB drops it all.
+  // An image's record is written in one batch with its manifest and its last chunks' index entries: LevelDB drops it all.
   const s = await setup(t, IN_LOG)
-  t.ok((await flipImageBytes(s, '.log', 'last')).length > 0, 'bytes flipped in the write-ahead log')
+  t.ok((await flipRecordBytes(s)).length > 0, 'bytes flipped in the write-ahead log')
   const v = await runCli(['verify', '--json'], { env: s.env })
   t.equal(v.code, 1, 'verify exits 1 although no listed image is damaged')
   const report = JSON.parse(v.stdout) as { failed: string[], recoveryDamage?: string }
@@ -45,7 +45,7 @@ t.test('bytes flipped in the write-ahead log record that holds an image\'s recor
 
 t.test('verify without --json names what LevelDB dropped', async t => {
   const s = await setup(t, IN_LOG)
-  await flipImageBytes(s, '.log', 'last')
+  await flipRecordBytes(s)
   const v = await runCli(['verify'], { env: s.env })
   t.equal(v.code, 1, 'verify exits 1')
   t.match(v.stderr, /^store damaged: LevelDB dropped .* of damaged write-ahead log \(\d+\.log\) when the store was opened at .*; images written just before may be missing\n$/)

@@ -92,7 +92,7 @@ t.test('pinned, leased and in-use images survive eviction while concurrent fetch
   await new Promise(resolve => res.once('data', resolve))
   res.pause()
   t.teardown(() => { res.destroy() })
-  t.ok(d.daemon.local.store.inUse.has(refs.inuse.slice(7)), 'the stalled read holds the image in use')
+  t.ok(d.daemon.local.inUse.has(refs.inuse.slice(7)), 'the stalled read holds the image in use')
 
   // 24 MiB stored; three more 2 MiB fetches at once cross the 28.8 MiB mark.
   const fetched = await Promise.all(['n1', 'n2', 'n3'].map(async n => await d.daemon.fetcher.fetch(refs[n])))

@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { Level } from 'level'
 import t from 'tap'
+import { logKey, seqOf } from '../src/store/level-chunks.js'
 import { LevelStore } from '../src/store/level-store.js'
 import { tempDir } from './helpers/cli.js'
 import { chunkStoreSuite } from './suites/chunk-store.js'
@@ -17,12 +18,16 @@ chunkStoreSuite(t, 'LevelDB on disk', async () => {
   return {
     get store () { return store },
     close: async () => { await store.close() },
-    // Writes other bytes under the chunk's key with a raw LevelDB handle, as disk damage would.
+    // Writes other bytes where the index says the chunk is, with raw LevelDB handles, as disk damage would.
     corrupt: async (digest, bytes) => {
       await store.close()
-      const raw = new Level<Uint8Array, Uint8Array>(join(dir, 'db'), { keyEncoding: 'view', valueEncoding: 'view' })
-      await raw.sublevel<Uint8Array, Uint8Array>('c', { keyEncoding: 'view', valueEncoding: 'view' }).put(digest, bytes)
-      await raw.close()
+      const catalog = new Level<Uint8Array, Uint8Array>(join(dir, 'db'), { keyEncoding: 'view', valueEncoding: 'view' })
+      const entry = await catalog.sublevel<Uint8Array, Uint8Array>('x', { keyEncoding: 'view', valueEncoding: 'view' }).get(digest)
+      await catalog.close()
+      if (entry === undefined) throw new Error('the chunk to corrupt is not in the index')
+      const log = new Level<Uint8Array, Uint8Array>(join(dir, 'chunks'), { keyEncoding: 'view', valueEncoding: 'view' })
+      await log.put(logKey(seqOf(entry), digest), bytes)
+      await log.close()
       store = await LevelStore.open({ dir })
     }
   }

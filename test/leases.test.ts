@@ -107,7 +107,7 @@ t.test('over the API: leases, pins, hits, and bytes by source from peers', async
   const fetched = (await b.client.list()).find(r => r.ref === record.ref)!
   t.ok(fetched.sources!.peers >= bytes.length, `the bytes came from a peer (${fetched.sources!.peers})`)
   t.equal(fetched.sources!.origin, 0)
-  t.ok(a.daemon.local.store.inUse.has(record.ref.slice(7)), 'serving a peer keeps the image in use on the serving node')
+  t.ok(a.daemon.local.inUse.has(record.ref.slice(7)), 'serving a peer keeps the image in use on the serving node')
   t.equal(fetched.hits, 0)
   for (let i = 0; i < 2; i++) await b.client.export(record.ref, join(await tempDir(t), 'x.img'))
   const after = (await b.client.list()).find(r => r.ref === record.ref)!

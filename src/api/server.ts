@@ -164,7 +164,7 @@ function coreRoutes (backend: ApiBackend): Route[] {
         res.once('close', () => { controller.abort() })
         const { record, manifest, job } = await backend.acquire(param(m[1]), controller.signal)
         // In use while it streams: eviction leaves it alone.
-        const release = local.store.inUse.hold(record.ref.slice('sha256:'.length))
+        const release = local.inUse.hold(record.ref.slice('sha256:'.length))
         res.once('close', release)
         const range = parseRange(req.headers.range, record.size)
         if (job != null && !job.finished && range === undefined) {

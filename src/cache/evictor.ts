@@ -8,6 +8,7 @@ import { formatBytes } from '../util/format.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import type { SizeLimit } from '../util/units.js'
 import { BUSY, ChunkRefs, LEASED, PINNED } from './chunk-refs.js'
+import type { InUse } from './in-use.js'
 
 /** Eviction starts above this share of the cap… */
 export const DEFAULT_HIGH_WATER = 0.9
@@ -91,6 +92,8 @@ interface Survey {
  */
 export class Evictor {
   private readonly store: LevelStore
+  /** Images being read or served in this process (see InUse). */
+  private readonly inUse: InUse
   private readonly opts: EvictorOptions
   private readonly log: Logger
   /** Evictions and admissions run one at a time, so two fetches never count the same free room. */
@@ -106,8 +109,9 @@ export class Evictor {
   /** Bytes used at the last look (metrics read this instead of surveying the store on each scrape). */
   lastUsed = 0
 
-  constructor (store: LevelStore, options: EvictorOptions = {}) {
+  constructor (store: LevelStore, inUse: InUse, options: EvictorOptions = {}) {
     this.store = store
+    this.inUse = inUse
     this.opts = options
     this.log = options.log ?? silentLogger
     const l = options.limits
@@ -272,11 +276,11 @@ export class Evictor {
       if (refs.total <= target) break
       // Looked at again, and removed, under the store's record lock: a read, pin, lease or fetch that
       // started since the survey keeps the image, and none can start between the look and the removal.
-      const gone = await this.store.exclusively(async () => {
-        const now = await this.store.getRecord(hexOf(seen))
-        if (now == null || this.protection(now, (await this.store.leasesOf(hexOf(now))).length > 0) !== 0) return undefined
-        const manifest = await this.store.getManifest(now).catch(() => undefined)
-        await this.store.removeImage(now)
+      const gone = await this.store.transaction(async tx => {
+        const now = await tx.getRecord(hexOf(seen))
+        if (now == null || this.protection(now, (await tx.leasesOf(hexOf(now))).length > 0) !== 0) return undefined
+        const manifest = await tx.getManifest(now).catch(() => undefined)
+        await tx.removeImage(now)
         return { record: now, manifest }
       })
       if (gone == null) continue
@@ -330,7 +334,7 @@ export class Evictor {
   private busy (record: ImageRecord): boolean {
     const grace = this.opts.graceMs ?? DEFAULT_GRACE_MS
     const hex = hexOf(record)
-    return record.state === 'fetching' || this.reserved.has(hex) || this.store.inUse.has(hex) || Date.parse(record.lastAccess) > Date.now() - grace
+    return record.state === 'fetching' || this.reserved.has(hex) || this.inUse.has(hex) || Date.parse(record.lastAccess) > Date.now() - grace
   }
 
   /** Why an image must stay: a mask of PINNED (replicas too), LEASED and BUSY; 0 when it may go. */

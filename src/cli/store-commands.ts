@@ -1,6 +1,8 @@
 import { IMAGE_TYPES, type ImageType } from '../chunks/manifest.js'
 import { UsageError } from '../errors.js'
-import type { ImageListing } from '../local-node.js'
+import { LocalNode, type ImageListing } from '../local-node.js'
+import { STORE_FORMAT_VERSION } from '../store/level-store.js'
+import type { MigrationProgress } from '../store/migrate-format-1.js'
 import type { ImageRecord } from '../store/image-record.js'
 import { formatBytes, formatTable } from '../util/format.js'
 import type { Command, CommandContext } from './command.js'
@@ -141,7 +143,7 @@ export const storeCommands: Command[] = [
     name: 'gc',
     summary: 'delete chunks that no stored image uses; prints what it freed',
     usage: 'imgswarm gc [--json]',
-    details: 'LevelDB gives the space of deleted chunks back when it compacts their tables: gc compacts at\nonce when an eighth or more of the store was freed or the disk is nearly full, else later writes do.',
+    details: 'LevelDB gives the space of deleted chunks back when it compacts their tables: gc compacts the\nfreed ranges of the chunk log at once (chunks are in write order, so an image is mostly one range).',
     options: {},
     async run (ctx) {
       const r = await (await ctx.node()).gc()
@@ -182,6 +184,48 @@ export const storeCommands: Command[] = [
         else print(ctx, `${summary}: ${report.problems.length} bad chunks; ${report.failed.length} images failed (${report.failed.join(', ')}): re-import, fetch or rm them`)
       }
       return bad ? 1 : 0
+    }
+  },
+  {
+    name: 'migrate',
+    summary: 'bring a store written by an older imgswarm to the current format',
+    usage: 'imgswarm migrate [--json]',
+    details: [
+      'Any command migrates a store of an older format when it first opens it; this does it on its own,',
+      'with progress. A format-1 store keeps its chunks in the catalog keyed by digest; they move to the',
+      'chunk log in batches, each crash-safe: stopped or killed, the next open goes on where it stopped.',
+      'Images, records, pins, leases and manifests are kept as they are. The store needs free space for',
+      'a few hundred MiB more than it holds (moved chunks are compacted away as it goes).'
+    ].join('\n'),
+    options: {},
+    async run (ctx) {
+      let progress: Progress | undefined
+      let lastLine = 0
+      let moved: MigrationProgress | undefined
+      const node = await LocalNode.open({
+        dir: ctx.dataDir,
+        signal: ctx.signal,
+        onMigrate: p => {
+          moved = p
+          progress ??= startProgress('migrate', p.totalBytes, !ctx.quiet)
+          progress.update(p.bytes)
+          // Without a terminal, a line now and then, so a log shows it is going on.
+          if (!ctx.quiet && !ctx.json && process.stderr.isTTY !== true && !p.done && (lastLine === 0 || Date.now() - lastLine > 1000)) {
+            lastLine = Date.now()
+            process.stderr.write(`migrating: ${p.chunks} chunks, ${formatBytes(p.bytes)} moved${p.totalBytes != null ? ` of about ${formatBytes(p.totalBytes)}` : ''}\n`)
+          }
+        }
+      }).finally(() => progress?.stop())
+      await node.close()
+      if (ctx.json) {
+        printJson(ctx, { format: STORE_FORMAT_VERSION, migrated: moved != null, chunks: moved?.chunks ?? 0, bytes: moved?.bytes ?? 0, damaged: moved?.damaged ?? 0 })
+      } else if (moved == null) {
+        print(ctx, `the store is at format ${STORE_FORMAT_VERSION}: nothing to migrate`)
+      } else {
+        const damaged = moved.damaged > 0 ? `; ${moved.damaged} damaged chunks dropped (imgswarm verify names their images)` : ''
+        print(ctx, `migrated the store to format ${STORE_FORMAT_VERSION}: moved ${moved.chunks} chunks, ${formatBytes(moved.bytes)}${damaged}`)
+      }
+      return 0
     }
   }
 ]

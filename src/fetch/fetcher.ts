@@ -233,9 +233,9 @@ export class Fetcher {
       await store.commitImage(before, { ...fields, state: 'failed', reason: why.message })
       return
     }
-    await store.exclusively(async () => {
-      const rec = await store.getRecord(hex)
-      if (rec != null) await store.removeImage(rec)
+    await store.transaction(async tx => {
+      const rec = await tx.getRecord(hex)
+      if (rec != null) await tx.removeImage(rec)
     })
   }
 

@@ -31,6 +31,8 @@ export interface ServeOptions {
   limits?: PeerLimits
   /** The node's upload cap (`--max-upload-rate`), shared by every transfer: bytes a second to all peers. */
   upload?: TokenBucket
+  /** Marks images that peers ask for as in use, so that eviction leaves them alone meanwhile. */
+  inUse?: { touch: (hex: string) => void }
 }
 
 /**
@@ -61,7 +63,7 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
       await send(encodeManifestResponse({ type: 'not-found' }))
       return
     }
-    store.inUse.touch(record.ref.slice('sha256:'.length))
+    options.inUse?.touch(record.ref.slice('sha256:'.length))
     const bytes = encodeManifest(await store.getManifest(record))
     for (const frame of manifestResponseFrames(bytes)) {
       await upload?.take(frame.length, { signal: ctx.signal })
@@ -78,7 +80,7 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
       await send(encodeHaveResponse({ type: 'not-found' }))
       return
     }
-    store.inUse.touch(record.ref.slice('sha256:'.length))
+    options.inUse?.touch(record.ref.slice('sha256:'.length))
     const manifest = await store.getManifest(record)
     const n = manifest.chunkDigests.length / 32
     let bitfield: Bitfield

@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
+import { pipe } from 'it-pipe'
 import { chunkOf, type VerifiedChunk } from '../chunks/cid.js'
 import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from '../chunks/fastcdc.js'
 import { ManifestBuilder, type ImageMeta } from '../chunks/manifest.js'
@@ -8,12 +9,11 @@ import type { ImageRecord } from './image-record.js'
 import type { LevelStore } from './level-store.js'
 
 /**
- * Chunks are written in batches of about this many bytes: enough to amortise a LevelDB write, and
- * well below the write buffer (src/store/tuning.ts), since a batch larger than the buffer makes a
- * memtable and a level-0 table of its own size. 1 MiB measured ~45 MB less peak RSS than 4 MiB at
- * the same speed (docs/benchmarks.md).
+ * Batches being written at once. LevelDB groups concurrent writers into one log write, so several
+ * in flight go at disk speed where one awaited at a time does not (FIELD-NOTES: ~80-135 against
+ * ~320 MB/s). Memory: this many batches.
  */
-const BATCH_BYTES = 1024 * 1024
+const BATCHES_IN_FLIGHT = 4
 
 export interface IngestOptions extends AbortOptions {
   meta: ImageMeta
@@ -34,75 +34,47 @@ export interface IngestResult {
 }
 
 /**
- * Chunks a byte stream into the store and records it as an `available` image. Memory is bounded by two
- * batches of chunks and the manifest's chunk list (36 bytes a chunk), not by the image. Chunk writes
- * overlap with reading, chunking and hashing of the next batch; the manifest, the image record and the
- * last batch land in one atomic write, so an interrupted import leaves no image, only unreferenced
- * chunks for the next `gc` (and for the retry, which finds them already stored).
+ * Chunks a byte stream into the store and records it as an `available` image, as a chain of stages:
+ * read -> chunk (and hash the whole image, once) -> hash each chunk -> batch -> store
+ * (several batches in flight). Memory is bounded by the batches in flight and the manifest's chunk
+ * list (36 bytes a chunk), not by the image. The manifest, the image record and the last batch's index
+ * entries land in one atomic, durable write, so an interrupted import leaves no image, only chunks no
+ * image names, for the next `gc` (and for the retry, which finds them already stored).
  */
 export async function ingest (store: LevelStore, source: AsyncIterable<Uint8Array>, options: IngestOptions): Promise<IngestResult> {
   return await store.lock.read(async () => {
     const params = options.chunker ?? DEFAULT_CHUNKER
-    const chunker = new Chunker(params)
     const whole = createHash('sha256')
     const builder = new ManifestBuilder()
-    let batch: VerifiedChunk[] = []
-    let batchKeys = new Set<string>()
-    let batchBytes = 0
-    let writing: Promise<void> = Promise.resolve()
-    /** Keys of the batch being written: not yet visible to hasMany, but no longer new either. */
-    let writingKeys = new Set<string>()
-    let newChunks = 0
-    let newBytes = 0
-    let consumed = 0
-
-    // Drops chunks already stored or being stored, and returns the rest. The lookup overlaps with the
-    // write in flight (LevelDB, not this thread, is the bottleneck of an import).
-    const onlyNew = async (chunks: VerifiedChunk[], keys: Set<string>): Promise<VerifiedChunk[]> => {
-      const present = await store.hasMany(chunks.map(c => c.digest), options)
-      const fresh = chunks.filter((c, i) => !present[i] && !writingKeys.has(keyOf(c.digest)))
-      await writing
-      newChunks += fresh.length
-      for (const c of fresh) newBytes += c.bytes.length
-      writingKeys = keys
-      return fresh
-    }
-    const flush = async (): Promise<void> => {
-      const fresh = await onlyNew(batch, batchKeys)
-      batch = []
-      batchKeys = new Set()
-      batchBytes = 0
-      writing = store.putMany(fresh, options)
-      writing.catch(() => {}) // observed by the next await of `writing`
-    }
-    const take = async (bytes: Uint8Array): Promise<void> => {
-      const chunk = chunkOf(bytes)
-      builder.add(chunk.digest, bytes.length)
-      const key = keyOf(chunk.digest)
-      if (batchKeys.has(key)) return
-      batchKeys.add(key)
-      batch.push(chunk)
-      batchBytes += bytes.length
-      if (batchBytes >= BATCH_BYTES) await flush()
-    }
-
+    const counts = { newChunks: 0, newBytes: 0 }
+    const writer = new BatchWriter(store, counts, options)
+    let last: VerifiedChunk[] = []
     try {
-      for await (const piece of source) {
-        options.signal?.throwIfAborted()
-        whole.update(piece)
-        for (const c of chunker.push(piece)) await take(c)
-        consumed += piece.length
-        options.onProgress?.(consumed)
-      }
-      for (const c of chunker.finish()) await take(c)
+      await pipe(
+        source,
+        chunkStage(new Chunker(params), whole, options),
+        hashStage,
+        batchStage(store.writeBatchBytes),
+        async (batches: AsyncIterable<VerifiedChunk[]>) => {
+          let pending: VerifiedChunk[] | undefined
+          for await (const batch of batches) {
+            for (const c of batch) builder.add(c.digest, c.bytes.length)
+            // The last batch is held back: it goes in the commit's own write.
+            if (pending != null) await writer.write(pending)
+            pending = batch
+          }
+          last = pending ?? []
+        }
+      )
+      await writer.drain()
     } finally {
-      await writing.catch(() => {})
+      await writer.settled()
     }
-    const last = await onlyNew(batch, batchKeys)
     const digest = whole.digest()
     if (options.expectRef != null && `sha256:${digest.toString('hex')}` !== options.expectRef) {
       throw new DigestMismatchError(`image hashes to sha256:${digest.toString('hex')}, expected ${options.expectRef}`)
     }
+    const fresh = await writer.onlyNew(last)
     const manifest = builder.build(digest, params, options.meta)
     const now = new Date().toISOString()
     const previous = await store.getRecord(digest.toString('hex'))
@@ -114,11 +86,95 @@ export async function ingest (store: LevelStore, source: AsyncIterable<Uint8Arra
       lastAccess: now,
       hits: previous?.hits ?? 0,
       sources: options.from === 'origin' ? { local: 0, peers: 0, origin: size } : { local: size, peers: 0, origin: 0 }
-    }, last)
-    return { record, newChunks, newBytes }
+    }, fresh)
+    return { record, newChunks: counts.newChunks, newBytes: counts.newBytes }
   })
 }
 
-function keyOf (digest: Uint8Array): string {
-  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
+/** read -> chunks: cuts the stream into chunks and feeds the whole-image hash on the way. */
+function chunkStage (chunker: Chunker, whole: Hash, options: IngestOptions) {
+  return async function * (source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    let consumed = 0
+    for await (const piece of source) {
+      options.signal?.throwIfAborted()
+      whole.update(piece)
+      yield * chunker.push(piece)
+      consumed += piece.length
+      options.onProgress?.(consumed)
+    }
+    yield * chunker.finish()
+  }
+}
+
+/**
+ * chunks -> verified chunks, hashed on the main thread. WebCrypto's digest (on the thread pool) copies
+ * each chunk in and schedules a job: for 64 KiB chunks with SHA-NI that saved 20-40% of the hashing's
+ * main-thread time but cost 40-130% more CPU (bench/hash-offload.ts, docs/benchmarks.md), and an
+ * import's main thread is idle about half the time, waiting on LevelDB: no gain on a 2-core node.
+ */
+async function * hashStage (source: AsyncIterable<Uint8Array>): AsyncGenerator<VerifiedChunk> {
+  for await (const bytes of source) yield chunkOf(bytes)
+}
+
+/** verified chunks -> batches of about `size` bytes (the store's write batch). */
+function batchStage (size: number) {
+  return async function * (source: AsyncIterable<VerifiedChunk>): AsyncGenerator<VerifiedChunk[]> {
+    let batch: VerifiedChunk[] = []
+    let bytes = 0
+    for await (const c of source) {
+      batch.push(c)
+      bytes += c.bytes.length
+      if (bytes >= size) {
+        yield batch
+        batch = []
+        bytes = 0
+      }
+    }
+    if (batch.length > 0) yield batch
+  }
+}
+
+/** Writes batches with up to BATCHES_IN_FLIGHT at once; the first failure is thrown by the next call. */
+class BatchWriter {
+  private readonly inFlight = new Set<Promise<void>>()
+  private failed: unknown
+  constructor (private readonly store: LevelStore, private readonly counts: { newChunks: number, newBytes: number }, private readonly options: AbortOptions) {}
+
+  /** Drops chunks already stored and counts the rest as new (for the last batch, once nothing else is in flight). */
+  async onlyNew (chunks: VerifiedChunk[]): Promise<VerifiedChunk[]> {
+    const present = await this.store.hasMany(chunks.map(c => c.digest), this.options)
+    const seen = new Set<string>()
+    const fresh = chunks.filter((c, i) => {
+      const k = Buffer.from(c.digest).toString('latin1')
+      if (present[i] || seen.has(k)) return false
+      seen.add(k)
+      return true
+    })
+    this.counts.newChunks += fresh.length
+    for (const c of fresh) this.counts.newBytes += c.bytes.length
+    return fresh
+  }
+
+  async write (batch: VerifiedChunk[]): Promise<void> {
+    if (this.failed !== undefined) throw this.failed
+    while (this.inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(this.inFlight)
+    if (this.failed !== undefined) throw this.failed
+    const writing = this.store.chunkLog.putNew(batch, this.options).then(n => {
+      this.counts.newChunks += n.chunks
+      this.counts.newBytes += n.bytes
+    }, err => { this.failed ??= err })
+    this.inFlight.add(writing)
+    void writing.finally(() => this.inFlight.delete(writing))
+  }
+
+  /** Waits for every write; throws the first failure. */
+  async drain (): Promise<void> {
+    await this.settled()
+    if (this.failed !== undefined) throw this.failed
+  }
+
+  /** Waits for every write, whatever their outcome. */
+  async settled (): Promise<void> {
+    await Promise.all(this.inFlight)
+  }
 }

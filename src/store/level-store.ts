@@ -1,40 +1,45 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { AbstractBatchOperation, AbstractLevel, AbstractSublevel } from 'abstract-level'
+import type { AbstractSublevel } from 'abstract-level'
 import { Level } from 'level'
 import { MemoryLevel } from 'memory-level'
 import { CID } from 'multiformats/cid'
-import { chunkCidFromDigest, verifyChunk, type VerifiedChunk } from '../chunks/cid.js'
+import type { VerifiedChunk } from '../chunks/cid.js'
 import { decodeManifest, encodeManifest, manifestCid, type Manifest } from '../chunks/manifest.js'
 import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
-import { InUse } from '../cache/in-use.js'
-import {
-  AmbiguousRefError, ChunkNotFoundError, ChunkCorruptError, ImageNotFoundError, StoreFullError, StoreVersionError
-} from '../errors.js'
+import { AmbiguousRefError, ChunkNotFoundError, ImageNotFoundError, StoreVersionError } from '../errors.js'
 import { formatBytes } from '../util/format.js'
 import { RwLock } from '../util/rw-lock.js'
 import type { AbortOptions, ChunkStore } from './chunk-store.js'
+import { DiskGuard } from './disk-guard.js'
 import { hexOf, type ImageRecord } from './image-record.js'
 import { leaseExpired, type Lease } from './lease.js'
+import { LevelChunks, type BatchOp, type ChunkHealth, type Db } from './level-chunks.js'
 import { mapLevelError } from './level-errors.js'
 import { DEFAULT_TUNING, type LevelTuning } from './tuning.js'
-import { dbFiles } from './db-files.js'
 import { makeDataDir } from './make-data-dir.js'
+import { FORMAT_1, migrateFormat1, type MigrationProgress } from './migrate-format-1.js'
 
-/** Bumped when the layout of keys or values changes; a store of another version is refused. */
-export const STORE_FORMAT_VERSION = 1
+/**
+ * Bumped when the layout of keys or values changes. Version 1 kept chunk bytes in the catalog keyed by
+ * digest; version 2 keeps them in a chunk log in write order (src/store/level-chunks.ts). A version-1
+ * store is migrated on open; any other version is refused.
+ */
+export const STORE_FORMAT_VERSION = 2
+
+export type { ChunkHealth }
 
 export interface OpenStoreOptions {
-  /** Data dir; the database lives in `<dir>/db`. Omit for an in-memory store (tests, one-shot tools). */
+  /** Data dir; the catalog lives in `<dir>/db`, the chunk log in `<dir>/chunks`. Omit for an in-memory store (tests, one-shot tools). */
   dir?: string
   tuning?: Partial<LevelTuning>
+  /** Called while a store of an older format is migrated on open. */
+  onMigrate?: (progress: MigrationProgress) => void
+  /** Stops a migration on open (it resumes on the next open). */
+  signal?: AbortSignal
 }
 
-type Db = AbstractLevel<string | Uint8Array, any, any>
 type Sub<K, V> = AbstractSublevel<Db, any, K, V>
-type BatchOp = AbstractBatchOperation<Db, any, any>
-
-export type ChunkHealth = 'ok' | 'missing' | 'corrupt'
 
 /** The fields of an image record that its manifest does not give. */
 export type CommitFields = Omit<ImageRecord, 'manifest' | 'chunks' | 'size' | 'ref' | 'type' | 'name' | 'format'>
@@ -53,6 +58,21 @@ function recordOf (manifest: Manifest, encoded: Uint8Array, record: CommitFields
   }
 }
 
+/**
+ * What a {@link LevelStore.transaction} may do: the catalog's reads, and the writes that need the record
+ * lock (which the transaction holds). Nothing here takes that lock again.
+ */
+export interface CatalogTransaction {
+  resolve: (ref: string | ImageRef) => Promise<ImageRecord>
+  getRecord: (hex: string) => Promise<ImageRecord | undefined>
+  getManifest: (record: ImageRecord) => Promise<Manifest>
+  leasesOf: (hex: string, options?: { includeExpired?: boolean }) => Promise<Lease[]>
+  /** Adds or renews a holder's lease. */
+  putLease: (lease: Lease) => Promise<void>
+  /** Forgets an image: record, manifest and leases in one batch. Its chunks stay until the next gc. */
+  removeImage: (record: ImageRecord) => Promise<void>
+}
+
 /** What a garbage collection removed. */
 export interface GcResult {
   chunks: number
@@ -60,10 +80,14 @@ export interface GcResult {
   keptImages: number
 }
 
+/** At most this many key ranges of the chunk log are compacted after a gc (the closest are merged). */
+const MAX_COMPACTED_RANGES = 32
+
 /**
- * One node's store: chunk bytes by digest, manifests and image records by image digest, all in one
- * LevelDB (or an in-memory abstract-level database with the same code paths). Every change that spans
- * keys is one atomic batch.
+ * One node's store: chunk bytes in a log in write order (see {@link LevelChunks}), and the catalog:
+ * the chunk index, manifests and image records by image digest, leases. Both are LevelDB (or in-memory
+ * abstract-level databases with the same code paths). Every change of the catalog that spans keys is
+ * one atomic batch.
  */
 export class LevelStore implements ChunkStore {
   /**
@@ -73,40 +97,52 @@ export class LevelStore implements ChunkStore {
    * names every chunk it stores.
    */
   readonly lock = new RwLock()
-  /** Images being read or served in this process: eviction leaves them alone. */
-  readonly inUse = new InUse()
   /** Serialises record writes with the checks that decide them (see {@link exclusively}). */
   private readonly recordMutex = new RwLock()
   readonly dir: string | null
   private readonly db: Db
-  private readonly chunks: Sub<Uint8Array, Uint8Array>
+  private readonly log: Db
+  readonly chunkLog: LevelChunks
   private readonly manifests: Sub<string, Uint8Array>
   private readonly images: Sub<string, ImageRecord>
   private readonly meta: Sub<string, string>
   /** Leases by `<image hex><holder>` (the hex is fixed-length, so an image's leases are one range). */
   private readonly leaseKeys: Sub<string, Lease>
-  private readonly tuning: LevelTuning
+  private readonly guard: DiskGuard | undefined
+  /**
+   * Bytes of chunks an import writes at once: half the write buffer, since a batch larger than the
+   * buffer makes a memtable (and a level-0 table, mapped into memory when read) of its own size.
+   */
+  readonly writeBatchBytes: number
 
-  private constructor (db: Db, dir: string | null, tuning: LevelTuning) {
+  private constructor (db: Db, log: Db, dir: string | null, tuning: LevelTuning) {
     this.db = db
+    this.log = log
     this.dir = dir
-    this.tuning = tuning
-    this.chunks = db.sublevel<Uint8Array, Uint8Array>('c', { keyEncoding: 'view', valueEncoding: 'view' }) as any
+    this.writeBatchBytes = Math.max(64 * 1024, tuning.writeBufferSize / 2)
     this.manifests = db.sublevel<string, Uint8Array>('m', { keyEncoding: 'utf8', valueEncoding: 'view' }) as any
     this.images = db.sublevel<string, ImageRecord>('i', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
     this.meta = db.sublevel<string, string>('meta', { keyEncoding: 'utf8', valueEncoding: 'utf8' }) as any
     this.leaseKeys = db.sublevel<string, Lease>('l', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
+    const index = db.sublevel<Uint8Array, Uint8Array>('x', { keyEncoding: 'view', valueEncoding: 'view' }) as any
+    this.guard = dir == null
+      ? undefined
+      : new DiskGuard({ catalogDir: join(dir, 'db'), logDir: join(dir, 'chunks'), writeBufferSize: tuning.writeBufferSize, maxFileSize: tuning.maxFileSize, where: dir })
+    this.chunkLog = new LevelChunks(log, db, index, dir ?? 'memory', async (n, what) => { await this.guard?.check(n, what) })
   }
 
   static async open (options: OpenStoreOptions = {}): Promise<LevelStore> {
     const dir = options.dir ?? null
     const tuning: LevelTuning = { ...DEFAULT_TUNING, ...options.tuning }
     let db: Db
+    let log: Db
     if (dir == null) {
       db = new MemoryLevel({ keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as Db
+      log = new MemoryLevel({ keyEncoding: 'view', valueEncoding: 'view' }) as unknown as Db
     } else {
       await makeDataDir(dir)
       db = new Level(join(dir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view', ...tuning }) as unknown as Db
+      log = new Level(join(dir, 'chunks'), { keyEncoding: 'view', valueEncoding: 'view', ...tuning }) as unknown as Db
     }
     const where = dir ?? 'memory'
     try {
@@ -114,12 +150,19 @@ export class LevelStore implements ChunkStore {
     } catch (err) {
       throw mapLevelError(err, 'cannot open the store', where)
     }
-    const store = new LevelStore(db, dir, tuning)
     try {
-      await store.checkFormat()
-      await store.noteRecoveryDamage().catch(() => {}) // best effort: a full disk may refuse the note
+      await log.open()
     } catch (err) {
       await db.close().catch(() => {})
+      throw mapLevelError(err, 'cannot open the store\'s chunk log', where)
+    }
+    const store = new LevelStore(db, log, dir, tuning)
+    try {
+      await store.chunkLog.init()
+      await store.checkFormat(options)
+      await store.noteRecoveryDamage().catch(() => {}) // best effort: a full disk may refuse the note
+    } catch (err) {
+      await store.close().catch(() => {})
       throw err
     }
     return store
@@ -127,7 +170,8 @@ export class LevelStore implements ChunkStore {
 
   private get where (): string { return this.dir ?? 'memory' }
 
-  private async checkFormat (): Promise<void> {
+  /** The format version a store holds; undefined for an empty database. Throws for a foreign one. */
+  private async checkFormat (options: OpenStoreOptions): Promise<void> {
     const found = await this.meta.get('format')
     if (found === undefined) {
       for await (const _ of this.db.keys({ limit: 1 })) {
@@ -136,32 +180,41 @@ export class LevelStore implements ChunkStore {
       await this.meta.put('format', String(STORE_FORMAT_VERSION))
       return
     }
+    if (found === FORMAT_1) {
+      await migrateFormat1({ catalog: this.db, meta: this.meta, chunks: this.chunkLog, guard: this.guard, where: this.where, to: String(STORE_FORMAT_VERSION) }, options)
+      this.guard?.invalidate()
+      return
+    }
     if (found !== String(STORE_FORMAT_VERSION)) {
-      throw new StoreVersionError(`store in ${this.where} has format version ${found}; this imgswarm reads version ${STORE_FORMAT_VERSION} (use a matching imgswarm, or a new --data dir)`)
+      throw new StoreVersionError(`store in ${this.where} has format version ${found}; this imgswarm reads versions ${FORMAT_1} (migrated on open) and ${STORE_FORMAT_VERSION} (use a matching imgswarm, or a new --data dir)`)
     }
   }
 
   async close (): Promise<void> {
-    await this.db.close()
+    await Promise.allSettled([this.db.close(), this.log.close()])
   }
 
   /**
    * LevelDB replays its write-ahead log on open and skips records whose checksums fail, saying so only
-   * in its info log (`db/LOG`). Whatever it skipped is lost — chunks, or a whole image's record — so
-   * it is noted in the store, for `verify` to report.
+   * in its info log (`LOG`). Whatever it skipped is lost — chunks, or a whole image's record — so it
+   * is noted in the store, for `verify` to report.
    */
   private async noteRecoveryDamage (): Promise<void> {
     if (this.dir == null) return
-    const info = await readFile(join(this.dir, 'db', 'LOG'), 'utf8').catch(() => '')
     let dropped = 0
     const files = new Set<string>()
-    for (const m of info.matchAll(/^\S+ \S+ \(ignoring error\) (\S+?): dropping (\d+) bytes;/gm)) {
-      dropped += Number(m[2])
-      files.add(m[1].split('/').pop() ?? m[1])
+    const where = new Set<string>()
+    for (const [sub, what] of [['db', 'catalog'], ['chunks', 'chunk bytes']]) {
+      const info = await readFile(join(this.dir, sub, 'LOG'), 'utf8').catch(() => '')
+      for (const m of info.matchAll(/^\S+ \S+ \(ignoring error\) (\S+?): dropping (\d+) bytes;/gm)) {
+        dropped += Number(m[2])
+        files.add(m[1].split('/').pop() ?? m[1])
+        where.add(what)
+      }
     }
     if (dropped === 0) return
     const previous = await this.recoveryDamage()
-    const note = `LevelDB dropped ${formatBytes(dropped)} of damaged write-ahead log (${[...files].join(', ')}) when the store was opened at ${new Date().toISOString()}`
+    const note = `LevelDB dropped ${formatBytes(dropped)} (${[...where].join(' and ')}) of damaged write-ahead log (${[...files].join(', ')}) when the store was opened at ${new Date().toISOString()}`
     await this.meta.put('recovery-damage', previous != null ? `${previous}; ${note}` : note)
   }
 
@@ -174,50 +227,13 @@ export class LevelStore implements ChunkStore {
     await this.run('cannot write the store metadata', async () => { await this.meta.del('recovery-damage') })
   }
 
-  /**
-   * Refuses a write of `incoming` bytes that would leave LevelDB too little disk to carry on, which
-   * otherwise ends with a store that cannot even be opened until space is freed by hand: on open,
-   * LevelDB turns its write-ahead logs into table files before it deletes anything, and a compaction
-   * that runs out of space leaves its partial output behind. What must stay free: the logs (as tables),
-   * twice the write (log, then table), one write buffer (a flush), and room for a compaction, which
-   * with random chunk keys may rewrite every table: the store can fill at most about half its disk.
-   * A store that a full disk stopped this way reopens, and its images stay readable.
-   */
   private async ensureSpace (incoming: number, what: string): Promise<void> {
-    const space = await this.space(incoming)
-    if (space != null && space.free < space.needed) {
-      throw new StoreFullError(`${what}: no space left on the disk of ${this.where} (${formatBytes(space.free)} free, ${formatBytes(space.needed)} needed to write safely); nothing stored before was lost`)
-    }
-  }
-
-  /** Free bytes on the store's disk, and what a write of `incoming` bytes needs free (see {@link ensureSpace}). */
-  private async space (incoming: number): Promise<{ free: number, needed: number } | undefined> {
-    if (this.dir == null) return undefined
-    const files = await dbFiles(join(this.dir, 'db'))
-    if (files == null) return undefined // cannot tell: LevelDB reports a full disk itself
-    // Chunk keys are random, so every table spans the whole key range and one compaction of a small
-    // upper level can rewrite the whole level below it: in the worst case, every table. That much,
-    // and the logs turned into tables, must stay free, or a compaction can strand the store.
-    const compaction = files.tables + files.logs
-    return { free: files.free, needed: files.logs + 2 * incoming + this.tuning.writeBufferSize + compaction }
+    await this.guard?.check(incoming, what)
   }
 
   /** Bytes of the database's files, and the free and total bytes of its disk; null in memory. */
   async diskUsage (): Promise<{ store: number, free: number, total: number } | null> {
-    if (this.dir == null) return null
-    const files = await dbFiles(join(this.dir, 'db'))
-    return files != null ? { store: files.all, free: files.free, total: files.total } : null
-  }
-
-  /** Bytes of table files in each LevelDB level (from its `leveldb.stats`, in whole MiB). */
-  private levelBytes (): number[] {
-    const db = this.db as unknown as { getProperty?: (p: string) => string }
-    if (typeof db.getProperty !== 'function') return []
-    const levels: number[] = []
-    let stats = ''
-    try { stats = db.getProperty('leveldb.stats') } catch {}
-    for (const m of stats.matchAll(/^\s*(\d+)\s+(\d+)\s+(\d+)\s/gm)) levels[Number(m[1])] = Number(m[3]) * 1024 * 1024
-    return Array.from(levels, v => v ?? 0)
+    return await this.guard?.usage() ?? null
   }
 
   private async run<T> (what: string, fn: () => Promise<T>, options?: AbortOptions): Promise<T> {
@@ -229,65 +245,20 @@ export class LevelStore implements ChunkStore {
     }
   }
 
-  // ---- ChunkStore ----
+  // ---- ChunkStore: see LevelChunks ----
 
-  cidOf (digest: Uint8Array): CID {
-    return chunkCidFromDigest(digest)
-  }
-
-  async has (digest: Uint8Array, options?: AbortOptions): Promise<boolean> {
-    return (await this.hasMany([digest], options))[0]
-  }
-
-  async hasMany (digests: Uint8Array[], options?: AbortOptions): Promise<boolean[]> {
-    if (digests.length === 0) return []
-    return await this.run('cannot look up chunks', async () => await this.chunks.hasMany(digests), options)
-  }
-
-  async get (digest: Uint8Array, options?: AbortOptions): Promise<VerifiedChunk> {
-    return (await this.getMany([digest], options))[0]
-  }
-
-  async getMany (digests: Uint8Array[], options?: AbortOptions): Promise<VerifiedChunk[]> {
-    if (digests.length === 0) return []
-    const values = await this.run('cannot read chunks', async () => await this.chunks.getMany(digests, { fillCache: false } as any), options)
-    return values.map((bytes, i) => {
-      if (bytes === undefined) throw new ChunkNotFoundError(`chunk ${this.cidOf(digests[i]).toString()} is not in the store`)
-      return verifyChunk(digests[i], bytes)
-    })
-  }
-
-  async putMany (chunks: VerifiedChunk[], options?: AbortOptions): Promise<void> {
-    if (chunks.length === 0) return
-    await this.ensureSpace(chunks.reduce((n, c) => n + c.bytes.length, 0), 'cannot store chunks')
-    await this.run('cannot store chunks', async () => {
-      await this.chunks.batch(chunks.map(c => ({ type: 'put' as const, key: c.digest, value: c.bytes })))
-    }, options)
-  }
-
-  async deleteMany (digests: Uint8Array[], options?: AbortOptions): Promise<void> {
-    if (digests.length === 0) return
-    await this.run('cannot delete chunks', async () => {
-      await this.chunks.batch(digests.map(d => ({ type: 'del' as const, key: d })))
-    }, options)
-  }
-
-  async * digests (options?: AbortOptions): AsyncIterable<Uint8Array> {
-    try {
-      for await (const key of this.chunks.keys()) {
-        options?.signal?.throwIfAborted()
-        yield key
-      }
-    } catch (err) {
-      throw mapLevelError(err, 'cannot list chunks', this.where)
-    }
-  }
-
-  /** The byte length of a stored chunk without verifying it, or undefined when absent. */
-  async rawChunkLength (digest: Uint8Array): Promise<number | undefined> {
-    const v = await this.run('cannot read chunk', async () => await this.chunks.get(digest, { fillCache: false } as any))
-    return v?.length
-  }
+  cidOf (digest: Uint8Array): CID { return this.chunkLog.cidOf(digest) }
+  async has (digest: Uint8Array, options?: AbortOptions): Promise<boolean> { return await this.chunkLog.has(digest, options) }
+  async hasMany (digests: Uint8Array[], options?: AbortOptions): Promise<boolean[]> { return await this.chunkLog.hasMany(digests, options) }
+  async get (digest: Uint8Array, options?: AbortOptions): Promise<VerifiedChunk> { return await this.chunkLog.get(digest, options) }
+  async getMany (digests: Uint8Array[], options?: AbortOptions): Promise<VerifiedChunk[]> { return await this.chunkLog.getMany(digests, options) }
+  async putMany (chunks: VerifiedChunk[], options?: AbortOptions): Promise<void> { await this.chunkLog.putMany(chunks, options) }
+  async deleteMany (digests: Uint8Array[], options?: AbortOptions): Promise<void> { await this.chunkLog.deleteMany(digests, options) }
+  digests (options?: AbortOptions): AsyncIterable<Uint8Array> { return this.chunkLog.digests(options) }
+  async rawChunkLength (digest: Uint8Array): Promise<number | undefined> { return await this.chunkLog.rawChunkLength(digest) }
+  async checkMany (digests: Uint8Array[]): Promise<ChunkHealth[]> { return await this.chunkLog.checkMany(digests) }
+  /** Bytes of chunk data and number of chunks held (from the chunk index). */
+  async chunkStats (): Promise<{ chunks: number, bytes: number }> { return await this.chunkLog.stats() }
 
   // ---- images ----
 
@@ -334,11 +305,16 @@ export class LevelStore implements ChunkStore {
     const bytes = encodeManifest(manifest)
     const hex = Buffer.from(manifest.digest).toString('hex')
     const full = recordOf(manifest, bytes, record)
-    const ops: BatchOp[] = lastChunks.map(c => ({ type: 'put', sublevel: this.chunks, key: c.digest, value: c.bytes }) as BatchOp)
-    ops.push({ type: 'put', sublevel: this.manifests, key: hex, value: bytes } as BatchOp)
-    ops.push({ type: 'put', sublevel: this.images, key: hex, value: full } as BatchOp)
-    await this.ensureSpace(lastChunks.reduce((n, c) => n + c.bytes.length, bytes.length), 'cannot record the image')
-    await this.exclusively(async () => { await this.run('cannot record the image', async () => { await this.db.batch(ops) }) })
+    await this.ensureSpace(bytes.length, 'cannot record the image')
+    // The last chunks' bytes go to the log first; their index entries go in the record's batch.
+    const ops = await this.chunkLog.append(lastChunks)
+    try {
+      ops.push({ type: 'put', sublevel: this.manifests, key: hex, value: bytes } as BatchOp)
+      ops.push({ type: 'put', sublevel: this.images, key: hex, value: full } as BatchOp)
+      await this.exclusively(async () => { await this.chunkLog.commit(ops, 'cannot record the image') })
+    } finally {
+      this.chunkLog.settle(ops)
+    }
     return full
   }
 
@@ -361,17 +337,31 @@ export class LevelStore implements ChunkStore {
     }
     if (ops.length === 0) return []
     await this.ensureSpace(bytes, 'cannot record the images')
-    await this.exclusively(async () => { await this.run('cannot record the images', async () => { await this.db.batch(ops) }) })
+    await this.exclusively(async () => { await this.chunkLog.commit(ops, 'cannot record the images') })
     return full
   }
 
   /**
    * Runs `fn` alone among record writes: commits, updates, lease grants, removals and eviction
    * decisions. A check and the write it decides then hold together: a lease cannot be granted between
-   * eviction's last look and the removal, nor an update put back a record that was just removed.
-   * `fn` must not call a method that takes this itself (updateRecord, noteRead, commitImage).
+   * eviction's last look and the removal, nor an update put back a record that was just removed. `fn`
+   * gets the catalog's reads and the writes this lock guards, and no method that takes the lock again,
+   * so it cannot deadlock on it.
    */
-  async exclusively<T> (fn: () => Promise<T>): Promise<T> {
+  async transaction<T> (fn: (tx: CatalogTransaction) => Promise<T>): Promise<T> {
+    return await this.recordMutex.write(async () => await fn(this.tx))
+  }
+
+  private readonly tx: CatalogTransaction = {
+    resolve: async ref => await this.resolve(ref),
+    getRecord: async hex => await this.getRecord(hex),
+    getManifest: async record => await this.getManifest(record),
+    leasesOf: async (hex, options) => await this.leasesOf(hex, options),
+    putLease: async lease => { await this.putLease(lease) },
+    removeImage: async record => { await this.removeImage(record) }
+  }
+
+  private async exclusively<T> (fn: () => Promise<T>): Promise<T> {
     return await this.recordMutex.write(fn)
   }
 
@@ -381,7 +371,12 @@ export class LevelStore implements ChunkStore {
       const rec = await this.resolve(ref)
       const next = { ...rec, ...patch }
       if (patch.state !== undefined && patch.state !== 'failed') delete next.reason
-      await this.run('cannot update the image record', async () => { await this.images.put(hexOf(rec), next) })
+      if (patch.state === 'available') {
+        // The image's chunks must be durable before its record says so.
+        await this.chunkLog.commit([{ type: 'put', sublevel: this.images, key: hexOf(rec), value: next } as BatchOp], 'cannot update the image record')
+      } else {
+        await this.run('cannot update the image record', async () => { await this.images.put(hexOf(rec), next) })
+      }
       return next
     })
   }
@@ -399,11 +394,8 @@ export class LevelStore implements ChunkStore {
     }).catch(() => {})
   }
 
-  /**
-   * Forgets an image (record, manifest and leases). Its chunks stay until the next {@link gc}. Run it
-   * inside {@link exclusively}, together with the checks that allowed it.
-   */
-  async removeImage (record: ImageRecord): Promise<void> {
+  /** Forgets an image (record, manifest and leases). Its chunks stay until the next {@link gc}. */
+  private async removeImage (record: ImageRecord): Promise<void> {
     const hex = hexOf(record)
     const leases = await this.leasesOf(hex, { includeExpired: true })
     await this.run('cannot remove the image', async () => {
@@ -417,8 +409,8 @@ export class LevelStore implements ChunkStore {
 
   // ---- leases ----
 
-  /** Adds or renews a holder's lease on a stored image. */
-  async putLease (lease: Lease): Promise<void> {
+  /** Adds or renews a holder's lease on a stored image (in a {@link transaction}, with the look that found the image). */
+  private async putLease (lease: Lease): Promise<void> {
     await this.run('cannot record the lease', async () => { await this.leaseKeys.put(lease.ref.slice('sha256:'.length) + lease.holder, lease) })
   }
 
@@ -449,8 +441,9 @@ export class LevelStore implements ChunkStore {
   }
 
   /**
-   * Mark and sweep: every chunk that no stored manifest names is deleted. Runs alone (write lock), so
-   * chunks of imports in flight in this process are never swept; other processes cannot hold the store.
+   * Mark and sweep: every chunk that no stored manifest names is deleted, and so are bytes in the
+   * chunk log that no index entry names (left by a crash). Runs alone (write lock), so chunks of imports
+   * in flight in this process are never swept; other processes cannot hold the store.
    */
   async gc (options?: AbortOptions & { keep?: () => Manifest[] }): Promise<GcResult> {
     return await this.lock.write(async () => {
@@ -471,88 +464,59 @@ export class LevelStore implements ChunkStore {
       }
       let chunks = 0
       let bytes = 0
+      const freedSeqs: bigint[] = []
       let doomed: Uint8Array[] = []
       const flush = async (): Promise<void> => {
-        for (const d of doomed) bytes += (await this.rawChunkLength(d)) ?? 0
         await this.deleteMany(doomed, options)
         chunks += doomed.length
         doomed = []
       }
-      for await (const digest of this.digests(options)) {
-        if (!marked.has(Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1'))) {
-          doomed.push(digest)
+      for await (const e of this.chunkLog.entries(options)) {
+        if (!marked.has(Buffer.from(e.digest.buffer, e.digest.byteOffset, e.digest.byteLength).toString('latin1'))) {
+          doomed.push(e.digest)
+          bytes += e.length
+          freedSeqs.push(e.seq)
           if (doomed.length >= 256) await flush()
         }
       }
       await flush()
-      if (chunks > 0 && await this.worthCompacting(bytes)) await this.compactChunks()
+      const orphans = await this.chunkLog.sweepOrphans(options)
+      chunks += orphans.chunks
+      bytes += orphans.bytes
+      if (chunks > 0) await this.compactFreed([...freedSeqs, ...orphans.seqs])
+      this.guard?.invalidate()
       return { chunks, bytes, keptImages: records.length }
     })
   }
 
   /**
-   * Whether to compact after deleting `freed` bytes of chunks. A compaction rewrites every chunk kept,
-   * so it runs only when that is worth it: an eighth or more of the tables is dead, or the disk is too
-   * full for another write buffer of chunks (an operator on a full disk runs gc to get space back).
-   */
-  private async worthCompacting (freed: number): Promise<boolean> {
-    const tables = this.levelBytes().reduce((a, b) => a + b, 0)
-    if (freed * 8 >= tables) return true
-    const space = await this.space(this.tuning.writeBufferSize)
-    return space != null && space.free < space.needed
-  }
-
-  /**
    * LevelDB frees the disk space of deleted chunks only when it compacts their tables, which otherwise
-   * happens at some later write: compact the chunks now, so that `gc` gives the space back at once.
-   * It rewrites only what is kept.
+   * happens at some later write: compact now, so that `gc` gives the space back at once. Chunks are in
+   * write order, so an image's chunks are mostly one range of the log: only the tables of the freed
+   * ranges are rewritten (what they still hold that is kept), not the whole log.
    */
-  private async compactChunks (): Promise<void> {
-    if (this.db.supports.additionalMethods.compactRange !== true) return
-    const prefix = (this.chunks as unknown as { prefix: string }).prefix
-    const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1)
+  private async compactFreed (seqs: bigint[]): Promise<void> {
+    const compactRange = (this.log as unknown as { compactRange?: (s: Uint8Array, e: Uint8Array) => Promise<void> }).compactRange
+    if (this.log.supports.additionalMethods.compactRange !== true || compactRange == null) return
+    const ranges: Array<[bigint, bigint]> = []
+    seqs.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    for (const s of seqs) {
+      const last = ranges[ranges.length - 1]
+      if (last != null && s === last[1] + 1n) last[1] = s
+      else ranges.push([s, s])
+    }
+    // Merge the ranges closest to each other until few are left.
+    while (ranges.length > MAX_COMPACTED_RANGES) {
+      let best = 0
+      for (let i = 1; i < ranges.length - 1; i++) if (ranges[i + 1][0] - ranges[i][1] < ranges[best + 1][0] - ranges[best][1]) best = i
+      ranges.splice(best, 2, [ranges[best][0], ranges[best + 1][1]])
+    }
     await this.run('cannot compact the store', async () => {
-      await (this.db as unknown as { compactRange: (s: string, e: string) => Promise<void> }).compactRange(prefix, end)
+      for (const [a, b] of ranges) await compactRange.call(this.log, LevelChunks.keyAt(a), LevelChunks.keyAt(b + 1n))
+      // The chunk index and the catalog are small; their tombstones go too.
+      await (this.db as unknown as { compactRange: (s: string, e: string) => Promise<void> }).compactRange('!x!', '!x"')
       // A compaction that fails (a full disk) is reported only to the next write: make one here.
       await this.meta.put('last-gc', new Date().toISOString())
-    })
-  }
-
-  /** Bytes of chunk data and number of chunks held (a full scan of keys and value sizes). */
-  async chunkStats (): Promise<{ chunks: number, bytes: number }> {
-    let chunks = 0
-    let bytes = 0
-    await this.run('cannot scan chunks', async () => {
-      for await (const v of this.chunks.values({ fillCache: false } as any)) {
-        chunks++
-        bytes += v.length
-      }
-    })
-    return { chunks, bytes }
-  }
-
-  /**
-   * Checks stored chunks without failing on the first bad one: each digest is `ok`, `missing` or
-   * `corrupt` (bytes that do not hash right, or that LevelDB itself reports damaged).
-   */
-  async checkMany (digests: Uint8Array[]): Promise<ChunkHealth[]> {
-    let values: Array<Uint8Array | undefined | Error>
-    try {
-      values = await this.chunks.getMany(digests, { fillCache: false } as any)
-    } catch {
-      // A damaged table fails the whole request: ask one by one to find which chunks it holds.
-      values = await Promise.all(digests.map(async d => await this.chunks.get(d, { fillCache: false } as any).catch((err: Error) => err)))
-    }
-    return values.map((v, i) => {
-      if (v === undefined) return 'missing'
-      if (v instanceof Error) return 'corrupt'
-      try {
-        verifyChunk(digests[i], v)
-        return 'ok'
-      } catch (err) {
-        if (err instanceof ChunkCorruptError) return 'corrupt'
-        throw err
-      }
     })
   }
 }

@@ -5,10 +5,9 @@
  * What the measurements showed: classic-level maps table files into memory and the pages it touches
  * count in the resident size. LevelDB keeps up to 64 table files open (`maxOpenFiles` minus 10; it
  * raises any value below 74 to 74), so mapped tables cost up to 64 × `maxFileSize`, and level-0 tables
- * are as large as the write buffer whatever `maxFileSize` says. With chunks keyed by random digests
- * every compaction rewrites whole levels, so a larger write buffer is faster (fewer, larger level-0
- * merges: disk writes fall from ~8× to ~2.4× the image as it grows from 2 to 64 MiB) but each MiB of it
- * costs ~9 MB of peak RSS. Only the smallest settings keep an import of a 1 GiB image near 200 MB.
+ * are as large as the write buffer whatever `maxFileSize` says. (With the format-1 layout, chunks keyed
+ * by random digests, every compaction rewrote whole levels, and a larger write buffer bought speed with
+ * memory; in write order there is little to buy.)
  */
 export interface LevelTuning {
   /** Bytes of the memtable; up to two are held, and each level-0 table file is this large. */
@@ -26,12 +25,14 @@ export interface LevelTuning {
 }
 
 /**
- * 2 MiB write buffer and 1 MiB table files (LevelDB's smallest): peak RSS ~150–215 MB for import and
- * export of 1 GiB, not growing with image size; imports take ~2.5× the CPU and 5–8× the time they take
- * with 64 MiB buffers (which peak at 740–930 MB). See docs/benchmarks.md for the curve.
+ * 1 MiB write buffer and 1 MiB table files (LevelDB's smallest). Chunk bytes are keyed in write order
+ * (src/store/level-chunks.ts), so compactions move the chunk log's level-0 tables down without
+ * rewriting them, and those tables stay as large as the write buffer: with 64 of them mapped, a 2 MiB
+ * buffer held ~130 MB of an export's resident size, 1 MiB ~65 MB, at the same import speed within the
+ * noise of a shared machine (docs/benchmarks.md). Not growing with image size.
  */
 export const DEFAULT_TUNING: Readonly<LevelTuning> = Object.freeze({
-  writeBufferSize: 2 * 1024 * 1024,
+  writeBufferSize: 1024 * 1024,
   maxFileSize: 1024 * 1024,
   maxOpenFiles: 74,
   cacheSize: 0,

@@ -23,15 +23,16 @@ export interface VerifyReport {
 const WINDOW = 64
 
 /**
- * Re-reads every chunk of the given images and checks it against its digest. Damaged chunks are
- * dropped (so a later import or fetch replaces them) and every image that misses a chunk is marked
+ * Re-reads every chunk of the given images and checks it against its digest. Damaged and missing
+ * chunks are dropped (so a later import or fetch stores them again) and every image that misses a chunk is marked
  * `failed` with the reason, so it is never served as `available` again until repaired.
  */
 export async function verifyImages (store: LevelStore, records: ImageRecord[], options: AbortOptions & { onProgress?: (bytes: number) => void } = {}): Promise<VerifyReport> {
   return await store.lock.read(async () => {
     const report: VerifyReport = { images: 0, chunks: 0, bytes: 0, problems: [], failed: [] }
     const good = new Set<string>()
-    const corrupt: Uint8Array[] = []
+    /** Damaged chunks, and missing ones the index may still name: dropped, so a re-import or fetch stores them again. */
+    const dropped: Uint8Array[] = []
     for (const rec of records) {
       options.signal?.throwIfAborted()
       report.images++
@@ -59,7 +60,7 @@ export async function verifyImages (store: LevelStore, records: ImageRecord[], o
             return
           }
           problems.push({ image: rec.ref, chunk: store.cidOf(window[k]).toString(), problem: h })
-          if (h === 'corrupt') corrupt.push(window[k])
+          dropped.push(window[k])
         })
         options.onProgress?.(report.bytes)
       }
@@ -71,7 +72,7 @@ export async function verifyImages (store: LevelStore, records: ImageRecord[], o
         await store.updateRecord(rec.ref, { state: 'failed', reason: `verify found ${missing} missing and ${damaged} damaged chunks` })
       }
     }
-    await store.deleteMany(corrupt).catch(() => {}) // best effort: a damaged table may refuse even deletes
+    await store.deleteMany(dropped).catch(() => {}) // best effort: a damaged table may refuse even deletes
     return report
   })
 }

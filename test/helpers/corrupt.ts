@@ -42,6 +42,31 @@ export async function flipImageBytes (s: Setup, ext: string, where: 'first' | 'm
   throw new Error(`bytes of the ${where} of the damaged image are in no ${ext} file of ${s.data}`)
 }
 
+/**
+ * Flips 16 bytes of the damaged image's record (its JSON, which names its ref) in the catalog's
+ * write-ahead log: the record is written in one batch with the image's manifest and the index entries
+ * of its last chunks, so LevelDB drops them all on the next open. Returns the files changed.
+ */
+export async function flipRecordBytes (s: Setup): Promise<string[]> {
+  const sample = Buffer.from(`"ref":"${s.damaged}"`)
+  const changed: string[] = []
+  for (const f of (await dbFiles(s.data, '.log')).filter(f => f.path.startsWith(join(s.data, 'db')))) {
+    const bytes = await readFile(f.path)
+    const i = bytes.lastIndexOf(sample)
+    if (i < 0) continue
+    const fh = await open(f.path, 'r+')
+    try {
+      await fh.write(Buffer.from(sample.subarray(8, 24)).map(b => b ^ 0xff), 0, 16, i + 8)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    changed.push(f.path)
+  }
+  if (changed.length === 0) throw new Error(`the record of ${s.damaged} is in no write-ahead log of the catalog in ${s.data}`)
+  return changed
+}
+
 /** Opens and closes the store once: LevelDB turns its write-ahead log into a table file on open. */
 export async function reopen (t: T, env: NodeJS.ProcessEnv): Promise<void> {
   const r = await runCli(['ls'], { env })

@@ -173,10 +173,12 @@ export async function runCliAs (uid: number, args: string[], env: Env, timeoutMs
   })
 }
 
-/** Files in the db dir of a data dir whose names end with `ext`, largest first. */
+/** Files of a data dir's databases (the catalog and the chunk log) whose names end with `ext`, largest first. */
 export async function dbFiles (dataDir: string, ext: string): Promise<Array<{ path: string, size: number }>> {
-  const dir = join(dataDir, 'db')
-  const names = (await readdir(dir)).filter(n => n.endsWith(ext))
-  const files = await Promise.all(names.map(async n => ({ path: join(dir, n), size: (await stat(join(dir, n))).size })))
+  const files: Array<{ path: string, size: number }> = []
+  for (const dir of [join(dataDir, 'db'), join(dataDir, 'chunks')]) {
+    const names = (await readdir(dir).catch(() => [])).filter(n => n.endsWith(ext))
+    files.push(...await Promise.all(names.map(async n => ({ path: join(dir, n), size: (await stat(join(dir, n))).size }))))
+  }
   return files.sort((a, b) => b.size - a.size)
 }
