@@ -1,4 +1,4 @@
-import { IMAGE_TYPES, type ImageType } from '../chunks/manifest.js'
+import { IMAGE_TYPES, type ImageType } from '../chunks/image-types.js'
 import { UsageError } from '../errors.js'
 import type { ImageListing } from '../local-node.js'
 import type { ImageRecord } from '../store/image-record.js'
