@@ -5,10 +5,7 @@ import { request as tlsRequest } from 'node:https'
 import { basename, dirname, join } from 'node:path'
 import type { Writable } from 'node:stream'
 import type { BundleImportResult, ImportBundleOptions } from '../bundle/bundle-import.js'
-import { writeBundleTo } from '../bundle/bundle-output.js'
-import { relayBundle } from '../bundle/bundle-relay.js'
 import type { WriteBundleOptions } from '../bundle/bundle-writer.js'
-import { keyFingerprint } from '../bundle/operator-key.js'
 import type { BundleSummary } from '../bundle/summary.js'
 import { ApiError, ApiUnreachableError, DigestMismatchError, OutputError } from '../errors.js'
 import type { CacheReport } from '../cache/evictor.js'
@@ -142,11 +139,14 @@ export class ApiClient implements ImageService {
   async createBundle (refs: string[], target: string | Writable, options: WriteBundleOptions = {}): Promise<BundleSummary> {
     const res = await this.send('POST', '/v1/bundles', { body: JSON.stringify({ refs }), headers: { 'content-type': 'application/json' }, signal: options.signal })
     if ((res.statusCode ?? 500) >= 400) throw errorFromBody(safeJson(await readText(res)), res.statusCode ?? 500)
+    // The bundle code (CAR, CBOR) loads only for the commands that use it.
+    const [{ writeBundleTo }, { relayBundle }] = await Promise.all([import('../bundle/bundle-output.js'), import('../bundle/bundle-relay.js')])
     return await writeBundleTo(target, relayBundle(completeBody(res, 'bundle'), options))
   }
 
   async importBundle (source: AsyncIterable<Uint8Array>, options: ImportBundleOptions = {}): Promise<BundleImportResult> {
     const q = new URLSearchParams()
+    const { keyFingerprint } = await import('../bundle/operator-key.js')
     for (const key of options.trust ?? []) q.append('trust', keyFingerprint(key))
     return await this.upload<BundleImportResult>(`/v1/bundles/import?${q.toString()}`, 'application/vnd.ipld.car', source, options)
   }

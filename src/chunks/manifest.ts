@@ -12,8 +12,8 @@ export const MANIFEST_VERSION = 1
 /** Bounds what a manifest from an untrusted source may make us allocate: ~1.8 M chunks, ~115 GiB at 64 KiB. */
 export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
-export const IMAGE_TYPES = ['kernel', 'ramdisk', 'machine', 'other'] as const
-export type ImageType = typeof IMAGE_TYPES[number]
+import { IMAGE_TYPES, type ImageType } from './image-types.js'
+export { IMAGE_TYPES, type ImageType }
 
 /** What an operator says about an image. Part of the manifest, so it is covered by the manifest CID. */
 export interface ImageMeta {

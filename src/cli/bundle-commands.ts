@@ -1,4 +1,3 @@
-import { inspectBundle } from '../bundle/bundle-inspect.js'
 import { generateOperatorKey, keyFingerprint, loadPublicKey, loadSigner, type BundleSigner } from '../bundle/operator-key.js'
 import type { BundleImage } from '../bundle/summary.js'
 import { UsageError } from '../errors.js'
@@ -72,6 +71,7 @@ async function bundleInspect (ctx: CommandContext, args: string[]): Promise<numb
   const input = await openInput(args[0], { signal: ctx.signal })
   const progress = startProgress('bundle inspect', input.size, !ctx.quiet)
   try {
+    const { inspectBundle } = await import('../bundle/bundle-inspect.js')
     const report = await inspectBundle(input.stream, { signal: ctx.signal, onProgress: progress.update })
     progress.stop()
     if (ctx.json) {

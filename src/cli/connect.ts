@@ -6,7 +6,7 @@ import { ApiClient } from '../api/client.js'
 import { DAEMON_FILE, type DaemonInfo } from '../daemon/daemon-file.js'
 import { prepareDataDir } from '../daemon/data-dir-modes.js'
 import { StoreLockedError, hasSystemCode } from '../errors.js'
-import { LocalNode } from '../local-node.js'
+import type { LocalNode } from '../local-node.js'
 import type { ImageService } from '../service.js'
 
 /** How a command reaches the images: the store in this process, or a running daemon's API. */
@@ -25,6 +25,7 @@ export async function connect (dataDir: string, api: string | undefined): Promis
   }
   try {
     await prepareDataDir(dataDir)
+    const { LocalNode } = await import('../local-node.js') // the store's modules load only for commands that use it
     return { kind: 'local', service: await LocalNode.open({ dir: dataDir }) }
   } catch (err) {
     // A daemon holds the store, or it is the daemon's and this user may not open it (a member of the

@@ -1,4 +1,5 @@
-import cliProgress from 'cli-progress'
+import { createRequire } from 'node:module'
+import type cliProgressType from 'cli-progress'
 import { formatBytes } from '../util/format.js'
 
 export interface Progress {
@@ -14,6 +15,8 @@ const NONE: Progress = { update: () => {}, stop: () => {} }
  */
 export function startProgress (label: string, total: number | undefined, enabled: boolean): Progress {
   if (!enabled || process.stderr.isTTY !== true) return NONE
+  // Loaded only when a bar is shown: most runs (scripts, pipes) never draw one.
+  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof cliProgressType
   const started = Date.now()
   const known = total != null && total > 0
   const bar = new cliProgress.SingleBar({

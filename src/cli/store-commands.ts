@@ -1,4 +1,4 @@
-import { IMAGE_TYPES, type ImageType } from '../chunks/manifest.js'
+import { IMAGE_TYPES, type ImageType } from '../chunks/image-types.js'
 import { UsageError } from '../errors.js'
 import { LocalNode, type ImageListing } from '../local-node.js'
 import { STORE_FORMAT_VERSION } from '../store/level-store.js'

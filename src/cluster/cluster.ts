@@ -5,7 +5,6 @@ import { fileURLToPath } from 'node:url'
 import { parseApiAddress } from '../api/address.js'
 import { ApiClient } from '../api/client.js'
 import { ClusterError, ImgswarmError, UsageError } from '../errors.js'
-import { loadOrCreateIdentity } from '../peer/identity.js'
 import type { LogLevel } from '../util/log.js'
 import { StateFile, newClusterId, readState, type ClusterNode, type ClusterResource, type ClusterState } from './cluster-state.js'
 import { pickPorts } from './loopback.js'
@@ -219,6 +218,7 @@ async function build (file: StateFile, options: ClusterUpOptions, shaping: Shapi
     const data = join(dir, `node${k}`)
     await file.record({ kind: 'file', path: data })
     await mkdir(data)
+    const { loadOrCreateIdentity } = await import('../peer/identity.js') // libp2p's crypto loads only for `up`
     const { peerId } = await loadOrCreateIdentity(data)
     const listen = netns ? `/ip4/${net.nodeAddress(k)}/tcp/${NETNS_PEER_PORT}` : `/ip4/127.0.0.1/tcp/${ports[k]}`
     state.nodes.push({ name: `node${k}`, data, api: `unix:${join(data, 'api.sock')}`, peerId: peerId.toString(), listen, multiaddrs: [], ...(netns ? { netns: net.nodeNs(k) } : {}) })

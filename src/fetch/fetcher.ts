@@ -6,14 +6,14 @@ import type { Origin } from '../origin/origin.js'
 import type { ImageRecord } from '../store/image-record.js'
 import { ingest } from '../store/ingest.js'
 import type { LevelStore } from '../store/level-store.js'
-import { readImage } from '../store/read-image.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { FetchJob, type FetchSource } from './fetch-job.js'
+import { InOrderHash } from './in-order-hash.js'
 import { LyingPeers } from './lying-peers.js'
 import { OriginClaims } from './origin-claims.js'
 import type { OriginFetchLimits } from './origin-chunks.js'
 import type { PeerSchedulerLimits } from './peer-scheduler.js'
-import type { HolderFinder, PeerSource } from './sources.js'
+import { hasBit, type HolderFinder, type PeerSource } from './sources.js'
 import { swarmFetch, type SwarmLimits } from './swarm-fetch.js'
 import { missingChunks, type Want } from './wants.js'
 
@@ -374,9 +374,14 @@ export class Fetcher {
       const spare = have.length * 8 - chunkCount(manifest)
       if (spare > 0) have[have.length - 1] &= 0xff << spare
       job.have = have
-      if (wants.length > 0) await this.fetchWants(hex, record.manifest, manifest, wants, job)
+      const storedBefore = Uint8Array.from(have) // job.have changes as chunks arrive
+      const whole = new InOrderHash(store, manifest, i => hasBit(storedBefore, i))
+      if (wants.length > 0) await this.fetchWants(hex, record.manifest, manifest, wants, job, whole)
       job.status.state = 'verifying'
-      for await (const _ of readImage(store, manifest)) { /* readImage checks every chunk and, at the end, the digest */ }
+      const actual = await whole.digest()
+      if (!actual.equals(manifest.digest)) {
+        throw new DigestMismatchError(`image assembled from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${hex}`)
+      }
       const b = job.status.bytes
       // Written before the hook is looked at: `hook?.(await …)` would skip the write when no hook is set.
       const available = await store.updateRecord(digestRef(hex), { state: 'available', lastAccess: new Date().toISOString(), sources: { local: b.local, peers: b.peer, origin: b.origin } })
@@ -388,7 +393,7 @@ export class Fetcher {
     }
   }
 
-  private async fetchWants (hex: string, manifestCid: string, manifest: Manifest, wants: Want[], job: FetchJob): Promise<void> {
+  private async fetchWants (hex: string, manifestCid: string, manifest: Manifest, wants: Want[], job: FetchJob, whole: InOrderHash): Promise<void> {
     const { store } = this.opts
     const controller = new AbortController()
     this.log.debug('fetching chunks', { image: digestRef(hex), missing: wants.length })
@@ -401,7 +406,10 @@ export class Fetcher {
         wants,
         holders: this.holders,
         origin: this.opts.origin,
-        verified: (chunk, want) => { job.chunkVerified(want.indices, chunk.bytes) },
+        verified: (chunk, want) => {
+          whole.add(want.indices, chunk.bytes)
+          job.chunkVerified(want.indices, chunk.bytes)
+        },
         deliver: async (chunks, ws) => {
           await store.putMany(chunks)
           job.chunksStored(ws.flatMap(w => w.indices))
