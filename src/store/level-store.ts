@@ -456,6 +456,8 @@ export class LevelStore implements ChunkStore {
       for (const m of options?.keep?.() ?? []) mark(m)
       const records = await this.listImages(options)
       for (const rec of records) {
+        // A failed image keeps its record (a retry fetches it afresh) but not its chunks.
+        if (rec.state === 'failed') continue
         try {
           mark(await this.getManifest(rec))
         } catch {
