@@ -158,6 +158,13 @@ type Assert<T extends true> = T
 /** Fails to compile when a field of NodeConfig has no entry in the table. */
 export type EveryFieldHasAnOption = Assert<[Exclude<Key, Covered>] extends [never] ? true : false>
 
+/** The table's entry for one field of NodeConfig. */
+export function optionOf<K extends Key> (key: K): Option<K> {
+  const found = OPTIONS.find(o => o.key === key)
+  if (found == null) throw new Error(`no option sets ${key}`)
+  return found as unknown as Option<K>
+}
+
 /** `--data` and `--config` are read before the table is: they say where the node and its file are. */
 export const DATA_OPTION: OptionDoc = {
   flag: 'data',
