@@ -8,7 +8,8 @@ import { errorFromBody } from '../src/api/http-errors.js'
 import { parseRange } from '../src/api/range.js'
 import { manifestCid } from '../src/chunks/manifest.js'
 import { MIN_PREFIX_DIGITS, digestRef, parseRef } from '../src/chunks/ref.js'
-import { loadConfig, type NodeConfig } from '../src/daemon/config.js'
+import { configKeys, loadConfig } from '../src/node/config.js'
+import type { NodeConfig } from '../src/node/options.js'
 import { UsageError } from '../src/errors.js'
 import { parseContentRange } from '../src/origin/content-range.js'
 import { fileOrigin } from '../src/origin/file-origin.js'
@@ -139,16 +140,16 @@ t.test('preheat node choices and error bodies from the API', async t => {
 // ---------------------------------------------------------------------------------------------
 // files a node reads: its config, its replica policies, the swarm key
 
-const CONFIG_KEYS = ['data', 'listen', 'bootstrap', 'mdns', 'origin', 'api', 'swarmKey', 'allowPeers', 'logLevel', 'maxSize', 'highWater', 'lowWater', 'evictionGraceMs', 'replicaIntervalMs']
+const CONFIG_KEYS = configKeys()
 /** JSON values, with the ones that break `String(v)` and plausible ones for each key. */
 const configValue = fc.oneof(
   fc.jsonValue({ maxDepth: 2 }),
-  fc.constantFrom({ toString: 1 }, { toString: 'x', valueOf: 'y' }, [{ toString: 1 }], '90%', '0.5', '10GiB', '80%', 'debug', 1e308, -1, 0, 86_400_001)
+  fc.constantFrom({ toString: 1 }, { toString: 'x', valueOf: 'y' }, [{ toString: 1 }], '90%', '0.5', '10GiB', '80%', 'debug', '30s', '5m', '1.5h', '100ms', 1e308, -1, 0, 86_400_001)
 )
 
 function configHolds (c: NodeConfig): boolean {
   const strings = (v: unknown): boolean => Array.isArray(v) && v.every(s => typeof s === 'string')
-  const ms = (v: number | undefined): boolean => v === undefined || (Number.isInteger(v) && v >= 0 && v <= 86_400_000)
+  const ms = (v: number): boolean => Number.isInteger(v) && v >= 0 && v <= 86_400_000
   return strings(c.listen) && c.listen.length > 0 && strings(c.bootstrap) && strings(c.allowPeers) && typeof c.api === 'string' &&
     (LOG_LEVELS as readonly string[]).includes(c.logLevel) && typeof c.mdns === 'boolean' &&
     c.highWater! > 0 && c.highWater! <= 1 && c.lowWater! > 0 && c.lowWater! < c.highWater! &&
@@ -169,21 +170,21 @@ t.test('the config file and IMGSWARM_* variables', async () => {
     fc.tuple(fc.constant(valid), mutations).map(([v, ops]) => Buffer.from(mutate(Buffer.from(v), ops)).toString('utf8')),
     fc.string({ maxLength: 40 })
   )
-  const env = fc.dictionary(fc.constantFrom('IMGSWARM_LISTEN', 'IMGSWARM_MDNS', 'IMGSWARM_MAX_SIZE', 'IMGSWARM_HIGH_WATER', 'IMGSWARM_LOW_WATER', 'IMGSWARM_EVICTION_GRACE_MS', 'IMGSWARM_LOG_LEVEL', 'IMGSWARM_REPLICA_INTERVAL_MS'),
-    fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('0.95', '50%', '1e400', '', ' , ,', 'NaN', 'Infinity')), { maxKeys: 3 })
+  const env = fc.dictionary(fc.constantFrom('IMGSWARM_LISTEN', 'IMGSWARM_MDNS', 'IMGSWARM_MAX_SIZE', 'IMGSWARM_HIGH_WATER', 'IMGSWARM_LOW_WATER', 'IMGSWARM_EVICTION_GRACE', 'IMGSWARM_EVICTION_GRACE_MS', 'IMGSWARM_LOG_LEVEL', 'IMGSWARM_REPLICA_INTERVAL', 'IMGSWARM_REPLICA_INTERVAL_MS'),
+    fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('0.95', '50%', '1e400', '', ' , ,', 'NaN', 'Infinity', '30s', '0', '2d', '1')), { maxKeys: 3 })
   const path = join(dir, 'config.json')
   await fc.assert(fc.asyncProperty(file, env, async (text, vars) => {
     await writeFile(path, text)
-    const c = await ownErrorOrAsync('loadConfig', async () => await loadConfig({ config: path }, vars, dir))
+    const c = await ownErrorOrAsync('loadConfig', async () => await loadConfig({ config: path }, vars, dir, { onWarning: () => {} }))
     return c === undefined || configHolds(c)
   }), fuzzParams(300))
 })
 
 t.test('config regressions: values whose String() throws are a UsageError', async t => {
   const path = join(dir, 'regression.json')
-  for (const key of ['maxSize', 'highWater', 'lowWater', 'evictionGraceMs', 'replicaIntervalMs']) {
+  for (const key of ['maxSize', 'highWater', 'lowWater', 'evictionGrace', 'replicaInterval', 'evictionGraceMs', 'replicaIntervalMs', 'maxUploadRate']) {
     await writeFile(path, `{"${key}":{"toString":1}}`)
-    await t.rejects(loadConfig({ config: path }, {}, dir), UsageError, key)
+    await t.rejects(loadConfig({ config: path }, {}, dir, { onWarning: () => {} }), UsageError, key)
   }
 })
 

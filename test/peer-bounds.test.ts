@@ -3,7 +3,8 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { Key } from 'interface-datastore'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import t from 'tap'
-import { loadConfig, type NodeConfig } from '../src/daemon/config.js'
+import { defaultConfig, loadConfig } from '../src/node/config.js'
+import type { NodeConfig } from '../src/node/options.js'
 import { clusterMember } from '../src/daemon/daemon.js'
 import { LocalNode } from '../src/local-node.js'
 import { rateLimitedOrigin } from '../src/origin/rate-limited-origin.js'
@@ -156,7 +157,7 @@ t.test('preheats and replica policies are taken from members only', async t => {
 })
 
 t.test('who counts as a member of the cluster', async t => {
-  const base = { data: '/x', listen: [], bootstrap: [], mdns: false, api: '', allowPeers: [], logLevel: 'info', importDirs: [], publishOrigins: [] } as NodeConfig
+  const base: NodeConfig = { ...defaultConfig('/x'), listen: [] }
   const id = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
   const other = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
   t.equal(clusterMember({ ...base, swarmKey: 'k' }, true)(id), true, 'with a swarm key, every peer that connected holds it')
@@ -176,7 +177,7 @@ t.test('rates: units, config, and the caps hold transfers to them', async t => {
   t.throws(() => parseRate('fast'), { code: 'IMGSWARM_USAGE' })
   t.throws(() => parseRate('0MB'), { code: 'IMGSWARM_USAGE' })
   const dir = await tempDir(t)
-  const c = await loadConfig({ maxUploadRate: '2MiB' }, { IMGSWARM_MAX_ORIGIN_RATE: '1Gbit' }, dir)
+  const c = await loadConfig({ 'max-upload-rate': '2MiB' }, { IMGSWARM_MAX_ORIGIN_RATE: '1Gbit' }, dir)
   t.equal(c.maxUploadRate, 2 * 1024 * 1024, 'the flag')
   t.equal(c.maxOriginRate, 125e6, 'the variable')
   t.equal((await loadConfig({}, {}, dir)).maxUploadRate, undefined, 'off by default')

@@ -1,5 +1,6 @@
 import { clusterDown, clusterStatus, clusterUp, defaultClusterDir, MAX_NODES } from '../cluster/cluster.js'
 import { UsageError } from '../errors.js'
+import { optionOf } from '../node/options.js'
 import { formatTable } from '../util/format.js'
 import { LOG_LEVELS, type LogLevel } from '../util/log.js'
 import { parseSizeLimit } from '../util/units.js'
@@ -22,9 +23,10 @@ async function up (ctx: CommandContext): Promise<number> {
   // Checked here, so that a typo fails before any node starts.
   const maxSize = str(ctx, 'max-size')
   if (maxSize != null) parseSizeLimit(maxSize)
-  const interval = wholeNumber(str(ctx, 'replica-interval'), '--replica-interval')
-  if (interval === 0) throw new UsageError('--replica-interval must be at least 1 second')
-  const daemonFlags = [...maxSize != null ? ['--max-size', maxSize] : [], ...interval != null ? ['--replica-interval', String(interval)] : []]
+  // Passed to every daemon as given, read here by the daemon's own option so that the units agree.
+  const interval = str(ctx, 'replica-interval')
+  if (interval != null) optionOf('replicaIntervalMs').unit.read(interval, '--replica-interval')
+  const daemonFlags = [...maxSize != null ? ['--max-size', maxSize] : [], ...interval != null ? ['--replica-interval', interval] : []]
   const talk = !ctx.json && !ctx.quiet
   const info = await clusterUp({
     nodes,
@@ -94,7 +96,7 @@ export const clusterCommands: Command[] = [
     name: 'cluster',
     summary: 'run a test cluster of N nodes on this machine (loopback, or network namespaces with tc limits)',
     usage: [
-      `imgswarm cluster up --nodes N [--netns] [--rate RATE] [--delay D] [--origin URL | --origin-dir DIR] [--dir DIR]\n         [--max-size SIZE] [--replica-interval S] [--json]`,
+      `imgswarm cluster up --nodes N [--netns] [--rate RATE] [--delay D] [--origin URL | --origin-dir DIR] [--dir DIR]\n         [--max-size SIZE] [--replica-interval DURATION] [--json]`,
       '       imgswarm cluster status [--dir DIR] [--json]',
       '       imgswarm cluster down [--dir DIR]'
     ].join('\n'),
@@ -115,7 +117,8 @@ export const clusterCommands: Command[] = [
       '  --timeout S       how long up waits for the nodes (default 30 + 2 per node)',
       '  --log-level L     the daemons\' log level (default info)',
       '  --max-size SIZE   every daemon\'s store cap (see imgswarm daemon --help)',
-      '  --replica-interval S  every daemon\'s replica repair period in seconds (default 30)',
+      '  --replica-interval DURATION',
+      '                    every daemon\'s replica repair period: 5s, 1m, or seconds (default 30s)',
       '  --json            up: {dir, origin, nodes: [{name, api, peerId, multiaddrs}]}; status: that with each node\'s state',
       'If up fails or is interrupted it removes what it made. down stops every process and removes every',
       'namespace, link and file of the cluster, also after a crash of up or of a node; with no cluster it does nothing.'

@@ -2,82 +2,28 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseApiAddress } from '../api/address.js'
 import { ApiClient } from '../api/client.js'
-import { loadConfig, type NodeConfig } from '../daemon/config.js'
+import { loadConfig } from '../node/config.js'
+import { NODE_FLAGS, nodeOptionsHelp, nodeUsage } from '../node/option-flags.js'
+import type { NodeConfig } from '../node/options.js'
 import { checkHolder } from '../store/lease.js'
 import { parseDuration } from '../util/units.js'
 import { DAEMON_FILE, type DaemonInfo } from '../daemon/daemon-file.js'
 import { ApiUnreachableError, ImgswarmError, UsageError } from '../errors.js'
 import type { PublishResult } from '../publish.js'
-import { createLogger, silentLogger, type LogLevel } from '../util/log.js'
+import { createLogger, silentLogger } from '../util/log.js'
 import { formatBytes, formatTable } from '../util/format.js'
 import type { Command, CommandContext } from './command.js'
 import { dataDirClient } from './connect.js'
-import { list, print, printJson, str } from './output.js'
+import { print, printJson, str } from './output.js'
 import { startProgress } from './progress.js'
 
 
-/** The daemon's flags; each also has an IMGSWARM_* variable and a config-file key (docs in README). */
-const NODE_OPTIONS = {
-  listen: { type: 'string', multiple: true },
-  bootstrap: { type: 'string', multiple: true },
-  mdns: { type: 'boolean' },
-  origin: { type: 'string' },
-  api: { type: 'string' },
-  'swarm-key': { type: 'string' },
-  'allow-peer': { type: 'string', multiple: true },
-  'log-level': { type: 'string' },
-  'max-size': { type: 'string' },
-  'high-water': { type: 'string' },
-  'low-water': { type: 'string' },
-  'eviction-grace': { type: 'string' },
-  'replica-interval': { type: 'string' },
-  'api-group': { type: 'string' },
-  'api-token-file': { type: 'string' },
-  'api-tls-cert': { type: 'string' },
-  'api-tls-key': { type: 'string' },
-  'import-dir': { type: 'string', multiple: true },
-  'publish-origin': { type: 'string', multiple: true },
-  open: { type: 'boolean' },
-  'open-requests': { type: 'boolean' },
-  'max-upload-rate': { type: 'string' },
-  'max-origin-rate': { type: 'string' },
-  config: { type: 'string' }
-} as const
-
-async function nodeConfig (ctx: CommandContext): Promise<NodeConfig> {
-  return await loadConfig({
-    listen: list(ctx, 'listen'),
-    bootstrap: list(ctx, 'bootstrap'),
-    mdns: ctx.values.mdns === true ? true : undefined,
-    origin: str(ctx, 'origin'),
-    api: str(ctx, 'api'),
-    swarmKey: str(ctx, 'swarm-key'),
-    allowPeers: list(ctx, 'allow-peer'),
-    logLevel: str(ctx, 'log-level') as LogLevel | undefined,
-    maxSize: str(ctx, 'max-size'),
-    highWater: str(ctx, 'high-water'),
-    lowWater: str(ctx, 'low-water'),
-    evictionGraceMs: secondsFlag(str(ctx, 'eviction-grace'), '--eviction-grace'),
-    replicaIntervalMs: secondsFlag(str(ctx, 'replica-interval'), '--replica-interval'),
-    apiGroup: str(ctx, 'api-group'),
-    apiTokenFile: str(ctx, 'api-token-file'),
-    apiTlsCert: str(ctx, 'api-tls-cert'),
-    apiTlsKey: str(ctx, 'api-tls-key'),
-    importDirs: list(ctx, 'import-dir'),
-    publishOrigins: list(ctx, 'publish-origin'),
-    open: ctx.values.open === true ? true : undefined,
-    openRequests: ctx.values['open-requests'] === true ? true : undefined,
-    maxUploadRate: str(ctx, 'max-upload-rate'),
-    maxOriginRate: str(ctx, 'max-origin-rate'),
-    config: str(ctx, 'config')
-  }, ctx.env, ctx.dataDir)
-}
-
-/** A flag's whole or fractional seconds, as ms (`--eviction-grace`, `--replica-interval`). */
-function secondsFlag (text: string | undefined, flag: string): number | undefined {
-  if (text == null) return undefined
-  if (!/^\d+(\.\d+)?$/.test(text)) throw new UsageError(`${flag} takes seconds, not "${text}"`)
-  return Number(text) * 1000
+/**
+ * The node's config from the command line, its variables and config file. Deprecation warnings go
+ * to `warn`: the daemon logs them (its stderr is a JSON log), `get` prints them.
+ */
+async function nodeConfig (ctx: CommandContext, warn: (message: string) => void): Promise<NodeConfig> {
+  return await loadConfig(ctx.values, ctx.env, ctx.dataDir, { onWarning: warn })
 }
 
 /** The client of the daemon that holds the data dir (or that --api / IMGSWARM_API names), if any. */
@@ -101,26 +47,20 @@ export const daemonCommands: Command[] = [
   {
     name: 'daemon',
     summary: 'run the peer in the foreground: serve neighbours, fetch, and answer the local API',
-    usage: 'imgswarm daemon [--listen MULTIADDR]… [--bootstrap MULTIADDR]… [--mdns] [--origin URL] [--api ADDR]\n       [--swarm-key FILE] [--allow-peer ID]… [--log-level error|warn|info|debug] [--config FILE]\n       [--max-size SIZE|PCT%] [--high-water SHARE] [--low-water SHARE] [--eviction-grace SECONDS]\n       [--replica-interval SECONDS] [--max-upload-rate RATE] [--max-origin-rate RATE] [--open [--open-requests]]',
+    usage: nodeUsage('daemon'),
     details: [
-      '--max-size caps the store (10GiB, 500G, or 40% of the data dir\'s disk): above --high-water of it (default 0.9)',
-      'the least recently used images that are not pinned, leased, in use or kept as replicas are evicted down to',
-      '--low-water (default 0.8); a fetch that cannot fit even then fails. Without it the store only grows.',
-      'An image fetched, imported or read in the last --eviction-grace seconds (default 60) is not evicted.',
-      '--max-upload-rate and --max-origin-rate cap the bytes a second served to all peers together and read from the',
-      'origin by all fetches together: RATE is bytes (100MB, 50MiB, 1G, each a second) or bits (800Mbit, 1Gbit). Off by default.',
-      'ADDR is HOST:PORT, http://HOST:PORT or unix:PATH (default 127.0.0.1:7480; loopback unless you name another).',
-      'Every flag has an IMGSWARM_* variable (IMGSWARM_LISTEN, IMGSWARM_BOOTSTRAP (comma-separated), IMGSWARM_MDNS,',
-      'IMGSWARM_ORIGIN, IMGSWARM_API, IMGSWARM_SWARM_KEY, IMGSWARM_ALLOW_PEER, IMGSWARM_LOG_LEVEL, IMGSWARM_MAX_SIZE,',
-      'IMGSWARM_HIGH_WATER, IMGSWARM_LOW_WATER, IMGSWARM_EVICTION_GRACE_MS, IMGSWARM_REPLICA_INTERVAL_MS,',
-      'IMGSWARM_MAX_UPLOAD_RATE, IMGSWARM_MAX_ORIGIN_RATE, IMGSWARM_OPEN, IMGSWARM_OPEN_REQUESTS) and a key in the',
-      'JSON config file (--config, IMGSWARM_CONFIG, or <data>/config.json). Flags win over variables over the file.',
-      'Logs are JSON lines on stderr. SIGINT or SIGTERM stops it cleanly; unfinished fetches resume at the next start.'
+      nodeOptionsHelp(),
+      '',
+      'Above --high-water of --max-size, the least recently used images that are not pinned, leased, in use or kept',
+      'as replicas are evicted down to --low-water. Logs are JSON lines on stderr. SIGINT or SIGTERM stops it cleanly;',
+      'unfinished fetches resume at the next start.'
     ].join('\n'),
-    options: NODE_OPTIONS,
+    options: NODE_FLAGS,
     async run (ctx) {
-      const config = await nodeConfig(ctx)
+      const warnings: string[] = []
+      const config = await nodeConfig(ctx, message => { warnings.push(message) })
       const log = createLogger(config.logLevel)
+      for (const message of warnings) log.warn(message)
       const { Daemon } = await import('../daemon/daemon.js') // libp2p loads only for commands that need it
       // The last resort: a fault that escaped every handler is logged, and the node's other fetches,
       // streams and peers carry on rather than dying with it.
@@ -142,7 +82,7 @@ export const daemonCommands: Command[] = [
     summary: 'fetch images through the daemon (peers first, origin last) and write them as files',
     usage: 'imgswarm get REF… (-o FILE | --dir DIR) [--lease ID [--ttl DURATION]] [--origin URL] [--bootstrap MULTIADDR]…',
     details: 'With one REF, -o names the file; with --dir each image is written as DIR/<sha256 hex>. A file appears only once\nits image checked. --lease leases each image it got to ID (a VM about to run on it; see imgswarm lease). With\nno daemon running, a node started in this process does the fetch (it takes the daemon\'s flags) and stops.',
-    options: { output: { type: 'string', short: 'o' }, dir: { type: 'string' }, lease: { type: 'string' }, ttl: { type: 'string' }, ...NODE_OPTIONS },
+    options: { output: { type: 'string', short: 'o' }, dir: { type: 'string' }, lease: { type: 'string' }, ttl: { type: 'string' }, ...NODE_FLAGS },
     async run (ctx) {
       const refs = ctx.positionals
       const out = str(ctx, 'output')
@@ -251,7 +191,7 @@ export const daemonCommands: Command[] = [
 
 /** `get` with no daemon: a node in this process dials the bootstrap peers, fetches, writes, stops. */
 async function getInProcess (ctx: CommandContext, refs: string[], target: (ref: string) => string): Promise<Array<PromiseSettledResult<{ ref: string, size: number }>>> {
-  const config = await nodeConfig(ctx)
+  const config = await nodeConfig(ctx, message => { process.stderr.write(`imgswarm get: ${message}\n`) })
   const { Daemon } = await import('../daemon/daemon.js')
   const daemon = await Daemon.start({ ...config, listen: ['/ip4/127.0.0.1/tcp/0'], api: `unix:${join(ctx.dataDir, 'get.sock')}` }, ctx.env.IMGSWARM_DEBUG === '1' ? createLogger('debug') : silentLogger)
   try {

@@ -6,7 +6,6 @@ import { ApiAccess } from '../api/access.js'
 import { formatApiAddress, isLocalOnly, parseApiAddress, type ApiAddress } from '../api/address.js'
 import { API_TOKEN_FILE, ensureApiToken } from '../api/api-token.js'
 import { readJson, sendJson, startApiServer, type ApiBackend, type ApiServer, type ApiServerOptions, type Route } from '../api/server.js'
-import { DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER } from '../cache/evictor.js'
 import { CacheFullError, ImageNotFoundError, UsageError } from '../errors.js'
 import { Fetcher } from '../fetch/fetcher.js'
 import { LocalNode } from '../local-node.js'
@@ -22,7 +21,7 @@ import { Announcer, DhtHolders } from '../peer/dht.js'
 import { ConnectedHolders, servePeers } from '../peer/peer-service.js'
 import type { Logger } from '../util/log.js'
 import { lookupGroup, type UnixGroup } from '../util/unix-accounts.js'
-import type { NodeConfig } from './config.js'
+import type { NodeConfig } from '../node/options.js'
 import { prepareDataDir } from './data-dir-modes.js'
 import { FetchSets } from './fetch-sets.js'
 import { swarmRoutes } from './preheat-routes.js'
@@ -90,7 +89,7 @@ export class Daemon {
     const local = await LocalNode.open({
       dir: config.data,
       cache: {
-        limits: config.maxSize != null ? { maxSize: config.maxSize, highWater: config.highWater ?? DEFAULT_HIGH_WATER, lowWater: config.lowWater ?? DEFAULT_LOW_WATER } : undefined,
+        limits: config.maxSize != null ? { maxSize: config.maxSize, highWater: config.highWater, lowWater: config.lowWater } : undefined,
         graceMs: config.evictionGraceMs,
         log,
         protects: hex => hooks.protects?.(hex) ?? false,

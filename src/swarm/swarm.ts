@@ -10,8 +10,9 @@ import { Preheats } from './preheat.js'
 import { ReplicaPolicies } from './replica-policies.js'
 import { ReplicaRepair } from './replica-repair.js'
 
-/** Default period of the replica repair rounds and of the policy anti-entropy. */
-export const DEFAULT_REPLICA_INTERVAL_MS = 30_000
+import { DEFAULT_REPLICA_INTERVAL_MS } from './defaults.js'
+
+export { DEFAULT_REPLICA_INTERVAL_MS }
 
 export interface SwarmOptions {
   node: AnyLibp2p

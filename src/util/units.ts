@@ -47,13 +47,28 @@ export function parseSize (text: string): number {
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
-/** A duration such as `90s`, `30m`, `12h`, `7d` (a bare number is seconds), in milliseconds. */
-export function parseDuration (text: string): number {
+/**
+ * A duration such as `90s`, `30m`, `12h`, `7d` (a bare number is seconds), in milliseconds. Zero is
+ * refused unless `zero` allows it (an eviction grace of none is meaningful, a lease of none is not).
+ */
+export function parseDuration (text: string, options: { zero?: boolean } = {}): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i.exec(text.trim())
   if (m == null) throw new UsageError(`invalid duration "${text}": expected a number and a unit, e.g. 90s, 30m, 12h, 7d`)
   const ms = Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 's').toLowerCase()])
-  if (!(ms > 0) || !Number.isSafeInteger(ms)) throw new UsageError(`invalid duration "${text}": must be positive`)
+  if (!Number.isSafeInteger(ms) || ms < 0 || (ms === 0 && options.zero !== true)) throw new UsageError(`invalid duration "${text}": must be positive`)
   return ms
+}
+
+/**
+ * A duration as text that {@link parseDuration} reads back: `60s`, `5m`, `1500ms`. The largest
+ * unit that counts at least two whole ones, so a minute reads `60s` rather than `1m`.
+ */
+export function formatDuration (ms: number): string {
+  if (ms === 0) return '0s'
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    if (ms >= 2 * DURATION_UNITS[unit] && ms % DURATION_UNITS[unit] === 0) return `${ms / DURATION_UNITS[unit]}${unit}`
+  }
+  return ms % 100 === 0 && ms > 0 ? `${ms / 1000}s` : `${ms}ms`
 }
 
 /** Bits a second per unit, for rates given in bits (`100Mbit`, `1Gbit`): network people's habit. */

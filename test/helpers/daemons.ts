@@ -3,7 +3,8 @@ import { pathToFileURL } from 'node:url'
 import { ApiClient } from '../../src/api/client.js'
 import { parseApiAddress } from '../../src/api/address.js'
 import { encodeManifest } from '../../src/chunks/manifest.js'
-import type { NodeConfig } from '../../src/daemon/config.js'
+import { defaultConfig } from '../../src/node/config.js'
+import type { NodeConfig } from '../../src/node/options.js'
 import { Daemon } from '../../src/daemon/daemon.js'
 import { LocalNode } from '../../src/local-node.js'
 import { fileOrigin } from '../../src/origin/file-origin.js'
@@ -26,14 +27,10 @@ export interface TestDaemon {
 export async function startDaemon (t: Teardown, options: { bootstrap?: string[], origin?: Origin, config?: Partial<NodeConfig>, dir?: string } = {}): Promise<TestDaemon> {
   const dir = options.dir ?? await tempDir(t)
   const config: NodeConfig = {
-    data: dir,
+    ...defaultConfig(dir),
     listen: ['/ip4/127.0.0.1/tcp/0'],
     bootstrap: options.bootstrap ?? [],
-    mdns: false,
     api: '127.0.0.1:0',
-    allowPeers: [],
-    importDirs: [],
-    publishOrigins: [],
     logLevel: 'warn',
     ...options.config
   }

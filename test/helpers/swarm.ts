@@ -1,4 +1,4 @@
-import type { NodeConfig } from '../../src/daemon/config.js'
+import type { NodeConfig } from '../../src/node/options.js'
 import type { Origin } from '../../src/origin/origin.js'
 import { livePeers } from '../../src/swarm/live-peers.js'
 import { POLICY } from '../../src/swarm/policy-protocol.js'
