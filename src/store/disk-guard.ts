@@ -4,7 +4,7 @@ import { formatBytes } from '../util/format.js'
 import { dbFiles, type DbFiles } from './db-files.js'
 
 /** The database files are listed again after this many bytes were written (or gc ran), not per batch. */
-const RELIST_BYTES = 64 * 1024 * 1024
+const RELIST_BYTES = 256 * 1024 * 1024
 /** The disk's free space is asked again after this many bytes were written, or this long. */
 const RESTAT_BYTES = 8 * 1024 * 1024
 const RESTAT_MS = 1000
