@@ -26,7 +26,7 @@ t.test('bytes flipped in the write-ahead log', async t => {
 })
 
 t.test('bytes flipped in the write-ahead log record that holds an image\'s record', async t => {
-  // An image's record is written in one batch with its manifest and its last chunks' index entries: LevelDB drops it all.
+  // An image's record is written in one batch with its manifest: LevelDB drops both.
   const s = await setup(t, IN_LOG)
   t.ok((await flipRecordBytes(s)).length > 0, 'bytes flipped in the write-ahead log')
   const v = await runCli(['verify', '--json'], { env: s.env })

@@ -74,7 +74,7 @@ export async function ingest (store: LevelStore, source: AsyncIterable<Uint8Arra
     if (options.expectRef != null && `sha256:${digest.toString('hex')}` !== options.expectRef) {
       throw new DigestMismatchError(`image hashes to sha256:${digest.toString('hex')}, expected ${options.expectRef}`)
     }
-    const fresh = await writer.onlyNew(last)
+    await writer.onlyNew(last) // counted here; commitImage stores them (waiting for any that another writer is storing)
     const manifest = builder.build(digest, params, options.meta)
     const now = new Date().toISOString()
     const previous = await store.getRecord(digest.toString('hex'))
@@ -86,7 +86,7 @@ export async function ingest (store: LevelStore, source: AsyncIterable<Uint8Arra
       lastAccess: now,
       hits: previous?.hits ?? 0,
       sources: options.from === 'origin' ? { local: 0, peers: 0, origin: size } : { local: size, peers: 0, origin: 0 }
-    }, fresh)
+    }, last)
     return { record, newChunks: counts.newChunks, newBytes: counts.newBytes }
   })
 }
@@ -140,7 +140,7 @@ class BatchWriter {
   private failed: unknown
   constructor (private readonly store: LevelStore, private readonly counts: { newChunks: number, newBytes: number }, private readonly options: AbortOptions) {}
 
-  /** Drops chunks already stored and counts the rest as new (for the last batch, once nothing else is in flight). */
+  /** Counts the chunks not stored yet as new (for the last batch, once nothing else of this import is in flight). */
   async onlyNew (chunks: VerifiedChunk[]): Promise<VerifiedChunk[]> {
     const present = await this.store.hasMany(chunks.map(c => c.digest), this.options)
     const seen = new Set<string>()

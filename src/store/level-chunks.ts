@@ -41,8 +41,12 @@ export class LevelChunks implements ChunkStore {
   private readonly where: string
   private readonly checkSpace: SpaceCheck
   private nextSeq: bigint = 0n
-  /** Digests written to the log whose index entries are not written yet, by key: found by has, kept by sweeps. */
-  private readonly pending = new Map<string, Uint8Array>()
+  /**
+   * Chunks written to the log whose index entries are not written yet, by key: kept by sweeps, and
+   * waited for by another writer of the same chunk (so that a write returns only once
+   * every chunk it was given is stored).
+   */
+  private readonly pending = new Map<string, { done: Promise<void>, settle: () => void }>()
   /** Shared by index writes, held alone while the log syncs and the catalog commits. */
   private readonly syncGate = new RwLock()
 
@@ -82,8 +86,8 @@ export class LevelChunks implements ChunkStore {
 
   async hasMany (digests: Uint8Array[], options?: AbortOptions): Promise<boolean[]> {
     if (digests.length === 0) return []
-    const found = await this.run('cannot look up chunks', async () => await this.index.hasMany(digests), options)
-    return found.map((f, i) => f || this.pending.has(keyOf(digests[i])))
+    // Chunks still being written are not stored yet: a reader told otherwise would not find them.
+    return await this.run('cannot look up chunks', async () => await this.index.hasMany(digests), options)
   }
 
   async get (digest: Uint8Array, options?: AbortOptions): Promise<VerifiedChunk> {
@@ -129,44 +133,64 @@ export class LevelChunks implements ChunkStore {
 
   /** {@link putMany}, returning how many chunks and bytes were not stored before. */
   async putNew (chunks: VerifiedChunk[], options?: AbortOptions): Promise<{ chunks: number, bytes: number }> {
-    const ops = await this.append(chunks, options)
-    if (ops.length === 0) return { chunks: 0, bytes: 0 }
-    try {
-      await this.syncGate.read(async () => {
-        await this.run('cannot store chunks', async () => { await this.catalog.batch(ops) }, options)
-      })
-    } finally {
-      this.settle(ops)
+    const stored = { chunks: 0, bytes: 0 }
+    for (let todo = chunks; todo.length > 0;) {
+      const { ops, elsewhere, waits } = await this.append(todo, options)
+      if (ops.length > 0) {
+        try {
+          await this.syncGate.read(async () => {
+            await this.run('cannot store chunks', async () => { await this.catalog.batch(ops) }, options)
+          })
+        } finally {
+          this.settle(ops)
+        }
+        stored.chunks += ops.length
+        for (const op of ops) stored.bytes += lengthOf((op as { value: Uint8Array }).value)
+      }
+      // Chunks another writer was storing: once it is done, whatever it failed to store is ours to.
+      // Waited for only after our own chunks are settled, so two writers never wait for each other.
+      await Promise.all(waits)
+      todo = elsewhere
     }
-    let bytes = 0
-    for (const op of ops) bytes += lengthOf((op as { value: Uint8Array }).value)
-    return { chunks: ops.length, bytes }
+    return stored
   }
 
   /**
    * Writes the bytes of the chunks not stored yet to the log and returns the index entries that make
-   * them stored: the caller writes those to the catalog (in a commit's batch, or alone), then calls
-   * {@link settle} whatever the outcome.
+   * them stored: the caller writes those to the catalog, then calls {@link settle} whatever the
+   * outcome. Chunks that another writer is storing are returned apart (`elsewhere`), with promises
+   * that settle when it is done; the caller waits for them after settling its own.
    */
-  async append (chunks: VerifiedChunk[], options?: AbortOptions): Promise<BatchOp[]> {
-    if (chunks.length === 0) return []
+  async append (chunks: VerifiedChunk[], options?: AbortOptions): Promise<{ ops: BatchOp[], elsewhere: VerifiedChunk[], waits: Array<Promise<void>> }> {
+    const ops: BatchOp[] = []
+    const elsewhere: VerifiedChunk[] = []
+    const waits: Array<Promise<void>> = []
+    if (chunks.length === 0) return { ops, elsewhere, waits }
     const present = await this.hasMany(chunks.map(c => c.digest), options)
     // From here to the pending marks, no await: two writers of the same chunk cannot both pass.
-    const fresh: VerifiedChunk[] = []
-    const ops: BatchOp[] = []
     const writes: BatchOp[] = []
+    const mine = new Set<string>()
     let bytes = 0
     chunks.forEach((c, i) => {
       const k = keyOf(c.digest)
-      if (present[i] || this.pending.has(k)) return
+      if (mine.has(k)) return
+      const other = this.pending.get(k)
+      if (other != null) {
+        waits.push(other.done)
+        elsewhere.push(c)
+        return
+      }
+      if (present[i]) return
       const seq = this.nextSeq++
-      this.pending.set(k, c.digest)
-      fresh.push(c)
+      let settle!: () => void
+      const done = new Promise<void>(resolve => { settle = resolve })
+      this.pending.set(k, { done, settle })
+      mine.add(k)
       bytes += c.bytes.length
       writes.push({ type: 'put', key: logKey(seq, c.digest), value: c.bytes } as BatchOp)
       ops.push({ type: 'put', sublevel: this.index, key: c.digest, value: indexEntry(seq, c.bytes.length) } as BatchOp)
     })
-    if (fresh.length === 0) return []
+    if (writes.length === 0) return { ops, elsewhere, waits }
     try {
       await this.checkSpace(bytes, 'cannot store chunks')
       await this.run('cannot store chunks', async () => { await this.log.batch(writes) }, options)
@@ -174,12 +198,17 @@ export class LevelChunks implements ChunkStore {
       this.settle(ops)
       throw err
     }
-    return ops
+    return { ops, elsewhere, waits }
   }
 
   /** Forgets the pending state of chunks whose index entries were written (or will never be). */
   settle (ops: BatchOp[]): void {
-    for (const op of ops) if (op.sublevel === this.index) this.pending.delete(keyOf(op.key as Uint8Array))
+    for (const op of ops) {
+      if (op.sublevel !== this.index) continue
+      const k = keyOf(op.key as Uint8Array)
+      this.pending.get(k)?.settle()
+      this.pending.delete(k)
+    }
   }
 
   /**

@@ -298,23 +298,22 @@ export class LevelStore implements ChunkStore {
   }
 
   /**
-   * Records an image and its manifest in one atomic batch together with `lastChunks` (the chunks not yet
-   * written). The caller has checked that every other chunk is stored and that the digest is right.
+   * Stores `lastChunks` (the chunks not yet written), then records an image and its manifest in one
+   * atomic, durable batch. The caller has checked that every other chunk is stored and that the digest
+   * is right.
    */
   async commitImage (manifest: Manifest, record: CommitFields, lastChunks: VerifiedChunk[] = []): Promise<ImageRecord> {
     const bytes = encodeManifest(manifest)
     const hex = Buffer.from(manifest.digest).toString('hex')
     const full = recordOf(manifest, bytes, record)
     await this.ensureSpace(bytes.length, 'cannot record the image')
-    // The last chunks' bytes go to the log first; their index entries go in the record's batch.
-    const ops = await this.chunkLog.append(lastChunks)
-    try {
-      ops.push({ type: 'put', sublevel: this.manifests, key: hex, value: bytes } as BatchOp)
-      ops.push({ type: 'put', sublevel: this.images, key: hex, value: full } as BatchOp)
-      await this.exclusively(async () => { await this.chunkLog.commit(ops, 'cannot record the image') })
-    } finally {
-      this.chunkLog.settle(ops)
-    }
+    // The last chunks first (a crash before the record leaves them for gc), then the record.
+    await this.chunkLog.putNew(lastChunks)
+    const ops: BatchOp[] = [
+      { type: 'put', sublevel: this.manifests, key: hex, value: bytes } as BatchOp,
+      { type: 'put', sublevel: this.images, key: hex, value: full } as BatchOp
+    ]
+    await this.exclusively(async () => { await this.chunkLog.commit(ops, 'cannot record the image') })
     return full
   }
 

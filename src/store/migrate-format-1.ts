@@ -67,7 +67,8 @@ export async function migrateFormat1 (s: MigrationTarget, options: { onMigrate?:
           progress.damaged++
         }
       }
-      const ops: BatchOp[] = await s.chunks.append(good)
+      // The migration is the store's only writer while it runs: no chunk is being stored elsewhere.
+      const { ops } = await s.chunks.append(good)
       try {
         for (const [digest] of entries) ops.push({ type: 'del', sublevel: old, key: digest } as BatchOp)
         await run('cannot move chunks to the chunk log', async () => { await s.catalog.batch(ops) })

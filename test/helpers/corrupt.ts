@@ -44,8 +44,8 @@ export async function flipImageBytes (s: Setup, ext: string, where: 'first' | 'm
 
 /**
  * Flips 16 bytes of the damaged image's record (its JSON, which names its ref) in the catalog's
- * write-ahead log: the record is written in one batch with the image's manifest and the index entries
- * of its last chunks, so LevelDB drops them all on the next open. Returns the files changed.
+ * write-ahead log: the record is written in one batch with the image's manifest, so LevelDB drops both
+ * on the next open. Returns the files changed.
  */
 export async function flipRecordBytes (s: Setup): Promise<string[]> {
   const sample = Buffer.from(`"ref":"${s.damaged}"`)
