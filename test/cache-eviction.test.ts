@@ -80,7 +80,9 @@ t.test('pinned, leased and in-use images survive eviction while concurrent fetch
   const images = names.map(n => seededBytes(n === 'inuse' ? 16 * MiB : 2 * MiB, `protect-${n}`))
   const { origin } = await originWith(t, images)
   const refs = Object.fromEntries(names.map((n, i) => [n, sha256Ref(images[i])]))
-  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 32 * MiB }, highWater: 0.9, lowWater: 0.5, evictionGraceMs: 0 } })
+  // A short grace: v1 and v2 leave it before the new fetches, which stay in it, so a fetch that ends
+  // while another is admitted is not what that admission evicts (whatever the machine's load).
+  const d = await startDaemon(t, { origin, config: { maxSize: { bytes: 32 * MiB }, highWater: 0.9, lowWater: 0.5, evictionGraceMs: 2000 } })
   for (const n of ['pinned', 'leased', 'inuse', 'v1', 'v2']) await d.daemon.fetcher.fetch(refs[n])
   await d.client.pin(refs.pinned)
   const lease = await d.client.lease(refs.leased, 'vm-0042')
@@ -94,6 +96,7 @@ t.test('pinned, leased and in-use images survive eviction while concurrent fetch
   t.teardown(() => { res.destroy() })
   t.ok(d.daemon.local.inUse.has(refs.inuse.slice(7)), 'the stalled read holds the image in use')
 
+  await new Promise(resolve => setTimeout(resolve, 2100))
   // 24 MiB stored; three more 2 MiB fetches at once cross the 28.8 MiB mark.
   const fetched = await Promise.all(['n1', 'n2', 'n3'].map(async n => await d.daemon.fetcher.fetch(refs[n])))
   t.same(fetched.map(r => r.state), ['available', 'available', 'available'], 'every concurrent fetch finished')

@@ -82,6 +82,8 @@ interface Candidate {
 interface Survey {
   refs: ChunkRefs
   candidates: Candidate[]
+  /** When the first image that is busy only by its grace period leaves it: the survey is stale from then. */
+  graceEnds: number
 }
 
 /**
@@ -361,7 +363,8 @@ export class Evictor {
 
   /** The survey of the last 5 s, or a new one (see SURVEY_REUSE_MS); `admitting` is busy in a new one. */
   private async recentSurvey (admitting?: string): Promise<Survey> {
-    if (this.recent != null && Date.now() - this.recent.at < SURVEY_REUSE_MS) return this.recent.survey
+    const now = Date.now()
+    if (this.recent != null && now - this.recent.at < SURVEY_REUSE_MS && now < this.recent.survey.graceEnds) return this.recent.survey
     const survey = await this.survey(admitting)
     this.recent = { survey, at: Date.now() }
     return survey
@@ -389,7 +392,14 @@ export class Evictor {
     // Room promised to fetches that have not written their record yet counts as used.
     for (const [hex, r] of this.reserved) if (!present.has(hex) && hex !== admitting) refs.total += r.bytes
     this.lastUsed = refs.total
-    return { refs, candidates }
+    const grace = this.opts.graceMs ?? DEFAULT_GRACE_MS
+    const now = Date.now()
+    let graceEnds = Infinity
+    for (const { record } of candidates) {
+      const ends = Date.parse(record.lastAccess) + grace
+      if (ends > now) graceEnds = Math.min(graceEnds, ends)
+    }
+    return { refs, candidates, graceEnds }
   }
 
   private async serial<T> (fn: () => Promise<T>): Promise<T> {
