@@ -3,15 +3,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { tempDir } from './helpers/cli.js'
 import { seededBytes, sha256Ref, streamOf } from './helpers/data.js'
-import { breakingOrigin, countingOrigin, originWith, startDaemon, waitReady } from './helpers/daemons.js'
-
-async function metric (client: { send: (m: string, p: string) => Promise<AsyncIterable<unknown>> }, name: string, labels = ''): Promise<number> {
-  const res = await client.send('GET', '/metrics')
-  let text = ''
-  for await (const piece of res) text += String(piece)
-  const line = text.split('\n').find(l => l.startsWith(`${name}${labels} `))
-  return line == null ? NaN : Number(line.split(' ')[1])
-}
+import { breakingOrigin, countingOrigin, metric, originWith, startDaemon, waitReady } from './helpers/daemons.js'
 
 t.test('B gets an image that A holds while the origin sees no read at all', async t => {
   const bytes = seededBytes(24 * 1024 * 1024 + 123, 'p2p')

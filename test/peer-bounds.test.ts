@@ -19,17 +19,9 @@ import { FetchJob } from '../src/fetch/fetch-job.js'
 import { parseRate } from '../src/util/units.js'
 import { tempDir } from './helpers/cli.js'
 import { seededBytes, streamOf } from './helpers/data.js'
-import { originWith, startDaemon } from './helpers/daemons.js'
+import { metric, originWith, startDaemon } from './helpers/daemons.js'
 import { spamProviders } from './helpers/dht-spam.js'
 import { spawnPeers, waitFor } from './helpers/peers.js'
-
-async function metric (client: { send: (m: string, p: string) => Promise<AsyncIterable<unknown>> }, name: string, labels = ''): Promise<number> {
-  const res = await client.send('GET', '/metrics')
-  let text = ''
-  for await (const piece of res) text += String(piece)
-  const line = text.split('\n').find(l => l.startsWith(`${name}${labels} `))
-  return line == null ? NaN : Number(line.split(' ')[1])
-}
 
 t.test('a peer flooding a daemon with ADD_PROVIDER gets its per-peer share kept, no more; the daemon goes on answering', async t => {
   const d = await startDaemon(t)

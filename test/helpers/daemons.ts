@@ -120,3 +120,12 @@ export async function originWith (t: Teardown, images: Uint8Array[], options: { 
   }
   return { origin, url, refs }
 }
+
+/** A metric's value from a daemon's /metrics (NaN when it has no such series). */
+export async function metric (client: { send: (m: string, p: string) => Promise<AsyncIterable<unknown>> }, name: string, labels = ''): Promise<number> {
+  const res = await client.send('GET', '/metrics')
+  let text = ''
+  for await (const piece of res) text += String(piece)
+  const line = text.split('\n').find(l => l.startsWith(`${name}${labels} `))
+  return line == null ? NaN : Number(line.split(' ')[1])
+}
