@@ -353,10 +353,11 @@ export class Evictor {
    * only), so the manifests are read only when the store may be near its cap.
    */
   private async upperBound (): Promise<number> {
+    const reserved = this.reservedNow()
     const records = await this.store.listImages()
     const present = new Set(records.map(r => hexOf(r)))
     let bytes = records.reduce((n, r) => n + r.size, 0)
-    for (const [hex, r] of this.reserved) if (!present.has(hex)) bytes += r.bytes
+    for (const [hex, r] of reserved) if (!present.has(hex)) bytes += r.bytes
     this.lastUsed = bytes
     return bytes
   }
@@ -370,7 +371,16 @@ export class Evictor {
     return survey
   }
 
+  /**
+   * The reservations, copied before the records are listed: a fetch that writes its record and drops
+   * its reservation while the listing is read is then counted once, not missed.
+   */
+  private reservedNow (): Array<[string, { bytes: number }]> {
+    return [...this.reserved].map(([hex, r]) => [hex, { bytes: r.bytes }])
+  }
+
   private async survey (admitting?: string): Promise<Survey> {
+    const reserved = this.reservedNow()
     const records = await this.store.listImages()
     const leased = new Set((await this.store.leases()).map(l => l.ref))
     const refs = new ChunkRefs()
@@ -390,7 +400,7 @@ export class Evictor {
       candidates.push({ record, protect })
     }
     // Room promised to fetches that have not written their record yet counts as used.
-    for (const [hex, r] of this.reserved) if (!present.has(hex) && hex !== admitting) refs.total += r.bytes
+    for (const [hex, r] of reserved) if (!present.has(hex) && hex !== admitting) refs.total += r.bytes
     this.lastUsed = refs.total
     const grace = this.opts.graceMs ?? DEFAULT_GRACE_MS
     const now = Date.now()
