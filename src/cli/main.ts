@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { ImgswarmError, InterruptedError, UsageError } from '../errors.js'
 import { cacheCommands } from './cache-commands.js'
@@ -10,6 +9,7 @@ import { daemonCommands } from './daemon-commands.js'
 import { storeCommands } from './store-commands.js'
 import { bundleCommands } from './bundle-commands.js'
 import { swarmCommands } from './swarm-commands.js'
+import { packageVersion } from '../util/version.js'
 
 const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   data: { type: 'string' },
@@ -20,11 +20,6 @@ const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
 }
 
 const commands: Command[] = [...storeCommands, ...cacheCommands, ...bundleCommands, ...daemonCommands, ...swarmCommands, ...clusterCommands]
-
-function version (): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
-  return pkg.version
-}
 
 function mainHelp (): string {
   const width = Math.max(...commands.map(c => c.name.length))
@@ -62,7 +57,7 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
     return name === undefined ? 2 : 0
   }
   if (name === '--version') {
-    process.stdout.write(version() + '\n')
+    process.stdout.write(packageVersion() + '\n')
     return 0
   }
   const command = commands.find(c => c.name === name)

@@ -16,6 +16,7 @@ import { createPeerNode, peerDatastore, type PeerNode } from '../peer/libp2p-nod
 import { PeerLimits } from '../peer/peer-limits.js'
 import type { PeerId } from '../peer/types.js'
 import { burstFor, rateLimitedOrigin } from '../origin/rate-limited-origin.js'
+import { observedOrigin } from '../origin/observed-origin.js'
 import { TokenBucket } from '../util/token-bucket.js'
 import { Announcer, DhtHolders } from '../peer/dht.js'
 import { ConnectedHolders, servePeers } from '../peer/peer-service.js'
@@ -100,7 +101,7 @@ export class Daemon {
     try {
       const opened = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin) : undefined)
       if (opened?.close != null) cleanups.push(async () => { await opened.close?.() })
-      const origin = opened != null && config.maxOriginRate != null ? rateLimitedOrigin(opened, config.maxOriginRate) : opened
+      const limited = opened != null && config.maxOriginRate != null ? rateLimitedOrigin(opened, config.maxOriginRate) : opened
       const { privateKey } = await loadOrCreateIdentity(config.data)
       const peer = await createPeerNode({
         privateKey,
@@ -114,6 +115,7 @@ export class Daemon {
       const cacheGauges = config.maxSize != null ? { used: () => local.evictor.lastUsed, cap: async () => await local.evictor.capBytes() } : undefined
       const metrics = new DaemonMetrics(local.store, () => peer.getConnections().length, cacheGauges)
       hooks.metrics = metrics
+      const origin = limited != null ? observedOrigin(limited, (op, why) => { metrics.originFailed(op, why) }) : undefined
       const evictor = local.evictor
       cleanups.push(async () => { evictor.stop(); await evictor.settled() })
       const announcer = new Announcer(peer, local.store, log)

@@ -1,7 +1,9 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { DhtCounts } from '../peer/dht-bounds.js'
 import type { FetchObserver } from '../fetch/fetcher.js'
-import type { LevelStore } from '../store/level-store.js'
+import { STORE_FORMAT_VERSION, type LevelStore } from '../store/level-store.js'
+import type { OriginFailure, OriginOp } from '../origin/observed-origin.js'
+import { packageVersion } from '../util/version.js'
 
 /**
  * The daemon's Prometheus metrics. Label sets are bounded: sources, outcomes and states are fixed
@@ -18,12 +20,22 @@ export class DaemonMetrics {
   readonly servedBytes = new Counter({ name: 'imgswarm_served_bytes_total', help: 'Chunk and manifest bytes sent to peers', registers: [this.registry] })
   readonly evictions = new Counter({ name: 'imgswarm_evictions_total', help: 'Images evicted to keep the store under its --max-size', registers: [this.registry] })
   readonly evictedBytes = new Counter({ name: 'imgswarm_evicted_bytes_total', help: 'Chunk bytes that evictions freed (shared chunks other images keep are not counted)', registers: [this.registry] })
+  readonly originErrors = new Counter({ name: 'imgswarm_origin_errors_total', help: 'Origin calls that failed after their retries, by what they did (stat, read, manifest, write) and why (not_found, access_denied, timeout, range, other); calls this node aborted are not counted', labelNames: ['op', 'why'] as const, registers: [this.registry] })
   readonly refusedFetches = new Counter({ name: 'imgswarm_cache_full_refusals_total', help: 'Fetches refused because the image did not fit under --max-size even after eviction', registers: [this.registry] })
 
   constructor (store: LevelStore, peersConnected: () => number, cache?: { used: () => number, cap: () => Promise<number | null> }) {
     for (const source of ['local', 'peer', 'origin']) this.fetchedBytes.inc({ source }, 0)
     for (const result of ['hit', 'miss']) this.cache.inc({ result }, 0)
+    for (const op of ['stat', 'read', 'manifest', 'write']) for (const why of ['not_found', 'access_denied', 'timeout', 'range', 'other']) this.originErrors.inc({ op, why }, 0)
     const registry = this.registry
+    // The process's CPU, memory, open files and event-loop lag, and Node.js's heap and GC, under their usual names.
+    collectDefaultMetrics({ register: registry })
+    new Gauge({
+      name: 'imgswarm_build_info',
+      help: 'Always 1; the labels say which imgswarm, Node.js and store format this node runs',
+      labelNames: ['version', 'nodejs', 'store_format'] as const,
+      registers: [registry]
+    }).set({ version: packageVersion(), nodejs: process.versions.node, store_format: String(STORE_FORMAT_VERSION) }, 1)
     new Gauge({
       name: 'imgswarm_store_disk_bytes',
       help: 'Bytes of the store\'s files on disk',
@@ -111,6 +123,11 @@ export class DaemonMetrics {
       registers: [this.registry],
       collect () { this.set(refusedRequests()) }
     })
+  }
+
+  /** Counts an origin call that failed (the daemon's origin is wrapped by `observedOrigin`). */
+  originFailed (op: OriginOp, why: OriginFailure): void {
+    this.originErrors.inc({ op, why })
   }
 
   /** The hooks the fetcher reports through. */

@@ -10,7 +10,8 @@ export function rateLimitedOrigin (inner: Origin, bytesPerSecond: number): Origi
   const bucket = new TokenBucket(bytesPerSecond, burstFor(bytesPerSecond))
   return {
     url: inner.url,
-    capabilities: inner.capabilities,
+    // A getter: a backend may learn at run time that its server ignores Range.
+    get capabilities () { return inner.capabilities },
     stat: inner.stat.bind(inner),
     read: (hex: string, options?: OriginReadOptions) => ({
       async * [Symbol.asyncIterator] () {

@@ -15,10 +15,10 @@ export interface CliResult {
   stderr: string
 }
 
-/** Runs `bin/imgswarm` as a user would, with a time limit; stdin gets `input` when given. */
-export async function runCli (args: string[], options: { env?: NodeJS.ProcessEnv, input?: Uint8Array | string, timeoutMs?: number } = {}): Promise<CliResult> {
+/** Runs `bin/imgswarm` (or another copy of it, `bin`) as a user would, with a time limit; stdin gets `input` when given. */
+export async function runCli (args: string[], options: { env?: NodeJS.ProcessEnv, input?: Uint8Array | string, timeoutMs?: number, bin?: string } = {}): Promise<CliResult> {
   return await new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, {
+    const child = spawn(options.bin ?? BIN, args, {
       env: { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe']
     })
