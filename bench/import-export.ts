@@ -28,7 +28,7 @@ import { MiB, machine, mdTable, median, seededStream } from './util.js'
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const BIN = join(ROOT, 'bin', 'imgswarm')
 const RUN_OP = join(ROOT, 'dist', 'bench', 'run-op.js')
-const SIZES = (process.env.BENCH_SIZES ?? '512,4096').split(',').map(Number)
+const SIZES = (process.env.BENCH_SIZES ?? '512,4096').split(',').filter(s => s !== '').map(Number)
 const REPS = Number(process.env.BENCH_REPS ?? 3)
 const SWEEP_SIZE = Number(process.env.BENCH_SWEEP_SIZE ?? 1024)
 

@@ -137,3 +137,28 @@ t.test('a store of another format version is refused, not touched', async t => {
   await t.rejects(LocalNode.open({ dir }), StoreVersionError)
   await t.rejects(LocalNode.open({ dir }), /format version 99; this imgswarm reads versions 1 \(migrated on open\) and 2/)
 })
+
+t.test('gc reads the chunk log for unnamed bytes only after a session that may have left some', async t => {
+  const dir = await tempDir(t)
+  let node = await openNode(t, dir)
+  await node.importStream(pieces(seededBytes(3 * 1024 * 1024, 'kept')))
+  t.equal(node.store.chunkLog.needsSweep(), false, 'indexed writes leave nothing to sweep')
+  // Log bytes whose index entries are never written: what a process killed in between leaves.
+  const unnamed = chunkOf(seededBytes(200000, 'unnamed'))
+  const { ops } = await node.store.chunkLog.append([unnamed])
+  t.equal(ops.length, 1, 'the bytes are in the log')
+  await node.close()
+
+  node = await openNode(t, dir)
+  t.equal(node.store.chunkLog.needsSweep(), true, 'the next session knows the last one left bytes unindexed')
+  const swept = await node.gc()
+  t.same({ chunks: swept.chunks, bytes: swept.bytes }, { chunks: 1, bytes: 200000 }, 'gc swept exactly the unnamed bytes')
+  t.equal(node.store.chunkLog.needsSweep(), false, 'after the sweep, nothing to sweep')
+  await node.importStream(pieces(seededBytes(1024 * 1024, 'more')))
+  await node.close()
+
+  node = await openNode(t, dir)
+  t.equal(node.store.chunkLog.needsSweep(), false, 'a session that ended cleanly leaves nothing to sweep')
+  t.same((await node.gc()).chunks, 0, 'and gc finds nothing')
+  t.equal((await node.list()).length, 2, 'both images are still there')
+})

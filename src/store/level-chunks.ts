@@ -4,7 +4,7 @@ import { chunkCidFromDigest, verifyChunk, type VerifiedChunk } from '../chunks/c
 import { ChunkCorruptError, ChunkNotFoundError } from '../errors.js'
 import { RwLock } from '../util/rw-lock.js'
 import type { AbortOptions, ChunkStore } from './chunk-store.js'
-import { mapLevelError } from './level-errors.js'
+import { mapLevelError, runLevel } from './level-errors.js'
 
 export type Db = AbstractLevel<string | Uint8Array, any, any>
 export type BatchOp = AbstractBatchOperation<Db, any, any>
@@ -19,6 +19,17 @@ const ENTRY_BYTES = 12
 
 /** Checks the space a write of `bytes` needs, throwing StoreFullError when it is not there. */
 export type SpaceCheck = (bytes: number, what: string) => Promise<void>
+
+/**
+ * A durable flag in the catalog saying that the chunk log may hold bytes no index entry names: set
+ * before a session's first log write, cleared when the session ends with every log write indexed.
+ * Found set on open, the last session was cut short (a crash, a kill) and `gc` must sweep the log.
+ */
+export interface UnsweptMark {
+  isSet: () => Promise<boolean>
+  set: () => Promise<void>
+  clear: () => Promise<void>
+}
 
 /**
  * Chunk bytes in write order. The bytes live in a LevelDB of their own (the chunk log), keyed by an
@@ -49,31 +60,67 @@ export class LevelChunks implements ChunkStore {
   private readonly pending = new Map<string, { done: Promise<void>, settle: () => void }>()
   /** Shared by index writes, held alone while the log syncs and the catalog commits. */
   private readonly syncGate = new RwLock()
+  private readonly unswept: UnsweptMark
+  /** The mark was found set on open: a session before this one may have left unnamed bytes. */
+  private inherited = false
+  /** The mark is set for this session (the promise of setting it, shared by concurrent writers). */
+  private marking: Promise<void> | undefined
+  /** Log writes of this session whose index entries were not written (failures, or never committed). */
+  private unindexed = 0
+  /** {@link unindexed} when the last full sweep started: what it may not have seen is above. */
+  private sweptUpTo = 0
 
-  constructor (log: Db, catalog: Db, index: Sub<Uint8Array, Uint8Array>, where: string, checkSpace: SpaceCheck) {
+  constructor (log: Db, catalog: Db, index: Sub<Uint8Array, Uint8Array>, where: string, checkSpace: SpaceCheck, unswept: UnsweptMark) {
     this.log = log
     this.catalog = catalog
     this.index = index
     this.where = where
     this.checkSpace = checkSpace
+    this.unswept = unswept
   }
 
-  /** Starts the counter after the last key in the log. */
+  /** Starts the counter after the last key in the log, and reads whether the last session ended cleanly. */
   async init (): Promise<void> {
     await this.run('cannot open the chunk log', async () => {
       for await (const key of this.log.keys({ reverse: true, limit: 1 })) {
         if ((key as Uint8Array).length === KEY_BYTES) this.nextSeq = Buffer.from(key as Uint8Array).readBigUInt64BE(0) + 1n
       }
+      this.inherited = await this.unswept.isSet()
     })
   }
 
-  private async run<T> (what: string, fn: () => Promise<T>, options?: AbortOptions): Promise<T> {
-    options?.signal?.throwIfAborted()
+  /**
+   * Whether the log may hold bytes that no index entry names, so that `gc` has to read the whole log
+   * ({@link sweepOrphans}): after a session cut short, or a log write of this one left unindexed.
+   * Otherwise a gc deletes by the index alone and does not read gigabytes of chunk bytes for nothing.
+   */
+  needsSweep (): boolean {
+    return this.inherited || this.unindexed > this.sweptUpTo
+  }
+
+  /**
+   * Ends the session: clears the durable mark when every log write of this session was indexed (or
+   * swept) and nothing is in flight. Otherwise it stays, and the next session's gc sweeps.
+   */
+  async release (): Promise<void> {
+    if (this.marking == null || this.needsSweep() || this.pending.size > 0) return
+    await this.marking
+    await this.unswept.clear()
+  }
+
+  /** Sets the durable mark before the first log write of this session (later writes find it set). */
+  private async markUnswept (): Promise<void> {
+    this.marking ??= this.unswept.set()
     try {
-      return await fn()
+      await this.marking
     } catch (err) {
-      throw mapLevelError(err, what, this.where)
+      this.marking = undefined
+      throw err
     }
+  }
+
+  private async run<T> (what: string, fn: () => Promise<T>, options?: AbortOptions): Promise<T> {
+    return await runLevel(what, this.where, fn, options)
   }
 
   cidOf (digest: Uint8Array): CID {
@@ -137,12 +184,14 @@ export class LevelChunks implements ChunkStore {
     for (let todo = chunks; todo.length > 0;) {
       const { ops, elsewhere, waits } = await this.append(todo, options)
       if (ops.length > 0) {
+        let indexed = false
         try {
           await this.syncGate.read(async () => {
             await this.run('cannot store chunks', async () => { await this.catalog.batch(ops) }, options)
           })
+          indexed = true
         } finally {
-          this.settle(ops)
+          this.settle(ops, indexed)
         }
         stored.chunks += ops.length
         for (const op of ops) stored.bytes += lengthOf((op as { value: Uint8Array }).value)
@@ -192,6 +241,7 @@ export class LevelChunks implements ChunkStore {
     })
     if (writes.length === 0) return { ops, elsewhere, waits }
     try {
+      await this.run('cannot store chunks', async () => { await this.markUnswept() })
       await this.checkSpace(bytes, 'cannot store chunks')
       await this.run('cannot store chunks', async () => { await this.log.batch(writes) }, options)
     } catch (err) {
@@ -201,10 +251,14 @@ export class LevelChunks implements ChunkStore {
     return { ops, elsewhere, waits }
   }
 
-  /** Forgets the pending state of chunks whose index entries were written (or will never be). */
-  settle (ops: BatchOp[]): void {
+  /**
+   * Forgets the pending state of chunks whose index entries were written (`indexed`) or will never
+   * be; in that case their bytes are in the log unnamed, for the next sweep.
+   */
+  settle (ops: BatchOp[], indexed = false): void {
     for (const op of ops) {
       if (op.sublevel !== this.index) continue
+      if (!indexed) this.unindexed++
       const k = keyOf(op.key as Uint8Array)
       this.pending.get(k)?.settle()
       this.pending.delete(k)
@@ -216,13 +270,18 @@ export class LevelChunks implements ChunkStore {
    * meanwhile, so every index entry the batch makes durable names bytes already on the disk.
    */
   async commit (ops: BatchOp[], what: string): Promise<void> {
-    await this.syncGate.write(async () => {
-      await this.run(what, async () => {
-        await this.log.put(SYNC_KEY, new Uint8Array(0), { sync: true, keyEncoding: 'view', valueEncoding: 'view' } as any)
-        await this.catalog.batch(ops, { sync: true } as any)
+    let indexed = false
+    try {
+      await this.syncGate.write(async () => {
+        await this.run(what, async () => {
+          await this.log.put(SYNC_KEY, new Uint8Array(0), { sync: true, keyEncoding: 'view', valueEncoding: 'view' } as any)
+          await this.catalog.batch(ops, { sync: true } as any)
+        })
       })
-    })
-    this.settle(ops)
+      indexed = true
+    } finally {
+      this.settle(ops, indexed)
+    }
   }
 
   async deleteMany (digests: Uint8Array[], options?: AbortOptions): Promise<void> {
@@ -237,8 +296,16 @@ export class LevelChunks implements ChunkStore {
         logKeys.push({ type: 'del', key: logKey(seqOf(e), digests[i]), keyEncoding: 'view' } as BatchOp)
       })
       // Index first: a crash in between leaves unnamed bytes (swept later), never a name without bytes.
+      if (logKeys.length > 0) await this.markUnswept()
       await this.index.batch(digests.map(d => ({ type: 'del' as const, key: d })))
-      if (logKeys.length > 0) await this.log.batch(logKeys)
+      if (logKeys.length > 0) {
+        try {
+          await this.log.batch(logKeys)
+        } catch (err) {
+          this.unindexed++
+          throw err
+        }
+      }
     }, options)
   }
 
@@ -289,6 +356,7 @@ export class LevelChunks implements ChunkStore {
    * in LevelDB's blocks): run by gc, which reads the whole store anyway.
    */
   async sweepOrphans (options?: AbortOptions): Promise<{ chunks: number, bytes: number, seqs: bigint[] }> {
+    const from = this.unindexed
     let chunks = 0
     let bytes = 0
     const seqs: bigint[] = []
@@ -316,6 +384,9 @@ export class LevelChunks implements ChunkStore {
       }
       await flush()
     }, options)
+    // Every unnamed byte written before the sweep started is gone; later ones are left for the next.
+    this.inherited = false
+    this.sweptUpTo = from
     return { chunks, bytes, seqs }
   }
 

@@ -2,6 +2,19 @@ import {
   ImgswarmError, StoreCorruptError, StoreFullError, StoreIoError, StoreLockedError, hasSystemCode
 } from '../errors.js'
 
+/**
+ * Runs one LevelDB operation of the store in `dir`, turning its failure into our error for that
+ * condition ({@link mapLevelError}); checks `signal` first, so an aborted caller starts nothing.
+ */
+export async function runLevel<T> (what: string, dir: string, fn: () => Promise<T>, options?: { signal?: AbortSignal }): Promise<T> {
+  options?.signal?.throwIfAborted()
+  try {
+    return await fn()
+  } catch (err) {
+    throw mapLevelError(err, what, dir)
+  }
+}
+
 /** Turns a LevelDB (classic-level) failure into our error for that condition, keeping it as `cause`. */
 export function mapLevelError (err: unknown, what: string, dir: string): Error {
   if (err instanceof ImgswarmError) return err

@@ -14,8 +14,8 @@ import type { AbortOptions, ChunkStore } from './chunk-store.js'
 import { DiskGuard } from './disk-guard.js'
 import { hexOf, type ImageRecord } from './image-record.js'
 import { leaseExpired, type Lease } from './lease.js'
-import { LevelChunks, type BatchOp, type ChunkHealth, type Db } from './level-chunks.js'
-import { mapLevelError } from './level-errors.js'
+import { LevelChunks, type BatchOp, type ChunkHealth, type Db, type UnsweptMark } from './level-chunks.js'
+import { mapLevelError, runLevel } from './level-errors.js'
 import { DEFAULT_TUNING, type LevelTuning } from './tuning.js'
 import { makeDataDir } from './make-data-dir.js'
 import { FORMAT_1, migrateFormat1, type MigrationProgress } from './migrate-format-1.js'
@@ -82,6 +82,8 @@ export interface GcResult {
 
 /** At most this many key ranges of the chunk log are compacted after a gc (the closest are merged). */
 const MAX_COMPACTED_RANGES = 32
+/** Meta key of the chunk log's unswept mark (see UnsweptMark): set while a session may leave unnamed bytes. */
+const UNSWEPT_KEY = 'log-unswept'
 
 /**
  * One node's store: chunk bytes in a log in write order (see {@link LevelChunks}), and the catalog:
@@ -128,7 +130,12 @@ export class LevelStore implements ChunkStore {
     this.guard = dir == null
       ? undefined
       : new DiskGuard({ catalogDir: join(dir, 'db'), logDir: join(dir, 'chunks'), writeBufferSize: tuning.writeBufferSize, maxFileSize: tuning.maxFileSize, where: dir })
-    this.chunkLog = new LevelChunks(log, db, index, dir ?? 'memory', async (n, what) => { await this.guard?.check(n, what) })
+    const unswept: UnsweptMark = {
+      isSet: async () => await this.meta.get(UNSWEPT_KEY) !== undefined,
+      set: async () => { await this.meta.put(UNSWEPT_KEY, new Date().toISOString(), { sync: true } as any) },
+      clear: async () => { await this.meta.del(UNSWEPT_KEY, { sync: true } as any) }
+    }
+    this.chunkLog = new LevelChunks(log, db, index, dir ?? 'memory', async (n, what) => { await this.guard?.check(n, what) }, unswept)
   }
 
   static async open (options: OpenStoreOptions = {}): Promise<LevelStore> {
@@ -191,6 +198,8 @@ export class LevelStore implements ChunkStore {
   }
 
   async close (): Promise<void> {
+    // Best effort: a mark left set costs the next gc one read of the log, nothing more.
+    if (this.db.status === 'open') await this.chunkLog.release().catch(() => {})
     await Promise.allSettled([this.db.close(), this.log.close()])
   }
 
@@ -237,12 +246,7 @@ export class LevelStore implements ChunkStore {
   }
 
   private async run<T> (what: string, fn: () => Promise<T>, options?: AbortOptions): Promise<T> {
-    options?.signal?.throwIfAborted()
-    try {
-      return await fn()
-    } catch (err) {
-      throw mapLevelError(err, what, this.where)
-    }
+    return await runLevel(what, this.where, fn, options)
   }
 
   // ---- ChunkStore: see LevelChunks ----
@@ -481,7 +485,7 @@ export class LevelStore implements ChunkStore {
         }
       }
       await flush()
-      const orphans = await this.chunkLog.sweepOrphans(options)
+      const orphans = this.chunkLog.needsSweep() ? await this.chunkLog.sweepOrphans(options) : { chunks: 0, bytes: 0, seqs: [] }
       chunks += orphans.chunks
       bytes += orphans.bytes
       if (chunks > 0) await this.compactFreed([...freedSeqs, ...orphans.seqs])

@@ -2,7 +2,7 @@ import type { AbstractSublevel } from 'abstract-level'
 import { verifyChunk, type VerifiedChunk } from '../chunks/cid.js'
 import type { DiskGuard } from './disk-guard.js'
 import type { BatchOp, Db, LevelChunks } from './level-chunks.js'
-import { mapLevelError } from './level-errors.js'
+import { runLevel } from './level-errors.js'
 
 /** The format that kept chunk bytes in the catalog, under sublevel `c`, keyed by digest. */
 export const FORMAT_1 = '1'
@@ -44,13 +44,7 @@ export interface MigrationTarget {
 export async function migrateFormat1 (s: MigrationTarget, options: { onMigrate?: (p: MigrationProgress) => void, signal?: AbortSignal } = {}): Promise<MigrationProgress> {
   const old = s.catalog.sublevel<Uint8Array, Uint8Array>('c', { keyEncoding: 'view', valueEncoding: 'view' })
   const progress: MigrationProgress = { chunks: 0, bytes: 0, damaged: 0, done: false, totalBytes: await estimate(s.catalog) }
-  const run = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn()
-    } catch (err) {
-      throw mapLevelError(err, what, s.where)
-    }
-  }
+  const run = async <T>(what: string, fn: () => Promise<T>): Promise<T> => await runLevel(what, s.where, fn)
   options.onMigrate?.({ ...progress })
   let sinceCompaction = 0
   const it = old.iterator({ fillCache: false } as any)
@@ -69,11 +63,13 @@ export async function migrateFormat1 (s: MigrationTarget, options: { onMigrate?:
       }
       // The migration is the store's only writer while it runs: no chunk is being stored elsewhere.
       const { ops } = await s.chunks.append(good)
+      let indexed = false
       try {
         for (const [digest] of entries) ops.push({ type: 'del', sublevel: old, key: digest } as BatchOp)
         await run('cannot move chunks to the chunk log', async () => { await s.catalog.batch(ops) })
+        indexed = true
       } finally {
-        s.chunks.settle(ops)
+        s.chunks.settle(ops, indexed)
       }
       progress.chunks += entries.length
       for (const [, bytes] of entries) {
