@@ -1,0 +1,127 @@
+import type { ImageType } from '../chunks/manifest.js'
+import { digestRef } from '../chunks/ref.js'
+import { DigestMismatchError, ImageNotAvailableError } from '../errors.js'
+import { checkedAgainst, type GlanceImage, type GlanceOrigin } from '../origin/glance-origin.js'
+import type { GlanceAlias } from '../store/glance-aliases.js'
+import type { ImageRecord } from '../store/image-record.js'
+import { ingest } from '../store/ingest.js'
+import type { LevelStore } from '../store/level-store.js'
+import { silentLogger, type Logger } from '../util/log.js'
+
+const HEX64 = /^[0-9a-f]{64}$/
+
+/** What {@link GlanceImages.resolve} found: the sha256 to fetch by, and the check to run once fetched. */
+export interface ResolvedGlanceImage {
+  hex: string
+  image: GlanceImage
+  /** Checks the fetched image against Glance's word and records the alias; absent when already done. */
+  verify?: (record: ImageRecord) => Promise<void>
+  /** Where the sha256 came from. */
+  from: 'alias' | 'glance-hash' | 'glance-download'
+}
+
+export interface ResolveOptions {
+  /** The caller's Keystone token; the origin's own when absent. */
+  token?: string
+  signal?: AbortSignal
+  /** Glance's metadata when the caller just read it (with the same token). */
+  image?: GlanceImage
+}
+
+/**
+ * Maps Glance image ids to the sha256 the swarm names images by. Glance is asked about the id every
+ * time, with the caller's token (so Glance decides who may read it, and only `active` images go on).
+ * The sha256 then comes from, in order: the node's alias table (an earlier verified fetch); Glance's
+ * own hash when Glance hashes with sha256 (the fetch checks it); else the whole image is read from
+ * Glance once, checked against Glance's size and `os_hash_value`, and stored, and the alias recorded.
+ * Concurrent requests for one new id share one download.
+ */
+export class GlanceImages {
+  private readonly downloads = new Map<string, Promise<string>>()
+  private readonly log: Logger
+  /** Bytes of image data read from Glance by this resolver's downloads. */
+  downloadedBytes = 0
+
+  constructor (private readonly origin: GlanceOrigin, private readonly store: LevelStore, log?: Logger) {
+    this.log = log ?? silentLogger
+    origin.lookupId = async hex => (await store.glanceAliases.idsOf(hex))[0]
+  }
+
+  async resolve (id: string, options: ResolveOptions = {}): Promise<ResolvedGlanceImage> {
+    const image = options.image ?? await this.origin.describe(id, { token: options.token, signal: options.signal })
+    if (image.status !== 'active') throw new ImageNotAvailableError(`Glance image ${id} is ${image.status}, not active`)
+    const alias = await this.store.glanceAliases.get(id)
+    if (alias != null && agrees(alias, image)) {
+      this.origin.learn(alias.hex, image.id, options.token)
+      return { hex: alias.hex, image, from: 'alias' }
+    }
+    if (alias != null) this.log.warn('a recorded Glance alias no longer matches what Glance says; it is checked again', { id, alias })
+    const ownHash = image.os_hash_algo === 'sha256' ? image.os_hash_value?.toLowerCase() : undefined
+    if (ownHash != null && HEX64.test(ownHash)) {
+      // The fetch checks the bytes against the sha256, which is Glance's own hash here.
+      this.origin.learn(ownHash, image.id, options.token)
+      return {
+        hex: ownHash,
+        image,
+        from: 'glance-hash',
+        verify: async record => {
+          if (record.size !== image.size) throw new DigestMismatchError(`Glance image ${id} has ${image.size ?? '?'} bytes, but ${record.ref} has ${record.size}`)
+          await this.record(image, ownHash)
+        }
+      }
+    }
+    let download = this.downloads.get(image.id)
+    if (download == null) {
+      download = this.download(image, options).finally(() => { this.downloads.delete(image.id) })
+      this.downloads.set(image.id, download)
+    }
+    const hex = await download
+    this.origin.learn(hex, image.id, options.token)
+    return { hex, image, from: 'glance-download' }
+  }
+
+  /** Reads the whole image from Glance into the store, checked against Glance's hash and size. */
+  private async download (image: GlanceImage, options: ResolveOptions): Promise<string> {
+    const started = Date.now()
+    const self = this
+    async function * counted (): AsyncGenerator<Uint8Array> {
+      for await (const piece of self.origin.readById(image.id, { token: options.token, signal: options.signal })) {
+        self.downloadedBytes += piece.length
+        yield piece
+      }
+    }
+    const meta = { type: typeOf(image), name: image.name ?? '', format: image.disk_format ?? '' }
+    const { record } = await ingest(this.store, checkedAgainst(image, counted()), { meta, from: 'origin', signal: options.signal })
+    const hex = record.ref.slice('sha256:'.length)
+    await this.record(image, hex)
+    this.log.info('Glance image stored', { id: image.id, image: digestRef(hex), bytes: record.size, ms: Date.now() - started })
+    return hex
+  }
+
+  private async record (image: GlanceImage, hex: string): Promise<void> {
+    await this.store.glanceAliases.put({
+      id: image.id,
+      hex,
+      endpoint: this.origin.endpoint,
+      size: image.size ?? 0,
+      ...(image.os_hash_algo != null ? { osHashAlgo: image.os_hash_algo } : {}),
+      ...(image.os_hash_value != null ? { osHashValue: image.os_hash_value } : {}),
+      ...(image.checksum != null ? { checksum: image.checksum } : {}),
+      recorded: new Date().toISOString()
+    })
+  }
+}
+
+/** Whether a recorded alias still describes what Glance says of the id (Glance images are immutable once active). */
+function agrees (alias: GlanceAlias, image: GlanceImage): boolean {
+  return alias.size === image.size &&
+    (alias.osHashValue ?? null) === (image.os_hash_value ?? null) &&
+    (alias.checksum ?? null) === (image.checksum ?? null)
+}
+
+/** Glance's disk formats for kernels and ramdisks; everything else boots as a machine image. */
+function typeOf (image: GlanceImage): ImageType {
+  if (image.disk_format === 'aki') return 'kernel'
+  if (image.disk_format === 'ari') return 'ramdisk'
+  return 'machine'
+}
