@@ -8,6 +8,9 @@ import { API_TOKEN_FILE, ensureApiToken } from '../api/api-token.js'
 import { readJson, sendJson, startApiServer, type ApiBackend, type ApiServer, type ApiServerOptions, type Route } from '../api/server.js'
 import { CacheFullError, ImageNotFoundError, UsageError } from '../errors.js'
 import { Fetcher } from '../fetch/fetcher.js'
+import { GlanceImages } from '../fetch/glance-images.js'
+import { GlanceOrigin } from '../origin/glance-origin.js'
+import { glanceRoutes } from '../serve/glance-routes.js'
 import { LocalNode } from '../local-node.js'
 import { openOrigin } from '../origin/open-origin.js'
 import type { Origin } from '../origin/origin.js'
@@ -98,7 +101,7 @@ export class Daemon {
     })
     const cleanups: Array<() => Promise<void>> = [async () => { await local.close() }]
     try {
-      const opened = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin) : undefined)
+      const opened = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin, { glanceTokenFile: config.glanceTokenFile }) : undefined)
       if (opened?.close != null) cleanups.push(async () => { await opened.close?.() })
       const origin = opened != null && config.maxOriginRate != null ? rateLimitedOrigin(opened, config.maxOriginRate) : opened
       const { privateKey } = await loadOrCreateIdentity(config.data)
@@ -118,7 +121,10 @@ export class Daemon {
       cleanups.push(async () => { evictor.stop(); await evictor.settled() })
       const announcer = new Announcer(peer, local.store, log)
       cleanups.push(async () => { announcer.stop() })
+      // A Glance origin names images by id: the node maps ids to sha256 and serves Glance's API.
+      const glance = opened instanceof GlanceOrigin ? new GlanceImages(opened, local.store, log) : undefined
       const fetcher = new Fetcher({
+        glanceIds: glance != null ? async (id, o) => await glance.resolve(id, o) : undefined,
         store: local.store,
         holders: new DhtHolders(peer, new ConnectedHolders(peer), log),
         origin,
@@ -151,6 +157,9 @@ export class Daemon {
         local,
         acquire: async (image, signal) => await ref.daemon!.acquire(image, signal),
         extraRoutes: [...daemonRoutes(() => ref.daemon!), ...swarmRoutes(swarm, local.store)],
+        selfAuthorisedRoutes: glance != null && opened instanceof GlanceOrigin
+          ? glanceRoutes({ origin: opened, images: glance, local, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal), log })
+          : undefined,
         onImported: r => {
           void announcer.announce(r.ref.slice(7), r.manifest, r.state)
           void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })

@@ -192,8 +192,9 @@ export class GlanceOrigin implements Origin {
     }, { ...this.tuning, ...options })
   }
 
-  async readManifest (hex: string): Promise<Uint8Array | undefined> {
+  async readManifest (hex: string, options: OriginCallOptions = {}): Promise<Uint8Array | undefined> {
     checkHex(hex)
+    options.signal?.throwIfAborted()
     return undefined
   }
 
@@ -248,7 +249,10 @@ export class GlanceOrigin implements Origin {
     }
     if (status === 416) {
       res.resume()
-      throw new OriginRangeError(`${url.href}: Glance refused the range ${headers.range ?? ''} (HTTP 416)`)
+      // Glance's 416 carries no Content-Range: a read that starts at the very end is empty, not an error.
+      const image = await this.describe(url.pathname.split('/')[3], { token, signal })
+      if (image.size != null && start === image.size) return { size: image.size, body: empty() }
+      throw new OriginRangeError(`${url.href}: bytes from ${start} asked for, but the image has ${image.size ?? '?'} bytes (HTTP 416)`)
     }
     throw statusError(res, url.href)
   }
@@ -344,6 +348,8 @@ async function * body (res: IncomingMessage, signal: AbortSignal, skip: number):
     release(res)
   }
 }
+
+async function * empty (): AsyncGenerator<Uint8Array> {}
 
 function statusError (res: IncomingMessage, what: string): Error {
   res.resume()
