@@ -15,7 +15,7 @@ import { openOrigin } from '../src/origin/open-origin.js'
 import { LevelStore } from '../src/store/level-store.js'
 import { formatApiAddress } from '../src/api/address.js'
 import { tempDir } from './helpers/cli.js'
-import { startDaemon } from './helpers/daemons.js'
+import { startDaemon, waitReady } from './helpers/daemons.js'
 import { seededBytes } from './helpers/data.js'
 import { PYTHON, TOKENS, call, glanceClientMissing, glanceMissing, startGlance, type Glance } from './helpers/glance.js'
 import { collect, originSuite, sha256Hex } from './suites/origin.js'
@@ -86,7 +86,7 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     const tokenFile = join(dir, 'glance-token')
     await writeFile(tokenFile, `${TOKENS.admin.token}\n`)
     const node = await startDaemon(t, { config: { origin: `glance+${glance.countingUrl}`, glanceTokenFile: tokenFile } })
-    const api = `http://${formatApiAddress(node.daemon.api.address).replace(/^http:\/\//, '')}`
+    const api = formatApiAddress(node.daemon.api.address)
     const bytes = seededBytes(3 * 1024 * 1024 + 5, 'endpoint')
     const image = await glance.upload(bytes, { name: 'cirros', token: TOKENS.alice.token })
     const before = glance.fileRequests()
@@ -158,6 +158,58 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     const badCli = await glanceDownload(api, TOKENS.admin.token, bad.id, join(dir, 'bad.img'), t)
     t.not(badCli.code, 0, 'glance image-download fails')
     await t.rejects(node.client.inspect(bad.id), { code: 'IMGSWARM_IMAGE_NOT_FOUND' }, 'the node stored nothing under that id')
+  })
+
+  t.test('two nodes: the second gets a Glance image from the first, no byte from Glance; a false claim is caught', async t => {
+    const dir = await tempDir(t)
+    const tokenFile = join(dir, 'glance-token')
+    await writeFile(tokenFile, TOKENS.admin.token)
+    const config = { origin: `glance+${glance.countingUrl}`, glanceTokenFile: tokenFile }
+    const a = await startDaemon(t, { config })
+    const b = await startDaemon(t, { config, bootstrap: [a.addr] })
+    await waitReady(b)
+    const apiA = formatApiAddress(a.daemon.api.address)
+    const apiB = formatApiAddress(b.daemon.api.address)
+    const bytes = seededBytes(4 * 1024 * 1024 + 3, 'two nodes')
+    const image = await glance.upload(bytes, { token: TOKENS.alice.token })
+    const files = glance.fileRequests()
+    const glanceBytes = glance.fileBytes()
+
+    const t0 = Date.now()
+    const first = await glanceDownload(apiA, TOKENS.alice.token, image.id, join(dir, 'a.img'), t)
+    t.equal(first.code, 0, `through the first node (${first.stderr.trim()})`)
+    t.equal(glance.fileRequests() - files, 1, 'the first node read the file from Glance once')
+    t.comment(`first node: ${Date.now() - t0} ms`)
+    const t1 = Date.now()
+    const second = await glanceDownload(apiB, TOKENS.alice.token, image.id, join(dir, 'b.img'), t)
+    t.equal(second.code, 0, `through the second node (${second.stderr.trim()})`)
+    t.ok((await readFile(join(dir, 'b.img'))).equals(bytes), 'glanceclient got the image, its hash checked')
+    t.equal(glance.fileRequests() - files, 1, 'no file request to Glance from the second node')
+    t.equal(glance.fileBytes() - glanceBytes, bytes.length, 'Glance sent the image\'s bytes once in all')
+    t.comment(`second node: ${Date.now() - t1} ms`)
+    const onB = await b.client.inspect(image.id)
+    t.comment(JSON.stringify(onB.sources))
+    t.ok((onB.sources?.peers ?? 0) >= bytes.length, 'the second node\'s bytes came from its neighbour (and its manifest)')
+    t.equal(onB.sources?.origin, 0)
+
+    // A neighbour that names the wrong image for an id (same size, Glance's hash copied) is caught
+    // by the hash check, and the node gets the image from Glance instead.
+    const other = seededBytes(1024 * 1024, 'the real one')
+    const decoy = seededBytes(1024 * 1024, 'a decoy of the same size')
+    const real = await glance.upload(other, { token: TOKENS.alice.token })
+    const imported = await a.client.importStream((async function * () { yield decoy })())
+    await a.daemon.local.store.glanceAliases.put({
+      id: real.id, hex: imported.record.ref.slice(7), endpoint: glance.countingUrl, size: real.size,
+      osHashAlgo: real.os_hash_algo, osHashValue: real.os_hash_value, checksum: real.checksum, recorded: new Date().toISOString()
+    })
+    const before = glance.fileRequests()
+    const t2 = Date.now()
+    const got = await call(apiB, 'GET', `/v2/images/${real.id}/file`, TOKENS.alice.token)
+    t.equal(got.status, 200)
+    t.comment(`after a false claim: ${Date.now() - t2} ms`)
+    t.ok(Buffer.from(got.body, 'latin1').equals(other), 'the real image, not the decoy')
+    t.equal(glance.fileRequests() - before, 1, 'read from Glance after the claim failed its check')
+    t.equal((await b.client.inspect(real.id)).ref, `sha256:${sha256Hex(other)}`, 'the alias recorded is the true one')
   })
 })
 

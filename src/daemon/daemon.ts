@@ -11,6 +11,7 @@ import { Fetcher } from '../fetch/fetcher.js'
 import { GlanceImages } from '../fetch/glance-images.js'
 import { GlanceOrigin } from '../origin/glance-origin.js'
 import { glanceRoutes } from '../serve/glance-routes.js'
+import { askGlanceAlias, serveGlanceAliases } from '../peer/glance-alias-protocol.js'
 import { LocalNode } from '../local-node.js'
 import { openOrigin } from '../origin/open-origin.js'
 import type { Origin } from '../origin/origin.js'
@@ -122,7 +123,9 @@ export class Daemon {
       const announcer = new Announcer(peer, local.store, log)
       cleanups.push(async () => { announcer.stop() })
       // A Glance origin names images by id: the node maps ids to sha256 and serves Glance's API.
-      const glance = opened instanceof GlanceOrigin ? new GlanceImages(opened, local.store, log) : undefined
+      const glance = opened instanceof GlanceOrigin
+        ? new GlanceImages(opened, local.store, log, async (endpoint, id, o) => await askGlanceAlias(peer, endpoint, id, o))
+        : undefined
       const fetcher = new Fetcher({
         glanceIds: glance != null ? async (id, o) => await glance.resolve(id, o) : undefined,
         store: local.store,
@@ -145,6 +148,7 @@ export class Daemon {
       const upload = config.maxUploadRate != null ? new TokenBucket(config.maxUploadRate, burstFor(config.maxUploadRate)) : undefined
       metrics.peerBoundGauges(() => peerDatastore(peer)?.counts(), () => limits.refusedRequests)
       await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid), limits, upload, inUse: local.inUse })
+      if (glance != null) await serveGlanceAliases(peer, local.store, { limits, log })
       const member = clusterMember(config, exposedAt.length > 0)
       const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log, member, limits })
       cleanups.push(swarm.stop)

@@ -157,8 +157,22 @@ async function serveFile (endpoint: GlanceEndpoint, req: IncomingMessage, res: S
   let resolved: ResolvedGlanceImage
   let got: Awaited<ReturnType<GlanceEndpoint['acquire']>>
   try {
-    resolved = await images.resolve(id, { token, image, signal: controller.signal })
-    got = await endpoint.acquire(digestRef(resolved.hex), controller.signal)
+    // A neighbour's claim is proved (the image hashed with Glance's algorithm) before a byte is
+    // served under the id; a false one is not taken again, so the next round asks others or Glance.
+    for (let round = 1; ; round++) {
+      resolved = await images.resolve(id, { token, image, signal: controller.signal })
+      got = await endpoint.acquire(digestRef(resolved.hex), controller.signal)
+      if (resolved.from !== 'peer-claim' || resolved.verify == null) break
+      if (got.job != null) await got.job.promise
+      try {
+        await resolved.verify(await local.store.resolve(digestRef(resolved.hex)))
+        resolved = { ...resolved, verify: undefined }
+        got = await endpoint.acquire(digestRef(resolved.hex), controller.signal)
+        break
+      } catch (err) {
+        if (!(err instanceof DigestMismatchError) || round >= 3) throw err
+      }
+    }
   } catch (err) {
     // Bytes that do not match Glance's own hash are refused, never served; a node that cannot get
     // the image otherwise (a full cache, a broken swarm) lets Glance serve it, as without imgswarm.

@@ -156,7 +156,8 @@ export async function startGlance (options: { hashing?: string, timeoutMs?: numb
   const why = glanceMissing()
   if (why !== undefined) throw new Error(why)
   const t0 = Date.now()
-  const deadline = t0 + (options.timeoutMs ?? 90_000)
+  // 5–20 s on an idle machine; far more on a loaded CI runner.
+  const deadline = t0 + (options.timeoutMs ?? 180_000)
   const dir = await mkdtemp(join(tmpdir(), 'imgswarm-glance-'))
   let child: ChildProcess | undefined
   let watchdog: ChildProcess | undefined
