@@ -147,15 +147,14 @@ export class GlanceImages {
   /** Reads the whole image from Glance into the store, checked against Glance's hash and size. */
   private async download (image: GlanceImage, options: ResolveOptions): Promise<string> {
     const started = Date.now()
-    const self = this
-    async function * counted (): AsyncGenerator<Uint8Array> {
-      for await (const piece of self.origin.readById(image.id, { token: options.token, signal: options.signal })) {
-        self.downloadedBytes += piece.length
+    const counted = async function * (this: GlanceImages): AsyncGenerator<Uint8Array> {
+      for await (const piece of this.origin.readById(image.id, { token: options.token, signal: options.signal })) {
+        this.downloadedBytes += piece.length
         yield piece
       }
-    }
+    }.call(this)
     const meta = { type: typeOf(image), name: image.name ?? '', format: image.disk_format ?? '' }
-    const { record } = await ingest(this.store, checkedAgainst(image, counted()), { meta, from: 'origin', signal: options.signal })
+    const { record } = await ingest(this.store, checkedAgainst(image, counted), { meta, from: 'origin', signal: options.signal })
     const hex = record.ref.slice('sha256:'.length)
     await this.record(image, hex)
     this.log.info('Glance image stored', { id: image.id, image: digestRef(hex), bytes: record.size, ms: Date.now() - started })

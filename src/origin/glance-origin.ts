@@ -167,12 +167,11 @@ export class GlanceOrigin implements Origin {
 
   read (hex: string, options: OriginReadOptions = {}): AsyncIterable<Uint8Array> {
     checkHex(hex)
-    const self = this
-    return (async function * () {
-      const known = await self.idOf(hex)
-      if (known === undefined) throw new OriginNotFoundError(`${self.url}: no Glance image is known for sha256:${hex}`)
-      yield * self.readById(known.id, { ...options, token: known.token })
-    })()
+    return async function * (this: GlanceOrigin): AsyncGenerator<Uint8Array> {
+      const known = await this.idOf(hex)
+      if (known === undefined) throw new OriginNotFoundError(`${this.url}: no Glance image is known for sha256:${hex}`)
+      yield * this.readById(known.id, { ...options, token: known.token })
+    }.call(this)
   }
 
   /**
