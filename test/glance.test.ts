@@ -108,6 +108,14 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     const listed = (await node.client.list()).find(r => r.ref === info.ref)
     t.same(listed?.glanceIds, [image.id], 'ls shows the Glance id')
 
+    // The node's own API fetches by Glance id too, with the node's token.
+    const fresh = seededBytes(700_000, 'by id on the local API')
+    const other = await glance.upload(fresh, { name: 'by-id' })
+    const exported = await node.client.export(other.id, join(dir, 'by-id.img'))
+    t.ok((await readFile(join(dir, 'by-id.img'))).equals(fresh), 'GET /v1/images/{glance id} gives the image')
+    t.match(exported, { ref: `sha256:${sha256Hex(fresh)}`, name: 'by-id', glanceIds: [other.id] })
+    await t.rejects(node.client.inspect('00000000-0000-4000-8000-000000000000'), { code: 'IMGSWARM_IMAGE_NOT_FOUND' })
+
     // Glance's own metadata and schema documents pass through.
     const schema = await call(api, 'GET', '/v2/schemas/image', TOKENS.alice.token)
     const theirs = await call(glance.url, 'GET', '/v2/schemas/image', TOKENS.alice.token)
