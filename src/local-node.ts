@@ -27,10 +27,10 @@ export interface ImportOptions extends ProgressOptions {
   chunker?: ChunkerParams
 }
 
-export type ImageDetails = ImageRecord & ImageUsage & { leases: Lease[] }
+export type ImageDetails = ImageRecord & ImageUsage & { leases: Lease[], glanceIds?: string[] }
 
-/** An image as `ls` shows it: its record and who leases it. */
-export type ImageListing = ImageRecord & { leasedBy: string[] }
+/** An image as `ls` shows it: its record, who leases it, and the Glance ids that name it (when any). */
+export type ImageListing = ImageRecord & { leasedBy: string[], glanceIds?: string[] }
 
 export interface LeaseOptions {
   /** Milliseconds until the lease lapses by itself; omitted, it lasts until released. */
@@ -125,7 +125,12 @@ export class LocalNode {
   async list (): Promise<ImageListing[]> {
     const holders = new Map<string, string[]>()
     for (const l of await this.store.leases()) holders.set(l.ref, [...holders.get(l.ref) ?? [], l.holder])
-    return (await this.store.listImages()).map(r => ({ ...r, hits: r.hits ?? 0, leasedBy: holders.get(r.ref) ?? [] }))
+    const glanceIds = new Map<string, string[]>()
+    for (const a of await this.store.glanceAliases.all()) glanceIds.set(a.hex, [...glanceIds.get(a.hex) ?? [], a.id])
+    return (await this.store.listImages()).map(r => {
+      const ids = glanceIds.get(hexOf(r))
+      return { ...r, hits: r.hits ?? 0, leasedBy: holders.get(r.ref) ?? [], ...(ids != null ? { glanceIds: ids } : {}) }
+    })
   }
 
   /** The bytes of a bundle (CARv1) of the images that `refs` name; signed when `options.signer` is given. */
@@ -145,7 +150,8 @@ export class LocalNode {
 
   async inspect (ref: string): Promise<ImageDetails> {
     const record = await this.store.resolve(ref)
-    return { ...record, hits: record.hits ?? 0, ...await imageUsage(this.store, record), leases: await this.store.leasesOf(hexOf(record)) }
+    const glanceIds = await this.store.glanceAliases.idsOf(hexOf(record))
+    return { ...record, hits: record.hits ?? 0, ...await imageUsage(this.store, record), leases: await this.store.leasesOf(hexOf(record)), ...(glanceIds.length > 0 ? { glanceIds } : {}) }
   }
 
   /**

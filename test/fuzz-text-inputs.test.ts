@@ -48,6 +48,7 @@ t.test('refs', async () => {
     if (ref === undefined) return true
     if (ref.kind === 'digest') return /^[0-9a-f]{64}$/.test(ref.hex) && parseRef(digestRef(ref.hex)).kind === 'digest'
     if (ref.kind === 'prefix') return /^[0-9a-f]+$/.test(ref.hex) && ref.hex.length >= MIN_PREFIX_DIGITS && ref.hex.length < 64
+    if (ref.kind === 'glance') return /^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/.test(ref.id)
     const again = parseRef(ref.cid.toString())
     return again.kind === 'manifest' && again.cid.equals(ref.cid)
   }), fuzzParams(600))

@@ -27,6 +27,11 @@ export interface ApiBackend {
   acquire: (ref: string, signal: AbortSignal) => Promise<{ record: ImageRecord, manifest: Manifest, job?: FetchJob }>
   /** Other routes (fetch jobs, node, peers, metrics, health) that a daemon adds. */
   extraRoutes?: Route[]
+  /**
+   * Routes that authorise their callers themselves, matched before the API's own grant is asked:
+   * the Glance-compatible endpoint, where Glance decides by the caller's token.
+   */
+  selfAuthorisedRoutes?: Route[]
   /** Told of every image imported through the API (a daemon announces it to the swarm). */
   onImported?: (record: ImageRecord) => void
   /** Directories that `POST /v1/images?path=` may read from; none by default. */
@@ -302,6 +307,11 @@ export async function startApiServer (backend: ApiBackend, address: ApiAddress, 
       url = new URL(req.url ?? '/', 'http://imgswarm')
     } catch {
       throw new UsageError(`not a valid request target: "${String(req.url).slice(0, 100)}"`)
+    }
+    const own = backend.selfAuthorisedRoutes?.find(r => r.method === req.method && r.path.test(url.pathname))
+    if (own != null) {
+      await own.handle(req, res, own.path.exec(url.pathname)!, url)
+      return
     }
     await options.access?.check(req, url.pathname)
     const matches = routes.filter(r => r.path.test(url.pathname))

@@ -6,15 +6,19 @@ export type ImageRef =
   | { kind: 'digest', hex: string }
   | { kind: 'prefix', hex: string }
   | { kind: 'manifest', cid: CID }
+  | { kind: 'glance', id: string }
 
 /** The shortest hex prefix accepted: 12 digits make an accidental match among a node's images unlikely. */
 export const MIN_PREFIX_DIGITS = 12
 
 const HEX = /^[0-9a-f]+$/
+/** A Glance image id: a UUID (with its dashes, so it is never taken for a hex prefix). */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /**
  * Parses `sha256:<64 hex>`, a bare hex prefix of at least 12 digits (with or without `sha256:`),
- * or a manifest CID (`bafy…`). Hex is case-insensitive.
+ * a manifest CID (`bafy…`), or a Glance image id (a UUID, known to a node through its Glance origin).
+ * Hex is case-insensitive.
  */
 export function parseRef (text: string): ImageRef {
   const s = text.trim()
@@ -25,12 +29,13 @@ export function parseRef (text: string): ImageRef {
     if (hex.length >= MIN_PREFIX_DIGITS && hex.length < 64) return { kind: 'prefix', hex }
     throw new InvalidRefError(`invalid image reference "${text}": a sha256 has 64 hex digits; a prefix needs ${MIN_PREFIX_DIGITS} to 63`)
   }
+  if (UUID.test(s)) return { kind: 'glance', id: s.toLowerCase() }
   if (!s.startsWith('sha256:')) {
     try {
       return { kind: 'manifest', cid: CID.parse(s) }
     } catch {}
   }
-  throw new InvalidRefError(`invalid image reference "${text}": expected sha256:<64 hex>, a hex prefix of at least ${MIN_PREFIX_DIGITS} digits, or a manifest CID`)
+  throw new InvalidRefError(`invalid image reference "${text}": expected sha256:<64 hex>, a hex prefix of at least ${MIN_PREFIX_DIGITS} digits, a manifest CID or a Glance image id`)
 }
 
 /** `sha256:<hex>`: the form in which images are shown everywhere. */

@@ -96,9 +96,11 @@ export const storeCommands: Command[] = [
         printJson(ctx, images)
         return 0
       }
-      print(ctx, formatTable(['REF', 'TYPE', 'NAME', 'SIZE', 'STATE', 'HELD', 'HITS', 'LAST ACCESS', 'LOCAL', 'PEERS', 'ORIGIN'], images.map(r => [
+      // The Glance ids column only where some image has one (a node with a Glance origin).
+      const glance = images.some(r => (r.glanceIds?.length ?? 0) > 0)
+      print(ctx, formatTable(['REF', 'TYPE', 'NAME', 'SIZE', 'STATE', 'HELD', 'HITS', 'LAST ACCESS', 'LOCAL', 'PEERS', 'ORIGIN', ...glance ? ['GLANCE ID'] : []], images.map(r => [
         shortRef(r.ref), r.type, r.name === '' ? '-' : r.name, formatBytes(r.size), r.state, held(r), String(r.hits ?? 0),
-        r.lastAccess.replace(/\.\d+Z$/, 'Z'), ...sourceColumns(r)
+        r.lastAccess.replace(/\.\d+Z$/, 'Z'), ...sourceColumns(r), ...glance ? [r.glanceIds?.join(',') ?? '-'] : []
       ])))
       return 0
     }

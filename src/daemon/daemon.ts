@@ -8,6 +8,10 @@ import { API_TOKEN_FILE, ensureApiToken } from '../api/api-token.js'
 import { readJson, sendJson, startApiServer, type ApiBackend, type ApiServer, type ApiServerOptions, type Route } from '../api/server.js'
 import { CacheFullError, ImageNotFoundError, UsageError } from '../errors.js'
 import { Fetcher } from '../fetch/fetcher.js'
+import { GlanceImages } from '../fetch/glance-images.js'
+import { GlanceOrigin } from '../origin/glance-origin.js'
+import { glanceRoutes } from '../serve/glance-routes.js'
+import { askGlanceAlias, serveGlanceAliases } from '../peer/glance-alias-protocol.js'
 import { LocalNode } from '../local-node.js'
 import { openOrigin } from '../origin/open-origin.js'
 import type { Origin } from '../origin/origin.js'
@@ -99,7 +103,7 @@ export class Daemon {
     })
     const cleanups: Array<() => Promise<void>> = [async () => { await local.close() }]
     try {
-      const opened = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin) : undefined)
+      const opened = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin, { glanceTokenFile: config.glanceTokenFile }) : undefined)
       if (opened?.close != null) cleanups.push(async () => { await opened.close?.() })
       const limited = opened != null && config.maxOriginRate != null ? rateLimitedOrigin(opened, config.maxOriginRate) : opened
       const { privateKey } = await loadOrCreateIdentity(config.data)
@@ -120,7 +124,12 @@ export class Daemon {
       cleanups.push(async () => { evictor.stop(); await evictor.settled() })
       const announcer = new Announcer(peer, local.store, log)
       cleanups.push(async () => { announcer.stop() })
+      // A Glance origin names images by id: the node maps ids to sha256 and serves Glance's API.
+      const glance = opened instanceof GlanceOrigin
+        ? new GlanceImages(opened, local.store, log, async (endpoint, id, o) => await askGlanceAlias(peer, endpoint, id, o))
+        : undefined
       const fetcher = new Fetcher({
+        glanceIds: glance != null ? async (id, o) => await glance.resolve(id, o) : undefined,
         store: local.store,
         holders: new DhtHolders(peer, new ConnectedHolders(peer), log),
         origin,
@@ -141,6 +150,7 @@ export class Daemon {
       const upload = config.maxUploadRate != null ? new TokenBucket(config.maxUploadRate, burstFor(config.maxUploadRate)) : undefined
       metrics.peerBoundGauges(() => peerDatastore(peer)?.counts(), () => limits.refusedRequests)
       await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid), limits, upload, inUse: local.inUse })
+      if (glance != null) await serveGlanceAliases(peer, local.store, { limits, log })
       const member = clusterMember(config, exposedAt.length > 0)
       const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log, member, limits })
       cleanups.push(swarm.stop)
@@ -153,6 +163,9 @@ export class Daemon {
         local,
         acquire: async (image, signal) => await ref.daemon!.acquire(image, signal),
         extraRoutes: [...daemonRoutes(() => ref.daemon!), ...swarmRoutes(swarm, local.store)],
+        selfAuthorisedRoutes: glance != null && opened instanceof GlanceOrigin
+          ? glanceRoutes({ origin: opened, images: glance, local, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal), log })
+          : undefined,
         onImported: r => {
           void announcer.announce(r.ref.slice(7), r.manifest, r.state)
           void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })

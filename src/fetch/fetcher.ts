@@ -56,7 +56,19 @@ export interface FetcherOptions {
   admit?: (image: ImageToAdmit) => Promise<Admission>
   /** Peers caught lying, shared across fetches (one per node). */
   liars?: LyingPeers
+  /** Maps a Glance image id to its image's sha256 (a Glance origin); without it such ids are not fetched. */
+  glanceIds?: GlanceIdResolver
 }
+
+/** What the fetcher needs to fetch an image named by its Glance id. */
+export type GlanceIdResolver = (id: string, options: { signal?: AbortSignal }) => Promise<{
+  hex: string
+  /** Checks the fetched image against what Glance says of the id (and records the alias); throws when it does not match. */
+  verify?: (record: ImageRecord) => Promise<void>
+}>
+
+/** A ref the store names directly (a Glance id is first mapped to its sha256). */
+type StoreRef = Exclude<ImageRef, { kind: 'glance' }>
 
 /** Room made for one fetch; released once its record counts the room (`recorded`), or the fetch failed. */
 export interface Admission {
@@ -156,13 +168,34 @@ export class Fetcher {
   private jobKey (ref: string): string {
     try {
       const r = parseRef(ref)
-      return r.kind === 'manifest' ? r.cid.toString() : r.hex
+      return r.kind === 'manifest' ? r.cid.toString() : r.kind === 'glance' ? r.id : r.hex
     } catch {
       return ref
     }
   }
 
   private async run (ref: ImageRef, job: FetchJob): Promise<void> {
+    if (ref.kind !== 'glance') {
+      await this.runRef(ref, job)
+      return
+    }
+    const stored = await this.opts.store.resolve(ref).catch(err => {
+      if (err instanceof ImageNotFoundError) return undefined
+      throw err
+    })
+    if (stored?.state === 'available') {
+      await this.runRef(parseRef(stored.ref) as StoreRef, job)
+      return
+    }
+    if (this.opts.glanceIds == null) throw new ImageNotFoundError(`no image with Glance id ${ref.id} in the store, and this node has no Glance origin`)
+    const found = await this.opts.glanceIds(ref.id, {})
+    job.status.image = digestRef(found.hex)
+    await this.runRef({ kind: 'digest', hex: found.hex }, job)
+    const record = await this.opts.store.resolve({ kind: 'digest', hex: found.hex })
+    await found.verify?.(record)
+  }
+
+  private async runRef (ref: StoreRef, job: FetchJob): Promise<void> {
     const { store } = this.opts
     const local = await store.resolve(ref).catch(err => {
       if (err instanceof ImageNotFoundError) return undefined
@@ -245,12 +278,12 @@ export class Fetcher {
    * or the origin's. Undefined: there is none, but the origin has the image. Manifests in `rejected`
    * proved false in this fetch.
    */
-  private async manifestFor (ref: ImageRef, local: ImageRecord | undefined, job: FetchJob, rejected: Set<string>, claims?: OriginClaims): Promise<ManifestFound | undefined> {
+  private async manifestFor (ref: StoreRef, local: ImageRecord | undefined, job: FetchJob, rejected: Set<string>, claims?: OriginClaims): Promise<ManifestFound | undefined> {
     const stored = async (): Promise<ManifestFound> => ({ manifest: await this.opts.store.getManifest(local!), from: 'store' })
     if (local == null) return await this.findManifest(ref, job, rejected, claims)
     if (local.state !== 'failed' && !rejected.has(local.manifest)) return await stored()
     try {
-      return await this.findManifest(parseRef(local.ref), job, rejected, claims)
+      return await this.findManifest({ kind: 'digest', hex: local.ref.slice(7) }, job, rejected, claims)
     } catch (err) {
       if (err instanceof ImageNotFoundError && !rejected.has(local.manifest)) return await stored()
       throw err
@@ -287,7 +320,7 @@ export class Fetcher {
   }
 
   /** A manifest for the ref from the peers (first that answers with a valid one), else the origin. */
-  private async findManifest (ref: ImageRef, job: FetchJob, rejected: Set<string>, claims?: OriginClaims): Promise<ManifestFound | undefined> {
+  private async findManifest (ref: StoreRef, job: FetchJob, rejected: Set<string>, claims?: OriginClaims): Promise<ManifestFound | undefined> {
     const hex = ref.kind === 'manifest' ? undefined : ref.hex
     const cid = ref.kind === 'manifest' ? ref.cid : undefined
     // The connected neighbours first; only when none has it, wait for the slower search (the DHT).

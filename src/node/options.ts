@@ -49,6 +49,8 @@ export interface NodeConfig {
   maxUploadRate?: number
   /** Bytes a second read from the origin by all fetches together; none when absent. */
   maxOriginRate?: number
+  /** A file holding the Keystone token a `glance+http(s):` origin's own reads carry. */
+  glanceTokenFile?: string
 }
 
 /** What help and the README say about an option: its flag, variable, default and meaning. */
@@ -102,7 +104,8 @@ export const OPTIONS = [
   option({ key: 'listen', flag: 'listen', env: 'IMGSWARM_LISTEN', configKey: 'listen', unit: list, arg: 'MULTIADDR', default: ['/ip4/0.0.0.0/tcp/4001'], help: 'where neighbours connect' }),
   option({ key: 'bootstrap', flag: 'bootstrap', env: 'IMGSWARM_BOOTSTRAP', configKey: 'bootstrap', unit: list, arg: 'MULTIADDR', default: [], help: 'neighbours to dial at start, each ending in /p2p/<peer id>; kept connected' }),
   option({ key: 'mdns', flag: 'mdns', env: 'IMGSWARM_MDNS', configKey: 'mdns', unit: bool, default: false, help: 'find neighbours on the LAN by multicast DNS' }),
-  option({ key: 'origin', flag: 'origin', env: 'IMGSWARM_ORIGIN', configKey: 'origin', unit: string, arg: 'URL', defaultText: 'none', help: 'the object store: file:///dir, http(s)://…, s3://bucket/prefix?endpoint=…, or a plug-in module path' }),
+  option({ key: 'origin', flag: 'origin', env: 'IMGSWARM_ORIGIN', configKey: 'origin', unit: string, arg: 'URL', defaultText: 'none', help: 'the object store: file:///dir, http(s)://…, s3://bucket/prefix?endpoint=…, glance+http(s)://HOST:PORT, or a plug-in module path' }),
+  option({ key: 'glanceTokenFile', flag: 'glance-token-file', env: 'IMGSWARM_GLANCE_TOKEN_FILE', configKey: 'glanceTokenFile', unit: string, arg: 'FILE', defaultText: 'none', help: 'the Keystone token (re-read at each request) that a glance+ origin\'s own reads carry; callers of the Glance endpoint use theirs' }),
   option({ key: 'api', flag: 'api', env: 'IMGSWARM_API', configKey: 'api', unit: string, arg: 'ADDR', default: '127.0.0.1:7480', help: 'the local API: HOST:PORT, http://HOST:PORT or unix:PATH; loopback unless you name another interface' }),
   option({ key: 'swarmKey', flag: 'swarm-key', env: 'IMGSWARM_SWARM_KEY', configKey: 'swarmKey', unit: string, arg: 'FILE', defaultText: 'none', help: 'libp2p private network (pnet) key: only nodes with the same key connect' }),
   option({ key: 'allowPeers', flag: 'allow-peer', env: 'IMGSWARM_ALLOW_PEER', configKey: 'allowPeers', unit: list, arg: 'ID', default: [], help: 'only these peer IDs may connect, both ways' }),

@@ -3,12 +3,13 @@ import { isAbsolute, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { OriginConfigError } from '../errors.js'
 import { fileOrigin, type FileOriginOptions } from './file-origin.js'
+import { glanceOrigin, type GlanceOriginOptions } from './glance-origin.js'
 import { httpOrigin, type HttpOriginOptions } from './http-origin.js'
 import type { Origin, OriginFactory } from './origin.js'
 import { s3Origin, type S3OriginOptions } from './s3-origin.js'
 
 /** Options for {@link openOrigin}: those of every built-in backend (each takes what it knows), plus plug-ins. */
-export interface OpenOriginOptions extends FileOriginOptions, HttpOriginOptions, S3OriginOptions {
+export interface OpenOriginOptions extends FileOriginOptions, HttpOriginOptions, S3OriginOptions, GlanceOriginOptions {
   /**
    * Plug-in modules by URL scheme: with `{ nbd: '/opt/imgswarm/nbd-origin.js' }`, `nbd://host/export`
    * is opened by that module's factory.
@@ -22,14 +23,17 @@ const BUILT_IN: Record<string, (url: string, options: OpenOriginOptions) => Orig
   file: fileOrigin,
   http: httpOrigin,
   https: httpOrigin,
-  s3: s3Origin
+  s3: s3Origin,
+  'glance+http': glanceOrigin,
+  'glance+https': glanceOrigin
 }
 
 const SCHEME = /^([a-z][a-z0-9+.-]*):/i
 
 /**
  * Opens the origin an operator configured:
- * - `file:///dir`, `http(s)://host/base`, `s3://bucket/prefix?endpoint=…`: the built-in backends;
+ * - `file:///dir`, `http(s)://host/base`, `s3://bucket/prefix?endpoint=…`, `glance+http(s)://host:port`:
+ *   the built-in backends;
  * - `scheme://…` for a scheme listed in `options.plugins`: that plug-in module;
  * - a module path (`./my-origin.js`, `/opt/x/origin.js`) or package name, optionally followed by
  *   `?parameters`: that plug-in module.

@@ -12,6 +12,7 @@ import { formatBytes } from '../util/format.js'
 import { RwLock } from '../util/rw-lock.js'
 import type { AbortOptions, ChunkStore } from './chunk-store.js'
 import { DiskGuard } from './disk-guard.js'
+import { GlanceAliases, type GlanceAlias } from './glance-aliases.js'
 import { hexOf, type ImageRecord } from './image-record.js'
 import { leaseExpired, type Lease } from './lease.js'
 import { LevelChunks, type BatchOp, type ChunkHealth, type Db, type UnsweptMark } from './level-chunks.js'
@@ -111,6 +112,8 @@ export class LevelStore implements ChunkStore {
   /** Leases by `<image hex><holder>` (the hex is fixed-length, so an image's leases are one range). */
   private readonly leaseKeys: Sub<string, Lease>
   private readonly guard: DiskGuard | undefined
+  /** Glance image ids of stored images (see {@link GlanceAliases}). */
+  readonly glanceAliases: GlanceAliases
   /**
    * Bytes of chunks an import writes at once: half the write buffer, since a batch larger than the
    * buffer makes a memtable (and a level-0 table, mapped into memory when read) of its own size.
@@ -126,6 +129,7 @@ export class LevelStore implements ChunkStore {
     this.images = db.sublevel<string, ImageRecord>('i', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
     this.meta = db.sublevel<string, string>('meta', { keyEncoding: 'utf8', valueEncoding: 'utf8' }) as any
     this.leaseKeys = db.sublevel<string, Lease>('l', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
+    this.glanceAliases = new GlanceAliases(db.sublevel<string, GlanceAlias>('g', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any, dir ?? 'memory')
     const index = db.sublevel<Uint8Array, Uint8Array>('x', { keyEncoding: 'view', valueEncoding: 'view' }) as any
     this.guard = dir == null
       ? undefined
@@ -277,6 +281,11 @@ export class LevelStore implements ChunkStore {
   /** The record that a REF names. Throws ImageNotFoundError, AmbiguousRefError or InvalidRefError. */
   async resolve (ref: string | ImageRef): Promise<ImageRecord> {
     const r = typeof ref === 'string' ? parseRef(ref) : ref
+    if (r.kind === 'glance') {
+      const alias = await this.glanceAliases.get(r.id)
+      if (alias == null) throw new ImageNotFoundError(`no image with Glance id ${r.id} in the store`)
+      return await this.resolve({ kind: 'digest', hex: alias.hex })
+    }
     if (r.kind === 'digest') {
       const rec = await this.getRecord(r.hex)
       if (rec == null) throw new ImageNotFoundError(`no image ${digestRef(r.hex)} in the store`)

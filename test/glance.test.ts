@@ -1,0 +1,246 @@
+/**
+ * Glance as an origin, and the Glance-compatible endpoint, against a real glance-api (Debian's
+ * package, started once for this file: ~10 s) and Debian's glanceclient (`glance image-download`,
+ * which checks Glance's own os_hash_value as Nova does). Glance hashes with sha512 here, as a
+ * stock Glance does.
+ */
+import { spawn } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { DigestMismatchError, OriginNotFoundError } from '../src/errors.js'
+import { GlanceImages } from '../src/fetch/glance-images.js'
+import { glanceOrigin } from '../src/origin/glance-origin.js'
+import { openOrigin } from '../src/origin/open-origin.js'
+import { LevelStore } from '../src/store/level-store.js'
+import { formatApiAddress } from '../src/api/address.js'
+import { tempDir } from './helpers/cli.js'
+import { startDaemon, waitReady } from './helpers/daemons.js'
+import { seededBytes } from './helpers/data.js'
+import { PYTHON, TOKENS, call, glanceClientMissing, glanceMissing, startGlance, type Glance } from './helpers/glance.js'
+import { collect, originSuite, sha256Hex } from './suites/origin.js'
+
+const missing = glanceMissing()
+t.test('against a real glance-api', { skip: missing ?? false }, async t => {
+  const glance: Glance = await startGlance()
+  t.teardown(async () => { await glance.stop() })
+  t.comment(`glance-api started in ${glance.startupMs} ms`)
+
+  originSuite(t, {
+    name: 'glance',
+    setup: async tuning => {
+      const origin = glanceOrigin(`glance+${glance.url}`, { ...tuning, glanceToken: TOKENS.admin.token })
+      return {
+        origin,
+        // An image uploaded to Glance, whose id the origin is told (as the node's alias table would).
+        put: async (hex, bytes) => { origin.learn(hex, (await glance.upload(bytes)).id) },
+        putManifest: async () => { throw new Error('Glance holds no manifests') },
+        teardown: async () => {}
+      }
+    }
+  })
+
+  t.test('the origin opens from its URL, reads by id, and refuses what is not a Glance id', async t => {
+    const origin = await openOrigin(`glance+${glance.url}`, { glanceToken: TOKENS.admin.token })
+    t.teardown(async () => { await origin.close?.() })
+    t.equal(origin.url, `glance+${glance.url}`)
+    const bytes = seededBytes(300_000, 'by id')
+    const image = await glance.upload(bytes)
+    const g = origin as ReturnType<typeof glanceOrigin>
+    t.equal((await g.describe(image.id)).os_hash_algo, 'sha512')
+    t.ok((await collect(g.readById(image.id, { offset: 1000, length: 5000 }))).equals(bytes.subarray(1000, 6000)), 'a range by id')
+    await t.rejects(g.describe('00000000-0000-4000-8000-000000000000'), OriginNotFoundError)
+    await t.rejects(g.describe('../../etc'), OriginNotFoundError, 'no path tricks reach Glance')
+    await t.rejects(g.describe(image.id, { token: 'nobody' }), { code: 'IMGSWARM_ORIGIN_DENIED' }, 'a token Glance refuses')
+  })
+
+  t.test('a Glance image is stored checked against Glance\'s own hash; a corrupted one is refused and nothing is stored', async t => {
+    const store = await LevelStore.open()
+    t.teardown(async () => { await store.close() })
+    const origin = glanceOrigin(`glance+${glance.url}`, { glanceToken: TOKENS.admin.token, retryDelayMs: 10 })
+    t.teardown(async () => { await origin.close() })
+    const images = new GlanceImages(origin, store)
+    const bytes = seededBytes(2 * 1024 * 1024 + 17, 'checked')
+    const good = await glance.upload(bytes, { name: 'good', diskFormat: 'qcow2' })
+    const found = await images.resolve(good.id)
+    t.equal(found.hex, sha256Hex(bytes))
+    t.equal(found.from, 'glance-download')
+    const record = await store.resolve(good.id)
+    t.equal(record.ref, `sha256:${sha256Hex(bytes)}`, 'the Glance id resolves in the store')
+    t.match(record, { name: 'good', format: 'qcow2', type: 'machine', state: 'available' })
+    t.equal((await images.resolve(good.id)).from, 'alias', 'a second resolve needs no download')
+
+    const evil = seededBytes(1024 * 1024, 'corrupted')
+    const bad = await glance.upload(evil)
+    const flipped = Buffer.from(evil)
+    flipped[500_000] ^= 1
+    await writeFile(join(glance.storeDir, bad.id), flipped)
+    await t.rejects(images.resolve(bad.id), DigestMismatchError, 'the bytes do not match os_hash_value')
+    await t.rejects(images.resolve(bad.id), { message: /sha512.*refused, nothing stored/ })
+    t.equal((await store.listImages()).length, 1, 'nothing was stored')
+    await t.rejects(store.resolve(bad.id), { code: 'IMGSWARM_IMAGE_NOT_FOUND' }, 'and no alias recorded')
+  })
+
+  t.test('the node\'s Glance endpoint: glanceclient downloads through it, Glance authorises every read', async t => {
+    const dir = await tempDir(t)
+    const tokenFile = join(dir, 'glance-token')
+    await writeFile(tokenFile, `${TOKENS.admin.token}\n`)
+    const node = await startDaemon(t, { config: { origin: `glance+${glance.countingUrl}`, glanceTokenFile: tokenFile } })
+    const api = formatApiAddress(node.daemon.api.address)
+    const bytes = seededBytes(3 * 1024 * 1024 + 5, 'endpoint')
+    const image = await glance.upload(bytes, { name: 'cirros', token: TOKENS.alice.token })
+    const before = glance.fileRequests()
+
+    const out = join(dir, 'first.img')
+    const first = await glanceDownload(api, TOKENS.alice.token, image.id, out, t)
+    t.equal(first.code, 0, `glance image-download exits 0 (${first.stderr.trim()})`)
+    t.ok((await readFile(out)).equals(bytes), 'the bytes are the image')
+    t.equal(glance.fileRequests() - before, 1, 'Glance served the file once, to the node')
+
+    const second = await glanceDownload(api, TOKENS.alice.token, image.id, join(dir, 'second.img'), t)
+    t.equal(second.code, 0)
+    t.ok((await readFile(join(dir, 'second.img'))).equals(bytes))
+    t.equal(glance.fileRequests() - before, 1, 'the second download came from the node\'s store')
+
+    // The id names the image on the node's own API and in ls.
+    const info = await node.client.inspect(image.id)
+    t.equal(info.ref, `sha256:${sha256Hex(bytes)}`)
+    const listed = (await node.client.list()).find(r => r.ref === info.ref)
+    t.same(listed?.glanceIds, [image.id], 'ls shows the Glance id')
+
+    // The node's own API fetches by Glance id too, with the node's token.
+    const fresh = seededBytes(700_000, 'by id on the local API')
+    const other = await glance.upload(fresh, { name: 'by-id' })
+    const exported = await node.client.export(other.id, join(dir, 'by-id.img'))
+    t.ok((await readFile(join(dir, 'by-id.img'))).equals(fresh), 'GET /v1/images/{glance id} gives the image')
+    t.match(exported, { ref: `sha256:${sha256Hex(fresh)}`, name: 'by-id', glanceIds: [other.id] })
+    await t.rejects(node.client.inspect('00000000-0000-4000-8000-000000000000'), { code: 'IMGSWARM_IMAGE_NOT_FOUND' })
+
+    // Glance's own metadata and schema documents pass through.
+    const schema = await call(api, 'GET', '/v2/schemas/image', TOKENS.alice.token)
+    const theirs = await call(glance.url, 'GET', '/v2/schemas/image', TOKENS.alice.token)
+    t.equal(schema.status, 200)
+    t.equal(schema.body, theirs.body, 'the image schema is Glance\'s own')
+    const meta = await call(api, 'GET', `/v2/images/${image.id}`, TOKENS.alice.token)
+    t.equal(JSON.parse(meta.body).os_hash_value, image.os_hash_value)
+    const versions = await call(api, 'GET', '/versions')
+    t.equal(versions.status, 200)
+    t.match(versions.body, api, 'the version document points at the node')
+
+    // Single ranges as Glance answers them.
+    const ranged = await call(api, 'GET', `/v2/images/${image.id}/file`, TOKENS.alice.token, undefined, undefined, { range: 'bytes=100-199' })
+    t.equal(ranged.status, 206)
+    t.equal(ranged.headers['content-range'], `bytes 100-199/${bytes.length}`)
+    t.ok(Buffer.from(ranged.body, 'latin1').equals(bytes.subarray(100, 200)))
+    t.equal((await call(api, 'GET', `/v2/images/${image.id}/file`, TOKENS.alice.token, undefined, undefined, { range: 'bytes=0-1,5-6' })).status, 400, 'several ranges: 400')
+    const beyond = await call(api, 'GET', `/v2/images/${image.id}/file`, TOKENS.alice.token, undefined, undefined, { range: `bytes=${bytes.length}-` })
+    t.equal(beyond.status, 416)
+    t.equal(beyond.headers['content-range'], undefined, 'no Content-Range, as Glance')
+
+    // A caller Glance refuses gets nothing, though the node holds the image.
+    const bob = await call(api, 'GET', `/v2/images/${image.id}/file`, TOKENS.bob.token)
+    t.equal(bob.status, 404, 'another project\'s private image is not found')
+    t.match(bob.body, /^404 Not Found\n\nNo image found with ID/, 'in Glance\'s own words')
+    t.notOk(bob.body.includes(Buffer.from(bytes.subarray(0, 64)).toString('latin1')), 'no image bytes')
+    const bobCli = await glanceDownload(api, TOKENS.bob.token, image.id, join(dir, 'bob.img'), t)
+    t.not(bobCli.code, 0, 'glance image-download fails for bob')
+    const nobody = await call(api, 'GET', `/v2/images/${image.id}/file`, 'stolen')
+    t.equal(nobody.status, 401, 'an unknown token: 401 from Glance')
+    const none = await call(api, 'GET', `/v2/images/${image.id}/file`)
+    t.equal(none.status, 401, 'no token: 401 from Glance, though the local API trusts this caller')
+
+    // An unknown id: Glance's 404.
+    const unknown = await call(api, 'GET', '/v2/images/00000000-0000-4000-8000-000000000000/file', TOKENS.admin.token)
+    t.equal(unknown.status, 404)
+    t.match(unknown.body, /^404 Not Found\n\nNo image found with ID 00000000-0000-4000-8000-000000000000/)
+
+    // A corrupted Glance file: refused, never served, nothing stored.
+    const evil = seededBytes(1024 * 1024, 'corrupted through the endpoint')
+    const bad = await glance.upload(evil)
+    const flipped = Buffer.from(evil)
+    flipped[1000] ^= 0x80
+    await writeFile(join(glance.storeDir, bad.id), flipped)
+    const refused = await call(api, 'GET', `/v2/images/${bad.id}/file`, TOKENS.admin.token)
+    t.equal(refused.status, 502)
+    t.match(refused.body, /^502 Bad Gateway\n\n.*hash to sha512:.*refused, nothing stored/s)
+    const badCli = await glanceDownload(api, TOKENS.admin.token, bad.id, join(dir, 'bad.img'), t)
+    t.not(badCli.code, 0, 'glance image-download fails')
+    await t.rejects(node.client.inspect(bad.id), { code: 'IMGSWARM_IMAGE_NOT_FOUND' }, 'the node stored nothing under that id')
+  })
+
+  t.test('two nodes: the second gets a Glance image from the first, no byte from Glance; a false claim is caught', async t => {
+    const dir = await tempDir(t)
+    const tokenFile = join(dir, 'glance-token')
+    await writeFile(tokenFile, TOKENS.admin.token)
+    const config = { origin: `glance+${glance.countingUrl}`, glanceTokenFile: tokenFile }
+    const a = await startDaemon(t, { config })
+    const b = await startDaemon(t, { config, bootstrap: [a.addr] })
+    await waitReady(b)
+    const apiA = formatApiAddress(a.daemon.api.address)
+    const apiB = formatApiAddress(b.daemon.api.address)
+    const bytes = seededBytes(4 * 1024 * 1024 + 3, 'two nodes')
+    const image = await glance.upload(bytes, { token: TOKENS.alice.token })
+    const files = glance.fileRequests()
+    const glanceBytes = glance.fileBytes()
+
+    const t0 = Date.now()
+    const first = await glanceDownload(apiA, TOKENS.alice.token, image.id, join(dir, 'a.img'), t)
+    t.equal(first.code, 0, `through the first node (${first.stderr.trim()})`)
+    t.equal(glance.fileRequests() - files, 1, 'the first node read the file from Glance once')
+    t.comment(`first node: ${Date.now() - t0} ms`)
+    const t1 = Date.now()
+    const second = await glanceDownload(apiB, TOKENS.alice.token, image.id, join(dir, 'b.img'), t)
+    t.equal(second.code, 0, `through the second node (${second.stderr.trim()})`)
+    t.ok((await readFile(join(dir, 'b.img'))).equals(bytes), 'glanceclient got the image, its hash checked')
+    t.equal(glance.fileRequests() - files, 1, 'no file request to Glance from the second node')
+    t.equal(glance.fileBytes() - glanceBytes, bytes.length, 'Glance sent the image\'s bytes once in all')
+    t.comment(`second node: ${Date.now() - t1} ms`)
+    const onB = await b.client.inspect(image.id)
+    t.comment(JSON.stringify(onB.sources))
+    t.ok((onB.sources?.peers ?? 0) >= bytes.length, 'the second node\'s bytes came from its neighbour (and its manifest)')
+    t.equal(onB.sources?.origin, 0)
+
+    // A neighbour that names the wrong image for an id (same size, Glance's hash copied) is caught
+    // by the hash check, and the node gets the image from Glance instead.
+    const other = seededBytes(1024 * 1024, 'the real one')
+    const decoy = seededBytes(1024 * 1024, 'a decoy of the same size')
+    const real = await glance.upload(other, { token: TOKENS.alice.token })
+    const imported = await a.client.importStream((async function * () { yield decoy })())
+    await a.daemon.local.store.glanceAliases.put({
+      id: real.id, hex: imported.record.ref.slice(7), endpoint: glance.countingUrl, size: real.size,
+      osHashAlgo: real.os_hash_algo, osHashValue: real.os_hash_value, checksum: real.checksum, recorded: new Date().toISOString()
+    })
+    const before = glance.fileRequests()
+    const t2 = Date.now()
+    const got = await call(apiB, 'GET', `/v2/images/${real.id}/file`, TOKENS.alice.token)
+    t.equal(got.status, 200)
+    t.comment(`after a false claim: ${Date.now() - t2} ms`)
+    t.ok(Buffer.from(got.body, 'latin1').equals(other), 'the real image, not the decoy')
+    t.equal(glance.fileRequests() - before, 1, 'read from Glance after the claim failed its check')
+    t.equal((await b.client.inspect(real.id)).ref, `sha256:${sha256Hex(other)}`, 'the alias recorded is the true one')
+  })
+})
+
+/** `glance image-download` (python3-glanceclient, on Debian's python) against an endpoint. */
+async function glanceDownload (endpoint: string, token: string, id: string, file: string, t: Test): Promise<{ code: number, stdout: string, stderr: string }> {
+  const why = glanceClientMissing()
+  if (why !== undefined) {
+    t.comment(`skipped glance image-download: ${why}`)
+    const r = await call(endpoint, 'GET', `/v2/images/${id}/file`, token)
+    if (r.status === 200) await writeFile(file, Buffer.from(r.body, 'latin1'))
+    return { code: r.status === 200 ? 0 : 1, stdout: '', stderr: r.body }
+  }
+  return await new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, ['/usr/bin/glance', '--os-image-url', endpoint, '--os-auth-token', token, '--os-image-api-version', '2', 'image-download', '--file', file, id], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', d => { stdout += String(d) })
+    child.stderr.on('data', d => { stderr += String(d) })
+    const timer = setTimeout(() => { child.kill('SIGKILL') }, 60_000)
+    child.on('error', reject)
+    child.on('close', code => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }) })
+  })
+}
