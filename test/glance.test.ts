@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { DigestMismatchError, OriginNotFoundError } from '../src/errors.js'
 import { GlanceImages } from '../src/fetch/glance-images.js'
+import { glanceAliasCid } from '../src/peer/glance-alias-protocol.js'
 import { glanceOrigin } from '../src/origin/glance-origin.js'
 import { openOrigin } from '../src/origin/open-origin.js'
 import { LevelStore } from '../src/store/level-store.js'
@@ -218,6 +219,40 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     t.ok(Buffer.from(got.body, 'latin1').equals(other), 'the real image, not the decoy')
     t.equal(glance.fileRequests() - before, 1, 'read from Glance after the claim failed its check')
     t.equal((await b.client.inspect(real.id)).ref, `sha256:${sha256Hex(other)}`, 'the alias recorded is the true one')
+  })
+
+  t.test('a node not connected to the holder finds the Glance id through the DHT, with no byte from Glance', async t => {
+    const dir = await tempDir(t)
+    const tokenFile = join(dir, 'glance-token')
+    await writeFile(tokenFile, TOKENS.admin.token)
+    const config = { origin: `glance+${glance.countingUrl}`, glanceTokenFile: tokenFile }
+    const b = await startDaemon(t) // a DHT node that knows nothing of Glance
+    const a = await startDaemon(t, { config, bootstrap: [b.addr] })
+    const c = await startDaemon(t, { config, bootstrap: [b.addr] })
+    await waitReady(a)
+    await waitReady(c)
+    const bytes = seededBytes(2 * 1024 * 1024 + 5, 'through the DHT')
+    const image = await glance.upload(bytes, { token: TOKENS.alice.token })
+    const files = glance.fileRequests()
+    const first = await call(formatApiAddress(a.daemon.api.address), 'GET', `/v2/images/${image.id}/file`, TOKENS.alice.token)
+    t.equal(first.status, 200, 'the first node reads it from Glance')
+    t.equal(glance.fileRequests() - files, 1)
+    // A announced the id: the DHT, asked from C (which knows only B), names A.
+    const key = glanceAliasCid(glance.countingUrl, image.id)
+    let named = false
+    for (let i = 0; i < 20 && !named; i++) {
+      for await (const p of c.daemon.peer.contentRouting.findProviders(key, { signal: AbortSignal.timeout(5000) })) named ||= p.id.equals(a.daemon.peer.peerId)
+      if (!named) await new Promise(resolve => setTimeout(resolve, 250))
+    }
+    t.ok(named, 'the DHT names A under the id\'s key')
+    // The DHT's own upkeep may have connected C to A; cut that, so the DHT is the way to A.
+    await c.daemon.peer.hangUp(a.daemon.peer.peerId)
+    const second = await call(formatApiAddress(c.daemon.api.address), 'GET', `/v2/images/${image.id}/file`, TOKENS.alice.token)
+    t.equal(second.status, 200)
+    t.ok(Buffer.from(second.body, 'latin1').equals(bytes), 'C serves the image exactly')
+    t.equal(glance.fileRequests() - files, 1, 'no file request to Glance from C')
+    const onC = await c.client.inspect(image.id)
+    t.equal(onC.sources?.origin, 0, 'C took no byte from the origin')
   })
 })
 

@@ -11,7 +11,7 @@ import { Fetcher } from '../fetch/fetcher.js'
 import { GlanceImages } from '../fetch/glance-images.js'
 import { GlanceOrigin } from '../origin/glance-origin.js'
 import { glanceRoutes } from '../serve/glance-routes.js'
-import { askGlanceAlias, serveGlanceAliases } from '../peer/glance-alias-protocol.js'
+import { askGlanceAlias, GlanceAliasAnnouncer, serveGlanceAliases } from '../peer/glance-alias-protocol.js'
 import { LocalNode } from '../local-node.js'
 import { openOrigin } from '../origin/open-origin.js'
 import type { Origin } from '../origin/origin.js'
@@ -58,13 +58,15 @@ export class Daemon {
   private stopping?: Promise<void>
 
   private readonly announcer: Announcer
+  private readonly aliasAnnouncer?: GlanceAliasAnnouncer
   /** Preheats and minimum-replica policies (src/swarm). */
   readonly swarm: Swarm
   /** The cluster-wide replica policies: `replicas.protects(hex)` says whether eviction must keep an image. */
   readonly replicas: ReplicaPolicies
 
-  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, swarm: Swarm }) {
+  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, aliasAnnouncer?: GlanceAliasAnnouncer, swarm: Swarm }) {
     this.announcer = parts.announcer
+    this.aliasAnnouncer = parts.aliasAnnouncer
     this.swarm = parts.swarm
     this.replicas = parts.swarm.replicas
     this.local = parts.local
@@ -125,8 +127,10 @@ export class Daemon {
       const announcer = new Announcer(peer, local.store, log)
       cleanups.push(async () => { announcer.stop() })
       // A Glance origin names images by id: the node maps ids to sha256 and serves Glance's API.
+      const aliasAnnouncer = opened instanceof GlanceOrigin ? new GlanceAliasAnnouncer(peer, local.store, opened.endpoint, log) : undefined
+      if (aliasAnnouncer != null) cleanups.push(async () => { aliasAnnouncer.stop() })
       const glance = opened instanceof GlanceOrigin
-        ? new GlanceImages(opened, local.store, log, async (endpoint, id, o) => await askGlanceAlias(peer, endpoint, id, o))
+        ? new GlanceImages(opened, local.store, log, async (endpoint, id, o) => await askGlanceAlias(peer, endpoint, id, o), id => { void aliasAnnouncer?.announce(id) })
         : undefined
       const fetcher = new Fetcher({
         glanceIds: glance != null ? async (id, o) => await glance.resolve(id, o) : undefined,
@@ -174,9 +178,10 @@ export class Daemon {
         publishOrigins: [...(config.origin != null ? [config.origin] : []), ...config.publishOrigins]
       }
       const api = await startApiServer(backend, apiAddress, { ...await apiGuards(config, apiAddress, apiGroup, log), onError: err => { log.error('API request failed', { err }) } })
-      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, swarm })
+      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, aliasAnnouncer, swarm })
       ref.daemon = daemon
       announcer.start()
+      aliasAnnouncer?.start()
       evictor.start()
       await writePrivateFile(join(config.data, DAEMON_FILE), JSON.stringify(daemon.info()) + '\n', 0o640)
       log.info('imgswarm daemon started', { ...daemon.info(), origin: origin?.url ?? null, maxSize: await evictor.capBytes() })
@@ -266,6 +271,7 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.log.info('stopping')
       this.announcer.stop()
+      this.aliasAnnouncer?.stop()
       this.local.evictor.stop()
       await this.swarm.stop().catch(err => { this.log.warn('swarm stop failed', { err }) })
       await this.api.close().catch(err => { this.log.warn('API close failed', { err }) })

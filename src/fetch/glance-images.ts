@@ -62,7 +62,7 @@ export class GlanceImages {
   /** Claims that proved false (`<id> <hex>`): not taken again. */
   private readonly falseClaims = new Set<string>()
 
-  constructor (private readonly origin: GlanceOrigin, private readonly store: LevelStore, log?: Logger, private readonly askPeers?: AskPeers) {
+  constructor (private readonly origin: GlanceOrigin, private readonly store: LevelStore, log?: Logger, private readonly askPeers?: AskPeers, private readonly onAlias?: (id: string) => void) {
     this.log = log ?? silentLogger
     origin.lookupId = async hex => (await store.glanceAliases.idsOf(hex))[0]
   }
@@ -172,6 +172,7 @@ export class GlanceImages {
       ...(image.checksum != null ? { checksum: image.checksum } : {}),
       recorded: new Date().toISOString()
     })
+    this.onAlias?.(image.id)
   }
 }
 

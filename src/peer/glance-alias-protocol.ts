@@ -1,3 +1,9 @@
+import { createHash } from 'node:crypto'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import * as Digest from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
+import type { PeerId } from '@libp2p/interface'
 import { ProtocolError } from '../errors.js'
 import type { GlanceAlias } from '../store/glance-aliases.js'
 import type { LevelStore } from '../store/level-store.js'
@@ -48,39 +54,111 @@ function answerOf (a: GlanceAlias): Omit<GlanceAliasClaim, 'peer'> {
 }
 
 /**
+ * The DHT key under which the holders of a Glance id's alias are found: the CIDv1 (raw, sha2-256) of
+ * the endpoint and the id, so that two clouds' Glance services never share keys.
+ */
+export function glanceAliasCid (endpoint: string, id: string): CID {
+  return CID.createV1(raw.code, Digest.create(sha256.code, createHash('sha256').update(`imgswarm glance-alias\n${endpoint}\n${id}`).digest()))
+}
+
+/**
+ * Tells the DHT which Glance ids of `endpoint` this node can answer for: each alias as it is
+ * recorded, and those of available images by a sweep every 10 s until the DHT took them (at start it
+ * may have no peers yet); kad-dht re-provides them before they expire.
+ */
+export class GlanceAliasAnnouncer {
+  private readonly announced = new Set<string>()
+  private timer?: NodeJS.Timeout
+
+  constructor (private readonly node: AnyLibp2p, private readonly store: LevelStore, private readonly endpoint: string, private readonly log: Logger = silentLogger) {}
+
+  start (): void {
+    void this.sweep()
+    this.timer = setInterval(() => { void this.sweep() }, 10_000)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  async announce (id: string): Promise<void> {
+    if (this.announced.has(id)) return
+    this.announced.add(id)
+    await this.node.contentRouting.provide(glanceAliasCid(this.endpoint, id), { signal: AbortSignal.timeout(5000) }).catch((err: unknown) => {
+      this.announced.delete(id) // the next sweep tries again
+      this.log.debug('DHT announce of a Glance alias failed (no DHT peers yet?)', { id, err })
+    })
+  }
+
+  private async sweep (): Promise<void> {
+    try {
+      for (const alias of await this.store.glanceAliases.all()) {
+        if (alias.endpoint !== this.endpoint || this.announced.has(alias.id)) continue
+        if ((await this.store.getRecord(alias.hex))?.state === 'available') await this.announce(alias.id)
+      }
+    } catch (err) {
+      this.log.debug('DHT announce sweep of Glance aliases failed', { err })
+    }
+  }
+}
+
+/**
  * Asks the connected neighbours that speak the protocol, one after the other (at most `maxPeers`,
- * each within `timeoutMs`), and returns the well-formed claims. Failures are skipped: asking is an
- * optimisation, Glance remains the fallback.
+ * each within `timeoutMs`), and returns the well-formed claims; when none answers, asks the DHT for
+ * the nodes that announced the id ({@link glanceAliasCid}) and asks those. Failures are skipped:
+ * asking is an optimisation, Glance remains the fallback.
  */
 export async function askGlanceAlias (node: AnyLibp2p, endpoint: string, id: string, options: { signal?: AbortSignal, timeoutMs?: number, maxPeers?: number } = {}): Promise<GlanceAliasClaim[]> {
+  const timeoutMs = options.timeoutMs ?? 3000
+  const maxPeers = options.maxPeers ?? 8
+  const asked = new Set<string>()
   const claims: GlanceAliasClaim[] = []
-  let asked = 0
-  for (const peer of node.getPeers()) {
-    if (asked >= (options.maxPeers ?? 8)) break
-    options.signal?.throwIfAborted()
-    const protocols = await node.peerStore.get(peer).then(p => p.protocols, () => [] as string[])
-    if (!protocols.includes(GLANCE_ALIAS.id)) continue
-    asked++
-    const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs ?? 3000), ...options.signal != null ? [options.signal] : []])
+  const ask = async (peer: PeerId): Promise<void> => {
+    asked.add(peer.toString())
+    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...options.signal != null ? [options.signal] : []])
     try {
-      for await (const frame of request(node, peer, GLANCE_ALIAS, [encode({ endpoint, id })], { signal, timeoutMs: options.timeoutMs ?? 3000 })) {
-        const a = parse(frame)
-        if (typeof a.hex === 'string' && HEX64.test(a.hex) && Number.isSafeInteger(a.size) && (a.size as number) >= 0) {
-          claims.push({
-            peer: peer.toString(),
-            hex: a.hex,
-            size: a.size as number,
-            ...typeof a.osHashAlgo === 'string' ? { osHashAlgo: a.osHashAlgo } : {},
-            ...typeof a.osHashValue === 'string' ? { osHashValue: a.osHashValue } : {},
-            ...typeof a.checksum === 'string' ? { checksum: a.checksum } : {}
-          })
-        }
+      for await (const frame of request(node, peer, GLANCE_ALIAS, [encode({ endpoint, id })], { signal, timeoutMs })) {
+        const claim = claimOf(peer, parse(frame))
+        if (claim != null) claims.push(claim)
       }
     } catch {
       // An unreachable or confused neighbour: ask the next one.
     }
   }
+  for (const peer of node.getPeers()) {
+    if (asked.size >= maxPeers) break
+    options.signal?.throwIfAborted()
+    const protocols = await node.peerStore.get(peer).then(p => p.protocols, () => [] as string[])
+    if (protocols.includes(GLANCE_ALIAS.id)) await ask(peer)
+  }
+  if (claims.length > 0) return claims
+  // Nodes that are not neighbours: the DHT names those that announced the id.
+  const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs + 2000), ...options.signal != null ? [options.signal] : []])
+  try {
+    let found = 0
+    for await (const provider of node.contentRouting.findProviders(glanceAliasCid(endpoint, id), { signal })) {
+      if (provider.id.equals(node.peerId) || asked.has(provider.id.toString())) continue
+      if (provider.multiaddrs.length > 0) await node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => {})
+      await ask(provider.id)
+      if (claims.length > 0 || ++found >= maxPeers) break
+    }
+  } catch {
+    // No DHT peers, or the lookup timed out: Glance serves.
+  }
   return claims
+}
+
+function claimOf (peer: PeerId, a: Record<string, unknown>): GlanceAliasClaim | undefined {
+  if (typeof a.hex !== 'string' || !HEX64.test(a.hex) || !Number.isSafeInteger(a.size) || (a.size as number) < 0) return undefined
+  return {
+    peer: peer.toString(),
+    hex: a.hex,
+    size: a.size as number,
+    ...typeof a.osHashAlgo === 'string' ? { osHashAlgo: a.osHashAlgo } : {},
+    ...typeof a.osHashValue === 'string' ? { osHashValue: a.osHashValue } : {},
+    ...typeof a.checksum === 'string' ? { checksum: a.checksum } : {}
+  }
 }
 
 function encode (value: object): Uint8Array {
