@@ -1,10 +1,11 @@
 import type { Socket } from 'node:net'
 import { ImgswarmError } from '../errors.js'
 import type { Logger } from '../util/log.js'
+import type { Request } from './nbd-protocol.js'
 import {
   CLIENT_FLAG_FIXED_NEWSTYLE, CLIENT_FLAG_NO_ZEROES, CMD, ERRNO, IHAVEOPT, INFO_BLOCK_SIZE, MAX_OPTION_BYTES, MAX_READ_BYTES,
   MAX_SKIPPED_OPTION_BYTES, OPT, REP, REQUEST_BYTES, REQUEST_MAGIC, decodeInfoRequest, decodeOptionHeader, decodeRequest,
-  exportNameReply, greeting, infoBlockSize, infoExport, optionError, optionReply, serverReply, simpleReply
+  exportNameReply, greeting, infoBlockSize, infoExport, optionError, optionReply, serverReply, simpleReply, structuredReply
 } from './nbd-protocol.js'
 import { SocketClosed, SocketReader } from './socket-reader.js'
 
@@ -54,11 +55,13 @@ export async function serveNbdConnection (socket: Socket, exports: NbdExports, l
     const clientFlags = (await reader.read(4)).readUInt32BE(0)
     if ((clientFlags & ~(CLIENT_FLAG_FIXED_NEWSTYLE | CLIENT_FLAG_NO_ZEROES)) !== 0 || (clientFlags & CLIENT_FLAG_FIXED_NEWSTYLE) === 0) throw new HangUp()
     const noZeroes = (clientFlags & CLIENT_FLAG_NO_ZEROES) !== 0
-    opened = await negotiate(socket, reader, exports, noZeroes, controller.signal, limits)
+    const session = { structured: false }
+    opened = await negotiate(socket, reader, exports, noZeroes, controller.signal, limits, session)
     clearTimeout(timer)
-    if (opened != null) await transmit(socket, reader, opened, controller.signal, limits)
+    if (opened != null) await transmit(socket, reader, opened, controller.signal, limits, log, session.structured)
   } catch (err) {
     if (!(err instanceof HangUp || err instanceof SocketClosed || controller.signal.aborted)) log.warn('NBD connection failed', { err })
+    else log.debug('NBD connection closed', { why: (err as Error).stack })
   } finally {
     clearTimeout(timer)
     opened?.close()
@@ -68,7 +71,7 @@ export async function serveNbdConnection (socket: Socket, exports: NbdExports, l
 }
 
 /** Option haggling. Returns the export to serve, or undefined when the client aborted. */
-async function negotiate (socket: Socket, reader: SocketReader, exports: NbdExports, noZeroes: boolean, signal: AbortSignal, limits: ConnectionLimits): Promise<NbdExport | undefined> {
+async function negotiate (socket: Socket, reader: SocketReader, exports: NbdExports, noZeroes: boolean, signal: AbortSignal, limits: ConnectionLimits, session: { structured: boolean }): Promise<NbdExport | undefined> {
   for (let n = 0; n < limits.maxOptions; n++) {
     const h = decodeOptionHeader(await reader.read(16))
     if (h.magic !== IHAVEOPT) throw new HangUp()
@@ -116,8 +119,13 @@ async function negotiate (socket: Socket, reader: SocketReader, exports: NbdExpo
         e.close()
         break
       }
+      case OPT.STRUCTURED_REPLY:
+        if (h.length !== 0) { socket.write(optionError(h.option, REP.ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data')); break }
+        session.structured = true
+        socket.write(optionReply(h.option, REP.ACK))
+        break
       default:
-        // STARTTLS, structured replies, meta contexts and anything newer: not supported, say so.
+        // STARTTLS, meta contexts and anything newer: not supported, say so.
         socket.write(optionError(h.option, REP.ERR_UNSUP, 'not supported by imgswarm'))
     }
   }
@@ -126,12 +134,16 @@ async function negotiate (socket: Socket, reader: SocketReader, exports: NbdExpo
 }
 
 /** Serves requests: reads in parallel (up to maxInflight), replies in whatever order they finish. */
-async function transmit (socket: Socket, reader: SocketReader, e: NbdExport, signal: AbortSignal, limits: ConnectionLimits): Promise<void> {
+async function transmit (socket: Socket, reader: SocketReader, e: NbdExport, signal: AbortSignal, limits: ConnectionLimits, log: Logger, structured: boolean): Promise<void> {
   const running = new Set<Promise<void>>()
-  const reply = (error: number, handle: Buffer, data?: Uint8Array): void => {
+  const reply = (error: number, r: Request, data?: Uint8Array, message = ''): void => {
     if (socket.destroyed) return
     // Header and data are queued together, so replies of concurrent reads never interleave.
-    socket.write(simpleReply(error, handle))
+    if (structured) {
+      for (const b of structuredReply(error, r.handle, r.offset, data, message)) socket.write(b)
+      return
+    }
+    socket.write(simpleReply(error, r.handle))
     if (data != null) socket.write(data)
   }
   try {
@@ -142,12 +154,15 @@ async function transmit (socket: Socket, reader: SocketReader, e: NbdExport, sig
       switch (r.type) {
         case CMD.READ: {
           if (r.length === 0 || r.length > MAX_READ_BYTES || r.offset + r.length > e.size) {
-            reply(ERRNO.EINVAL, r.handle)
+            reply(ERRNO.EINVAL, r, undefined, `a read of ${r.length} bytes at ${r.offset}: reads are 1 byte to 32 MiB inside the image's ${e.size} bytes`)
             break
           }
           const p: Promise<void> = e.read(r.offset, r.length, signal).then(
-            bytes => { reply(0, r.handle, bytes) },
-            () => { reply(ERRNO.EIO, r.handle) }
+            bytes => { reply(0, r, bytes) },
+            err => {
+              if (!signal.aborted) log.warn('NBD read failed', { offset: r.offset, length: r.length, err })
+              reply(ERRNO.EIO, r, undefined, (err as Error)?.message ?? 'read failed')
+            }
           ).finally(() => { running.delete(p) })
           running.add(p)
           break
@@ -156,21 +171,21 @@ async function transmit (socket: Socket, reader: SocketReader, e: NbdExport, sig
           // The payload must be consumed to stay in step; a write too large to skip ends the connection.
           if (r.length > MAX_READ_BYTES) throw new HangUp()
           await reader.skip(r.length)
-          reply(ERRNO.EPERM, r.handle)
+          reply(ERRNO.EPERM, r, undefined, 'imgswarm exports are read-only')
           break
         case CMD.TRIM:
         case CMD.WRITE_ZEROES:
-          reply(ERRNO.EPERM, r.handle)
+          reply(ERRNO.EPERM, r, undefined, 'imgswarm exports are read-only')
           break
         case CMD.FLUSH:
           await Promise.all(running)
-          reply(0, r.handle)
+          reply(0, r)
           break
         case CMD.DISC:
           await Promise.all(running)
           return
         default:
-          reply(ERRNO.EINVAL, r.handle)
+          reply(ERRNO.EINVAL, r, undefined, `command ${r.type} is not supported`)
       }
     }
   } finally {

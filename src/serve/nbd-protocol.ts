@@ -9,6 +9,7 @@ export const IHAVEOPT = 0x49484156454f5054n // "IHAVEOPT"
 export const OPTION_REPLY_MAGIC = 0x3e889045565a9n
 export const REQUEST_MAGIC = 0x25609513
 export const SIMPLE_REPLY_MAGIC = 0x67446698
+export const STRUCTURED_REPLY_MAGIC = 0x668e33ef
 
 /** Handshake flags the server sends. */
 export const FLAG_FIXED_NEWSTYLE = 1
@@ -161,4 +162,38 @@ export function simpleReply (error: number, handle: Uint8Array): Buffer {
   b.writeUInt32BE(error, 4)
   b.set(handle, 8)
   return b
+}
+
+/** Structured reply chunk types and the flag of the last chunk. */
+export const REPLY_FLAG_DONE = 1
+export const REPLY_TYPE = { NONE: 0, OFFSET_DATA: 1, ERROR: 32769 } as const
+
+/**
+ * One structured reply chunk's header. qemu needs structured replies to read the tail of an image
+ * whose size is not a multiple of 512: with simple replies it reads a whole sector there.
+ */
+export function structuredHeader (type: number, handle: Uint8Array, length: number, done = true): Buffer {
+  const b = Buffer.alloc(20)
+  b.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0)
+  b.writeUInt16BE(done ? REPLY_FLAG_DONE : 0, 4)
+  b.writeUInt16BE(type, 6)
+  b.set(handle, 8)
+  b.writeUInt32BE(length, 16)
+  return b
+}
+
+/** A structured reply: data at `offset` (a read), nothing (a done command), or an error with a message. */
+export function structuredReply (error: number, handle: Uint8Array, offset: number, data?: Uint8Array, message = ''): Buffer[] {
+  if (error !== 0) {
+    const m = Buffer.from(message.slice(0, 512), 'utf8')
+    const p = Buffer.alloc(6 + m.length)
+    p.writeUInt32BE(error, 0)
+    p.writeUInt16BE(m.length, 4)
+    m.copy(p, 6)
+    return [structuredHeader(REPLY_TYPE.ERROR, handle, p.length), p]
+  }
+  if (data == null) return [structuredHeader(REPLY_TYPE.NONE, handle, 0)]
+  const o = Buffer.alloc(8)
+  o.writeBigUInt64BE(BigInt(offset))
+  return [structuredHeader(REPLY_TYPE.OFFSET_DATA, handle, 8 + data.length), o, Buffer.from(data.buffer, data.byteOffset, data.byteLength)]
 }
