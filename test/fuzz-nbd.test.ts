@@ -68,13 +68,15 @@ const requestArb = fc.oneof(
   fc.tuple(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), fc.constantFrom(0, 1, 4096, 2 ** 25, 2 ** 25 + 1, 2 ** 32 - 1)).map(([o, l]) => request(0, o, l)),
   fc.tuple(fc.integer({ min: 0, max: 12 }), fc.nat({ max: 5000 }), fc.uint8Array({ maxLength: 64 })).map(([ty, o, p]) => request(ty, BigInt(o), p.length, p))
 )
+// Mostly a good handshake that reaches transmission (so the requests are fuzzed too), sometimes not.
 const session = fc.tuple(
-  fc.constantFrom(3, 1, 0, 7, 0xffffffff),
-  fc.array(optionArb, { minLength: 0, maxLength: 4 }),
+  fc.oneof({ weight: 4, arbitrary: fc.constant(3) }, { weight: 1, arbitrary: fc.constantFrom(1, 0, 7, 0xffffffff) }),
+  fc.array(optionArb, { minLength: 0, maxLength: 3 }),
+  fc.oneof({ weight: 3, arbitrary: fc.constant(option(7, infoPayload(NAME))) }, { weight: 1, arbitrary: optionArb }),
   fc.array(requestArb, { minLength: 0, maxLength: 6 }),
-  fc.option(mutations, { nil: undefined })
-).map(([flags, opts, reqs, ops]) => {
-  const bytes = concat(u32(flags), ...opts, ...reqs)
+  fc.oneof({ weight: 2, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: mutations })
+).map(([flags, opts, go, reqs, ops]) => {
+  const bytes = concat(u32(flags), ...opts, go, ...reqs)
   return ops != null ? mutate(bytes, ops) : bytes
 })
 

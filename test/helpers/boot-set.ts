@@ -14,7 +14,7 @@ import { writeRandomFile } from './data.js'
 export const MARKER = 'IMGSWARM-BOOT-MARKER'
 
 /** The modules /init loads, in order (Debian builds virtio and ext4 as modules). */
-const MODULES = ['virtio', 'virtio_ring', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_blk', 'crc16', 'mbcache', 'jbd2', 'crc32c_generic', 'ext4']
+const MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci', 'virtio_blk', 'crc16', 'mbcache', 'jbd2', 'crc32c_generic', 'ext4']
 
 function kernelVersion (): string | undefined {
   const r = spawnSync('sh', ['-c', 'ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1'], { encoding: 'utf8' })
