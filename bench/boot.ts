@@ -39,7 +39,7 @@ async function main (): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'isw-bench-boot-'))
   const rows: Array<Array<string | number>> = []
   try {
-    const set = await makeBootSet(join(work, 'set'), DISK_MIB, DISK_MIB - 16)
+    const set = await makeBootSet(join(work, 'set'), DISK_MIB, Math.floor(DISK_MIB * 0.8))
     for (const rate of RATES) {
       const dir = join(work, `c-${rate}`)
       await cli(['cluster', 'up', '--dir', dir, '--nodes', '3', '--netns', '--rate', rate, '--json'])

@@ -144,6 +144,13 @@ export class ImageReader {
       await this.fromStore(need, got, signal)
       return got
     }
+    if (need.length > 0 && !await this.isTrusted(job)) {
+      // A manifest only a peer vouches for: nothing of it is served, stored or not, until the whole
+      // image proves it (its chunks may make another image than the one asked for).
+      await this.settled(signal)
+      await this.fromStore(need, got, signal)
+      return got
+    }
     const wanted = new Set(need)
     const onVerified = (is: number[], bytes: Uint8Array): void => {
       for (const i of is) if (wanted.has(i) && !got.has(i)) { got.set(i, bytes); this.remember(i, bytes) }
@@ -153,12 +160,6 @@ export class ImageReader {
       await this.fromStore(need.filter(i => hasBit(job.have!, i)), got, signal)
       let missing = need.filter(i => !got.has(i))
       if (missing.length === 0) return got
-      if (!await this.isTrusted(job)) {
-        // A manifest only a peer vouches for: nothing is served until the whole image proves it.
-        await job.promise
-        await this.fromStore(missing, got, signal)
-        return got
-      }
       const deadline = Date.now() + READ_TIMEOUT_MS
       while (missing.length > 0) {
         if (job.finished) {
