@@ -61,7 +61,7 @@ export async function serveNbdConnection (socket: Socket, exports: NbdExports, l
     if (opened != null) await transmit(socket, reader, opened, controller.signal, limits, log, session.structured)
   } catch (err) {
     if (!(err instanceof HangUp || err instanceof SocketClosed || controller.signal.aborted)) log.warn('NBD connection failed', { err })
-    else log.debug('NBD connection closed', { why: (err as Error).stack })
+    else log.debug('NBD connection closed', { why: (err as Error).message })
   } finally {
     clearTimeout(timer)
     opened?.close()
