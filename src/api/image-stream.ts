@@ -5,6 +5,7 @@ import type { FetchJob } from '../fetch/fetch-job.js'
 import { chunkCount, chunkEntries, type Manifest } from '../chunks/manifest.js'
 import type { ChunkStore } from '../store/chunk-store.js'
 import { readImage } from '../store/read-image.js'
+import type { ImageReader } from '../serve/image-reader.js'
 import type { ByteRange } from './range.js'
 
 const WINDOW = 32
@@ -164,4 +165,24 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
   if (!actual.equals(manifest.digest)) throw new DigestMismatchError(`image streamed from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${Buffer.from(manifest.digest).toString('hex')}`)
   if (!started) sendHeaders()
   await out.finish()
+}
+
+/** Bytes of a range read at once while the image arrives. */
+const RANGE_PIECE = 4 * 1024 * 1024
+
+/**
+ * Sends `range` of an image that is still being fetched: each piece as soon as its chunks are
+ * verified (the reader fetches them first). Headers go with the first piece, so a read that fails
+ * before any byte answers with its error.
+ */
+export async function sendRangeWhileFetching (res: ServerResponse, reader: ImageReader, range: ByteRange, sendHeaders: () => void, signal?: AbortSignal): Promise<void> {
+  let started = false
+  for (let pos = range.start; pos <= range.end;) {
+    const n = Math.min(RANGE_PIECE, range.end + 1 - pos)
+    const bytes = await reader.read(pos, n, signal)
+    if (!started) { sendHeaders(); started = true }
+    await write(res, bytes)
+    pos += n
+  }
+  res.end()
 }

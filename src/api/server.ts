@@ -11,7 +11,9 @@ import { formatApiAddress, type ApiAddress } from './address.js'
 import { bundleRoutes } from './bundle-routes.js'
 import { errorBody, statusOf } from './http-errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
-import { sendImageRange, sendWholeImage, sendWholeImageWhileFetching } from './image-stream.js'
+import { sendImageRange, sendRangeWhileFetching, sendWholeImage, sendWholeImageWhileFetching } from './image-stream.js'
+import { parseRef } from '../chunks/ref.js'
+import { ImageReader } from '../serve/image-reader.js'
 import { parseRange } from './range.js'
 import { parseDuration } from '../util/units.js'
 import type { ApiAccess } from './access.js'
@@ -178,7 +180,16 @@ function coreRoutes (backend: ApiBackend): Route[] {
           await sendWholeImageWhileFetching(res, local.store, manifest, job, headers, controller.signal)
           return
         }
-        // A range of an image still being fetched waits for the fetch: its manifest is not proven yet.
+        if (job != null && !job.finished && range !== undefined && range !== 'unsatisfiable') {
+          // A range of an image still arriving: its chunks are fetched first (under a trusted manifest;
+          // under a peer's, the reader waits for the whole-image check).
+          const ref = parseRef(param(m[1]))
+          const reader = new ImageReader({ store: local.store, manifest, job, manifestCid: record.manifest, namedCid: ref.kind === 'manifest' ? ref.cid.toString() : undefined })
+          await sendRangeWhileFetching(res, reader, range, () => {
+            res.writeHead(206, { ...imageHeaders(record), 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${record.size}` })
+          }, controller.signal)
+          return
+        }
         if (job != null) await job.promise
         if (range === 'unsatisfiable') {
           res.writeHead(416, { 'content-range': `bytes */${record.size}` })

@@ -33,6 +33,8 @@ import { swarmRoutes } from './preheat-routes.js'
 import { startSwarm, type Swarm } from '../swarm/swarm.js'
 import type { ReplicaPolicies } from '../swarm/replica-policies.js'
 import { DaemonMetrics } from './metrics.js'
+import { imageExports } from '../serve/image-exports.js'
+import { formatNbdAddress, parseNbdAddress, startNbdServer, type NbdServer } from '../serve/nbd-server.js'
 
 import { DAEMON_FILE, type DaemonInfo } from './daemon-file.js'
 
@@ -53,6 +55,8 @@ export class Daemon {
   readonly api: ApiServer
   readonly metrics: DaemonMetrics
   readonly origin?: Origin
+  /** The NBD server (`--nbd`), unless turned off. */
+  readonly nbd?: NbdServer
   private readonly log: Logger
   private ready = false
   private stopping?: Promise<void>
@@ -64,7 +68,8 @@ export class Daemon {
   /** The cluster-wide replica policies: `replicas.protects(hex)` says whether eviction must keep an image. */
   readonly replicas: ReplicaPolicies
 
-  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, aliasAnnouncer?: GlanceAliasAnnouncer, swarm: Swarm }) {
+  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, aliasAnnouncer?: GlanceAliasAnnouncer, swarm: Swarm, nbd?: NbdServer }) {
+    this.nbd = parts.nbd
     this.announcer = parts.announcer
     this.aliasAnnouncer = parts.aliasAnnouncer
     this.swarm = parts.swarm
@@ -84,6 +89,7 @@ export class Daemon {
    */
   static async start (config: NodeConfig, log: Logger, overrides: { origin?: Origin } = {}): Promise<Daemon> {
     const apiAddress = parseApiAddress(config.api)
+    const nbdAddress = parseNbdAddress(config.nbd, config.data)
     const exposedAt = config.listen.filter(a => !isLoopbackMultiaddr(a))
     if (exposedAt.length > 0 && config.swarmKey == null && config.allowPeers.length === 0 && config.open !== true) {
       throw new UsageError(`listening on ${exposedAt.join(', ')} with neither --swarm-key nor --allow-peer would let any host that reaches the port read this node's images: give one of them, or --open to mean it`)
@@ -178,7 +184,18 @@ export class Daemon {
         publishOrigins: [...(config.origin != null ? [config.origin] : []), ...config.publishOrigins]
       }
       const api = await startApiServer(backend, apiAddress, { ...await apiGuards(config, apiAddress, apiGroup, log), onError: err => { log.error('API request failed', { err }) } })
-      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, aliasAnnouncer, swarm })
+      cleanups.push(async () => { await api.close() })
+      // Images as NBD exports: the same acquire as the API's image route, so opening one starts its fetch.
+      const exports = imageExports({ store: local.store, inUse: local.inUse, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal) })
+      const nbd = nbdAddress == null
+        ? undefined
+        : await startNbdServer(exports, nbdAddress, { log, socketGid: apiGroup?.gid, groupGid: apiGroup?.gid }).catch(err => {
+          // The default socket is a convenience: a data dir whose path is too long for a socket does not stop the node.
+          if (config.nbd != null) throw err
+          log.warn('no NBD server: the default socket cannot be made (give --nbd)', { err })
+          return undefined
+        })
+      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, aliasAnnouncer, swarm, nbd })
       ref.daemon = daemon
       announcer.start()
       aliasAnnouncer?.start()
@@ -275,6 +292,7 @@ export class Daemon {
       this.local.evictor.stop()
       await this.swarm.stop().catch(err => { this.log.warn('swarm stop failed', { err }) })
       await this.api.close().catch(err => { this.log.warn('API close failed', { err }) })
+      await this.nbd?.close().catch(err => { this.log.warn('NBD server close failed', { err }) })
       await Promise.resolve(this.peer.stop()).catch((err: unknown) => { this.log.warn("libp2p stop failed", { err }) })
       await this.origin?.close?.().catch(() => {})
       await this.local.evictor.settled()
@@ -369,7 +387,7 @@ function daemonRoutes (daemon: () => Daemon): Route[] {
       path: /^\/v1\/node$/,
       handle: async (_req, res) => {
         const d = daemon()
-        sendJson(res, 200, { peerId: d.peer.peerId.toString(), multiaddrs: d.peer.getMultiaddrs().map(String), api: formatApiAddress(d.api.address), origin: d.origin?.url ?? null, ready: d.isReady })
+        sendJson(res, 200, { peerId: d.peer.peerId.toString(), multiaddrs: d.peer.getMultiaddrs().map(String), api: formatApiAddress(d.api.address), nbd: d.nbd != null ? formatNbdAddress(d.nbd.address) : null, origin: d.origin?.url ?? null, ready: d.isReady })
       }
     },
     {

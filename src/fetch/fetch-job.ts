@@ -1,8 +1,15 @@
 import { EventEmitter } from 'node:events'
 import type { Manifest } from '../chunks/manifest.js'
 import type { ImageRecord } from '../store/image-record.js'
+import { Demand } from './demand.js'
 
 export type FetchSource = 'local' | 'peer' | 'origin'
+/**
+ * Where the manifest being fetched by came from: the origin, the manifest CID the caller named, the
+ * store (a fetch resumed), or a peer that only vouches for itself.
+ */
+export type ManifestTrust = 'origin' | 'named' | 'store' | 'peer'
+
 export type FetchState = 'resolving' | 'fetching' | 'verifying' | 'available' | 'failed'
 
 /** What a fetch reports: per image, its state and the bytes that came from each source. */
@@ -40,6 +47,14 @@ export class FetchJob extends EventEmitter {
     this.promise = new Promise<void>((resolve, reject) => { this.settle = { resolve, reject } })
     this.promise.catch(() => {}) // observed by whoever awaits it
   }
+
+  /** Chunks readers wait for (an NBD export, an HTTP range): the fetch takes them first. */
+  readonly demand = new Demand()
+
+  /** Where the manifest came from, set with it: reads before the whole-image check need a trusted one. */
+  trust?: ManifestTrust
+  /** Asks the origin whether it has this very manifest (a peer's claim confirmed); false when it cannot say. */
+  confirmManifest?: () => Promise<boolean>
 
   /** Set once the manifest is stored and chunks start to arrive; readers may then stream the image. */
   streaming?: { record: ImageRecord, manifest: Manifest }

@@ -232,6 +232,10 @@ export class Fetcher {
         await this.ingestFromOrigin((ref as { hex: string }).hex ?? hexOfRef, job)
         return
       }
+      const from = found.from
+      job.trust = from === 'origin' ? 'origin' : ref.kind === 'manifest' ? 'named' : from === 'store' ? 'store' : 'peer'
+      const cid = manifestCid(encodeManifest(found.manifest)).toString()
+      job.confirmManifest = async () => (await claims.manifest().catch(() => null))?.cid === cid
       try {
         await this.fetchChunks(found.manifest, job, local)
         return
@@ -453,7 +457,8 @@ export class Fetcher {
         log: this.log,
         limits: this.opts.swarmLimits,
         peerLimits: this.opts.peerLimits,
-        originLimits: this.opts.originLimits
+        originLimits: this.opts.originLimits,
+        demand: job.demand
       })
     } catch (err) {
       controller.abort(err)

@@ -4,6 +4,8 @@ import type { Origin } from '../origin/origin.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { fetchFromOrigin, type OriginFetchLimits } from './origin-chunks.js'
 import { fetchFromPeers, type PeerSchedulerLimits } from './peer-scheduler.js'
+import type { Demand } from './demand.js'
+import { demandLoop } from './demand-fetch.js'
 import { rendezvousOwner } from './rendezvous.js'
 import { hasBit, type HolderFinder, type PeerSource } from './sources.js'
 import type { Want } from './wants.js'
@@ -55,6 +57,8 @@ export interface SwarmFetchOptions {
   limits?: Partial<SwarmLimits>
   peerLimits?: Partial<PeerSchedulerLimits>
   originLimits?: Partial<OriginFetchLimits>
+  /** Chunks that readers wait for: fetched first, beside the rest (see demand-fetch.ts). */
+  demand?: Demand
 }
 
 interface Holder { source: PeerSource, have: Uint8Array, fetching: boolean }
@@ -200,8 +204,27 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       throw err
     }
   }
+  // Chunks a reader waits for: taken as soon as asked, from the holders, else the origin.
+  const byIndex = new Map<number, Want>()
+  if (o.demand != null) for (const w of o.wants) for (const i of w.indices) byIndex.set(i, w)
+  const urgent = async (): Promise<void> => {
+    await demandLoop({
+      demand: o.demand!,
+      hex: o.hex,
+      wantAt: i => { const w = byIndex.get(i); return w != null && remaining.has(w.key) ? w : undefined },
+      remaining: () => remaining.size,
+      holders: () => holders.filter(h => !excluded.has(h.source.id)),
+      origin: o.origin,
+      deliver,
+      verified: o.verified,
+      received: o.received,
+      badChunk: peer => { excluded.add(peer); o.badChunk(peer) },
+      signal,
+      log
+    })
+  }
   // Wait for every loop to stop (the first failure aborts the others), so nothing still writes when this returns.
-  const results = await Promise.allSettled([guard(peerLoop), ...Array.from({ length: limits.originConcurrency }, async () => { await guard(originLoop) })])
+  const results = await Promise.allSettled([guard(peerLoop), ...Array.from({ length: limits.originConcurrency }, async () => { await guard(originLoop) }), ...(o.demand != null ? [guard(urgent)] : [])])
   const failed = results.find(r => r.status === 'rejected')
   if (failed != null) throw (inner.signal.reason ?? failed.reason)
 }

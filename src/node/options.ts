@@ -51,6 +51,8 @@ export interface NodeConfig {
   maxOriginRate?: number
   /** A file holding the Keystone token a `glance+http(s):` origin's own reads carry. */
   glanceTokenFile?: string
+  /** Where images are served as NBD exports: `unix:PATH`, loopback `HOST:PORT` or `off`; `unix:<data>/nbd.sock` when absent. */
+  nbd?: string
 }
 
 /** What help and the README say about an option: its flag, variable, default and meaning. */
@@ -137,6 +139,7 @@ export const OPTIONS = [
     help: 'how often each node checks the replica policies (±25% jitter) and swaps policies with a random peer',
     deprecated: { env: 'IMGSWARM_REPLICA_INTERVAL_MS', configKey: 'replicaIntervalMs', unit: millis(100) }
   }),
+  option({ key: 'nbd', flag: 'nbd', env: 'IMGSWARM_NBD', configKey: 'nbd', unit: string, arg: 'ADDR', defaultText: 'unix:<data>/nbd.sock', help: 'serve every image as a read-only NBD export named by its ref: unix:PATH, loopback HOST:PORT, or off' }),
   option({ key: 'apiGroup', flag: 'api-group', env: 'IMGSWARM_API_GROUP', configKey: 'apiGroup', unit: string, arg: 'GROUP', defaultText: 'none', help: 'members of this unix group may use the API with no token; the unix socket and api.token belong to it' }),
   option({ key: 'apiTokenFile', flag: 'api-token-file', env: 'IMGSWARM_API_TOKEN_FILE', configKey: 'apiTokenFile', unit: string, arg: 'FILE', defaultText: '<data>/api.token (made at start, 0640)', help: 'the token every other caller sends; required for an API beyond loopback' }),
   option({ key: 'apiTlsCert', flag: 'api-tls-cert', env: 'IMGSWARM_API_TLS_CERT', configKey: 'apiTlsCert', unit: string, arg: 'FILE', defaultText: 'none', help: 'serve the API over HTTPS with this PEM certificate (with --api-tls-key)' }),

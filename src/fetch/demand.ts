@@ -1,0 +1,44 @@
+/** Chunk indices wanted now, at most this many (a reader asks for a few MiB at a time). */
+const MAX_WANTED = 65_536
+
+/**
+ * The chunks of an image that readers are waiting for (an NBD export, an HTTP range of an image
+ * still arriving). The image's fetch takes them before anything else, from the peers that hold them,
+ * else the origin by exact range (see demand-fetch.ts), while the rest of the image keeps arriving.
+ */
+export class Demand {
+  private readonly wanted = new Set<number>()
+  private wake?: () => void
+  /** Whether any reader has asked for chunks: the fetch then serves demand first. */
+  engaged = false
+
+  /** Asks for chunk indices; ones already asked for are asked once. */
+  want (indices: Iterable<number>): void {
+    for (const i of indices) {
+      if (this.wanted.size >= MAX_WANTED) break
+      this.wanted.add(i)
+    }
+    this.engaged = true
+    const w = this.wake
+    this.wake = undefined
+    w?.()
+  }
+
+  /** The indices asked for since the last call, in ascending order. */
+  take (): number[] {
+    const out = [...this.wanted].sort((a, b) => a - b)
+    this.wanted.clear()
+    return out
+  }
+
+  /** Resolves when chunks are asked for, after `ms`, or when `signal` aborts. */
+  async next (ms: number, signal: AbortSignal): Promise<void> {
+    if (this.wanted.size > 0 || signal.aborted) return
+    await new Promise<void>(resolve => {
+      const done = (): void => { clearTimeout(timer); signal.removeEventListener('abort', done); if (this.wake === done) this.wake = undefined; resolve() }
+      const timer = setTimeout(done, ms)
+      signal.addEventListener('abort', done, { once: true })
+      this.wake = done
+    })
+  }
+}
