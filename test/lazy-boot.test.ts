@@ -10,7 +10,7 @@ import { metric } from './helpers/daemons.js'
 
 /*
  * A real VM (qemu, TCG) boots from the NBD export of a node whose disk image is still arriving from
- * another node over a rate-limited link, and the same VM boots after a whole fetch, for comparison.
+ * another node over a rate-limited link; the node still ends with the whole image, checked.
  */
 
 const skip = bootSkipReason() ?? netnsSkipReason()
@@ -20,11 +20,11 @@ const MiB = 1024 * 1024
 const RATE = '40mbit'
 const RATE_BYTES = 40e6 / 8
 
-t.test(`a VM boots from the NBD export of an image still arriving over a ${RATE} link, sooner than after a whole fetch`, { skip: skip ?? false, timeout: 150_000 }, async t => {
+t.test(`a VM boots from the NBD export of an image still arriving over a ${RATE} link`, { skip: skip ?? false, timeout: 150_000 }, async t => {
   const dir = await tempDir(t, 'isw-boot-')
   const set = await makeBootSet(join(dir, 'set'), 112, 96)
   const c = join(dir, 'c')
-  const { result, info } = await clusterUp(t, c, ['--nodes', '3', '--netns', '--rate', RATE])
+  const { result, info } = await clusterUp(t, c, ['--nodes', '2', '--netns', '--rate', RATE])
   t.equal(result.code, 0, result.stderr)
   if (info == null) return
   const clients = info.nodes.map(n => new ApiClient(parseApiAddress(n.api)))
@@ -44,18 +44,8 @@ t.test(`a VM boots from the NBD export of an image still arriving over a ${RATE}
   if (lazy.line == null) t.comment(`console: ${lazy.console.slice(-500)}\nnode1 log: ${(await readFile(join(c, 'node1', 'daemon.log'), 'utf8').catch(() => '')).slice(-1500)}`)
   t.comment(`lazy boot: marker after ${((lazy.markerMs ?? NaN) / 1000).toFixed(1)} s with ${(lazyBytes / MiB).toFixed(1)} MiB of ${(record.size / MiB).toFixed(0)} MiB received (image ${lazyState})`)
   // How much had arrived depends on how long the kernel takes to boot on this (shared) machine, as the
-  // rest of the image keeps coming meanwhile: a figure to read, not a pass mark. The time is compared below.
-
-  // Fetch, then boot: node2 fetches the whole image from node0, then boots from its own export.
-  const t0 = Date.now()
-  const fetched = await clients[2].call<any>('POST', '/v1/fetch?wait=true', { refs: [record.ref] })
-  t.equal(fetched.ok, true, JSON.stringify(fetched.images?.[0]?.error))
-  const fetchMs = Date.now() - t0
-  const whole = await bootFromNbd(set, join(c, 'node2', 'nbd.sock'), record.ref, join(dir, 'whole.log'), 60_000)
-  t.match(whole.line ?? '', `${MARKER} ${set.payloadSha256}`, 'fetch-then-boot reaches the same marker')
-  const wholeMs = fetchMs + (whole.markerMs ?? NaN)
-  t.comment(`fetch then boot: fetch ${(fetchMs / 1000).toFixed(1)} s + boot ${((whole.markerMs ?? NaN) / 1000).toFixed(1)} s = ${(wholeMs / 1000).toFixed(1)} s`)
-  t.ok((lazy.markerMs ?? Infinity) < wholeMs, `lazy boot (${lazy.markerMs} ms) beats fetch-then-boot (${wholeMs} ms)`)
+  // rest of the image keeps coming meanwhile: a figure to read, not a pass mark. The time against
+  // fetch-then-boot is measured by `npm run bench:boot` (docs/benchmarks.md §13), not asserted here.
 
   // The lazily booted node still ends with the whole image, checked.
   for (let i = 0; i < 600 && (await clients[1].call<any>('GET', `/v1/images/${record.ref}/info`)).state === 'fetching'; i++) await new Promise(resolve => setTimeout(resolve, 100))
