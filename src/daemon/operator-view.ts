@@ -144,6 +144,7 @@ export class OperatorView {
       jobs: jobs.current().slice(0, MAX_SUMMARY_JOBS).map(j => ({
         ref: j.ref,
         ...(j.image != null ? { image: j.image } : {}),
+        ...(j.name != null ? { name: j.name.slice(0, 200) } : {}),
         state: j.state,
         size: j.size,
         percent: j.percent,

@@ -13,6 +13,8 @@ const SAMPLE_MS = 1000
 /** One fetch as the operator follows it: its status, how far along and how fast, per source. */
 export interface JobView extends FetchStatus {
   id: string
+  /** The image's name, once its record is known. */
+  name?: string
   /** Share of the image's bytes obtained, 0–100; absent until the size is known. */
   percent?: number
   /** Bytes a second over the last few seconds, by source. */
@@ -115,7 +117,8 @@ function view (t: Tracked): JobView {
     if (seconds > 0.2) for (const k of ['local', 'peer', 'origin'] as const) rate[k] = Math.max(0, Math.round((bytes[k] - first.bytes[k]) / seconds))
   }
   const moving = rate.peer + rate.origin + rate.local
-  const out: JobView = { ...s, bytes, id: t.id, rate, seconds: Number(secondsOf(s).toFixed(3)) }
+  const name = t.job.streaming?.record.name
+  const out: JobView = { ...s, bytes, id: t.id, ...(name != null && name !== '' ? { name } : {}), rate, seconds: Number(secondsOf(s).toFixed(3)) }
   if (s.size != null && s.size > 0) out.percent = Math.min(100, Math.floor(got / s.size * 1000) / 10)
   if (s.state === 'available') out.percent = 100
   if (!t.job.finished && s.size != null && moving > 0) out.etaSeconds = Math.max(0, Math.round((s.size - got) / moving))

@@ -15,7 +15,8 @@ const STATE_EVERY_MS = 1_000
 const STATIC_DIR = new URL('../../../src/ui/static/', import.meta.url)
 const ASSETS: Record<string, { type: string, body: Buffer }> = {
   'app.js': { type: 'text/javascript; charset=utf-8', body: readFileSync(new URL('app.js', STATIC_DIR)) },
-  'app.css': { type: 'text/css; charset=utf-8', body: readFileSync(new URL('app.css', STATIC_DIR)) }
+  'app.css': { type: 'text/css; charset=utf-8', body: readFileSync(new URL('app.css', STATIC_DIR)) },
+  'favicon.svg': { type: 'image/svg+xml', body: readFileSync(new URL('favicon.svg', STATIC_DIR)) }
 }
 
 /** Every answer under /ui/: nothing from elsewhere, no framing, no referrer (a login URL carries a token). */
@@ -81,7 +82,7 @@ export function uiRoutes (options: UiRoutesOptions): Route[] {
     },
     {
       method: 'GET',
-      path: /^\/ui\/(app\.js|app\.css)$/,
+      path: /^\/ui\/(app\.js|app\.css|favicon\.svg)$/,
       grant,
       handle: async (_req, res, m) => {
         const asset = ASSETS[m[1]]

@@ -29,7 +29,7 @@ function el (tag, attrs, ...children) {
   const e = document.createElement(tag)
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k === 'class') e.className = v
-    else if (k === 'style') e.setAttribute('style', v)
+    else if (k === 'style') Object.assign(e.style, v) // CSSOM: the page's CSP allows no style attributes
     else e.setAttribute(k, v)
   }
   for (const c of children) {
@@ -81,7 +81,7 @@ function progressBar (size, b) {
   if (size > 0) {
     for (const k of ['local', 'peer', 'origin']) {
       const w = Math.min(100, b[k] / size * 100)
-      if (w > 0) bar.append(el('span', { class: k, style: `width:${w.toFixed(2)}%` }))
+      if (w > 0) bar.append(el('span', { class: k, style: { width: `${w.toFixed(2)}%` } }))
     }
   }
   return bar
@@ -178,9 +178,9 @@ function renderChart (points) {
     svg.append(pl)
   }
   const legend = el('div', { class: 'legend' },
-    el('span', { style: 'background:#2a7de1' }), 'from peers',
-    el('span', { style: 'background:#e8833a' }), 'from origin',
-    el('span', { style: 'background:#3aa76d' }), 'served to peers')
+    el('span', { style: { background: '#2a7de1' } }), 'from peers',
+    el('span', { style: { background: '#e8833a' } }), 'from origin',
+    el('span', { style: { background: '#3aa76d' } }), 'served to peers')
   box.replaceChildren(svg, legend)
 }
 
