@@ -118,3 +118,15 @@ t.test('throughput keeps two minutes, one bucket a second', async t => {
   t.equal(s.find(p => p.t === now / 1000 - 2)?.served, 7)
   t.equal(s.reduce((n, p) => n + p.origin, 0), 0, 'older than the window: gone')
 })
+
+t.test('the daemon\'s metrics include process, Node.js and build figures', async t => {
+  const { DaemonMetrics } = await import('../src/daemon/metrics.js')
+  const { VERSION } = await import('../src/node/build-info.js')
+  const store = { diskUsage: async () => null, listImages: async () => [] }
+  const m = new DaemonMetrics(store as any, () => 0)
+  const text = await m.registry.metrics()
+  t.match(text, `imgswarm_build_info{version="${VERSION}",node="${process.version}"} 1`)
+  t.match(text, /^process_resident_memory_bytes \d+/m)
+  t.match(text, /^process_open_fds \d+/m)
+  t.match(text, /^nodejs_eventloop_lag_seconds /m)
+})

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { VERSION } from '../node/build-info.js'
 import type { DhtCounts } from '../peer/dht-bounds.js'
 import type { FetchObserver } from '../fetch/fetcher.js'
 import type { LevelStore } from '../store/level-store.js'
@@ -21,6 +22,10 @@ export class DaemonMetrics {
   readonly refusedFetches = new Counter({ name: 'imgswarm_cache_full_refusals_total', help: 'Fetches refused because the image did not fit under --max-size even after eviction', registers: [this.registry] })
 
   constructor (store: LevelStore, peersConnected: () => number, cache?: { used: () => number, cap: () => Promise<number | null> }) {
+    // Process and Node.js metrics (CPU, resident memory, open descriptors, event loop lag, heap, GC).
+    collectDefaultMetrics({ register: this.registry })
+    new Gauge({ name: 'imgswarm_build_info', help: 'Always 1; the labels say which imgswarm and Node.js run', labelNames: ['version', 'node'] as const, registers: [this.registry] })
+      .set({ version: VERSION, node: process.version }, 1)
     for (const source of ['local', 'peer', 'origin']) this.fetchedBytes.inc({ source }, 0)
     for (const result of ['hit', 'miss']) this.cache.inc({ result }, 0)
     const registry = this.registry
