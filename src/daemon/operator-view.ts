@@ -166,6 +166,7 @@ export class OperatorView {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       ...this.opts.nodeStatus(),
       ui: this.pageUrl ?? null,
+      images: report.images,
       store: { used: report.used, cap: report.cap, images: report.images, disk: report.disk },
       fetches: { active: current.length, jobs: current }
     }
