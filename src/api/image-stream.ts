@@ -164,6 +164,9 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
   const actual = whole.digest()
   if (!actual.equals(manifest.digest)) throw new DigestMismatchError(`image streamed from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${Buffer.from(manifest.digest).toString('hex')}`)
   if (!started) sendHeaders()
+  // The last chunk goes only once the image is recorded available: a client that got the whole
+  // image then finds it available (HEAD, ls), never still `fetching`.
+  await job.promise
   await out.finish()
 }
 

@@ -1,3 +1,5 @@
+import { copyFile, mkdir, readdir, stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { clusterDown, clusterStatus, clusterUp, defaultClusterDir, MAX_NODES } from '../cluster/cluster.js'
 import { UsageError } from '../errors.js'
 import { optionOf } from '../node/options.js'
@@ -27,6 +29,10 @@ async function up (ctx: CommandContext): Promise<number> {
   const interval = str(ctx, 'replica-interval')
   if (interval != null) optionOf('replicaIntervalMs').unit.read(interval, '--replica-interval')
   const daemonFlags = [...maxSize != null ? ['--max-size', maxSize] : [], ...interval != null ? ['--replica-interval', interval] : []]
+  // Each node's API is a unix socket, which no browser opens: the cluster page gets a loopback port of
+  // its own (`imgswarm ui --api unix:DIR/nodeK/api.sock` prints its URL). Inside a namespace that
+  // loopback is the namespace's own, out of a browser's reach, so not there.
+  if (ctx.values.netns !== true) daemonFlags.push('--ui', '127.0.0.1:0')
   const talk = !ctx.json && !ctx.quiet
   const info = await clusterUp({
     nodes,
@@ -80,14 +86,39 @@ async function status (ctx: CommandContext): Promise<number> {
 }
 
 async function down (ctx: CommandContext): Promise<number> {
+  const kept = ctx.values['keep-logs'] === true ? await keepLogs(resolve(str(ctx, 'dir') ?? defaultClusterDir(ctx.env))) : undefined
   const result = await clusterDown({ dir: str(ctx, 'dir'), env: ctx.env })
-  if (ctx.json) printJson(ctx, result)
+  if (ctx.json) printJson(ctx, { ...result, ...(kept != null ? { logs: kept } : {}) })
   else if (!result.found) print(ctx, `no cluster in ${result.dir}: nothing to remove`)
   else {
     const r = result.removed
     print(ctx, `removed the cluster in ${result.dir}: ${r.processes} processes, ${r.namespaces} namespaces, ${r.links} links, ${r.files} files and directories`)
+    if (kept != null) print(ctx, `kept ${kept.files.length} logs in ${kept.dir}`)
   }
   return 0
+}
+
+/**
+ * Copies the cluster's logs (each node's daemon.log, the origin server's log) out of its dir before
+ * `down` removes it, into `<dir>-logs-<time>/`: the nodes are still running, so the copies end with
+ * their last lines before the stop.
+ */
+async function keepLogs (dir: string): Promise<{ dir: string, files: string[] } | undefined> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => undefined)
+  if (entries == null) return undefined
+  const logs: Array<{ from: string, name: string }> = []
+  for (const e of entries) {
+    if (e.isFile() && e.name.endsWith('.log')) logs.push({ from: join(dir, e.name), name: e.name })
+    if (e.isDirectory()) {
+      const log = join(dir, e.name, 'daemon.log')
+      if (await stat(log).then(s => s.isFile(), () => false)) logs.push({ from: log, name: `${e.name}.log` })
+    }
+  }
+  if (logs.length === 0) return undefined
+  const target = `${dir}-logs-${new Date().toISOString().replace(/[:.]/g, '-')}`
+  await mkdir(target, { recursive: true })
+  for (const l of logs) await copyFile(l.from, join(target, l.name))
+  return { dir: target, files: logs.map(l => l.name) }
 }
 
 /** `imgswarm cluster up|status|down`: a test cluster of N daemons on this machine. */
@@ -98,7 +129,7 @@ export const clusterCommands: Command[] = [
     usage: [
       `imgswarm cluster up --nodes N [--netns] [--rate RATE] [--delay D] [--origin URL | --origin-dir DIR] [--dir DIR]\n         [--max-size SIZE] [--replica-interval DURATION] [--json]`,
       '       imgswarm cluster status [--dir DIR] [--json]',
-      '       imgswarm cluster down [--dir DIR]'
+      '       imgswarm cluster down [--dir DIR] [--keep-logs]'
     ].join('\n'),
     details: [
       `up starts N daemons (1 to ${MAX_NODES}), each bootstrapped from all the others, and returns once every node`,
@@ -121,7 +152,8 @@ export const clusterCommands: Command[] = [
       '                    every daemon\'s replica repair period: 5s, 1m, or seconds (default 30s)',
       '  --json            up: {dir, origin, nodes: [{name, api, peerId, multiaddrs}]}; status: that with each node\'s state',
       'If up fails or is interrupted it removes what it made. down stops every process and removes every',
-      'namespace, link and file of the cluster, also after a crash of up or of a node; with no cluster it does nothing.'
+      'namespace, link and file of the cluster, also after a crash of up or of a node; with no cluster it does nothing.',
+      '  --keep-logs       down: first copy every node\'s daemon.log (and the origin\'s log) to DIR-logs-<time>/'
     ].join('\n'),
     options: {
       nodes: { type: 'string', short: 'n' },
@@ -134,13 +166,15 @@ export const clusterCommands: Command[] = [
       timeout: { type: 'string' },
       'log-level': { type: 'string' },
       'max-size': { type: 'string' },
-      'replica-interval': { type: 'string' }
+      'replica-interval': { type: 'string' },
+      'keep-logs': { type: 'boolean' }
     },
     async run (ctx) {
       const [action, ...extra] = ctx.positionals
       if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`)
       const upOnly = ['nodes', 'netns', 'rate', 'delay', 'origin', 'origin-dir', 'timeout', 'log-level', 'max-size', 'replica-interval'].filter(k => ctx.values[k] !== undefined)
       if (action !== 'up' && upOnly.length > 0 && action !== undefined) throw new UsageError(`--${upOnly[0]} is a flag of cluster up, not cluster ${action}`)
+      if (ctx.values['keep-logs'] === true && action !== 'down') throw new UsageError('--keep-logs is a flag of cluster down')
       switch (action) {
         case 'up': return await up(ctx)
         case 'status': return await status(ctx)

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseApiAddress } from '../api/address.js'
 import { ApiClient } from '../api/client.js'
@@ -15,7 +15,9 @@ import { formatBytes, formatTable } from '../util/format.js'
 import type { Command, CommandContext } from './command.js'
 import { dataDirClient } from './connect.js'
 import { print, printJson, str } from './output.js'
-import { startProgress } from './progress.js'
+import { startGetProgress } from './get-progress.js'
+import { jobRow } from './operator-commands.js'
+import type { JobView } from '../node/job-board.js'
 
 
 /**
@@ -65,6 +67,10 @@ export const daemonCommands: Command[] = [
       // The last resort: a fault that escaped every handler is logged, and the node's other fetches,
       // streams and peers carry on rather than dying with it.
       const lastResort = (err: unknown): void => { log.error('unexpected error; the daemon carries on', { err }) }
+      // Node's own warnings (a deprecation, too many listeners) go into the JSON log as JSON, never as
+      // plain-text lines between its entries.
+      process.removeAllListeners('warning')
+      process.on('warning', w => { log.warn('Node.js warning', { warning: `${w.name}: ${w.message}` }) })
       process.on('uncaughtException', lastResort)
       process.on('unhandledRejection', lastResort)
       const daemon = await Daemon.start(config, log)
@@ -97,14 +103,21 @@ export const daemonCommands: Command[] = [
       if (holder != null) checkHolder(holder)
       const ttlMs = ttl != null ? parseDuration(ttl) : undefined
       const client = await daemonClient(ctx)
-      const results = client != null
-        ? await Promise.allSettled(refs.map(async ref => {
-          const progress = startProgress(`get ${ref.slice(0, 19)}`, undefined, !ctx.quiet && refs.length === 1)
-          try {
-            return await client.export(ref, target(ref), { signal: ctx.signal, onProgress: progress.update })
-          } finally { progress.stop() }
-        }))
-        : await getInProcess(ctx, refs, target)
+      // Checked before any fetch starts: a missing directory is the caller's mistake, not a failed fetch.
+      if (dir != null && (await stat(dir).catch(() => undefined))?.isDirectory() !== true) throw new UsageError(`--dir ${dir} is not an existing directory`)
+      let results: Array<PromiseSettledResult<{ ref: string, size: number }>>
+      if (client != null) {
+        const progress = startGetProgress(client, refs, !ctx.quiet)
+        try {
+          results = await Promise.allSettled(refs.map(async (ref, i) => {
+            try {
+              return await client.export(ref, target(ref), { signal: ctx.signal, onProgress: bytes => { progress.update(i, bytes) } })
+            } finally { progress.done(i) }
+          }))
+        } finally { progress.stop() }
+      } else {
+        results = await getInProcess(ctx, refs, target)
+      }
       if (holder != null) {
         // Within the eviction grace of the fetch, so nothing can take the image before its lease.
         const service = client ?? await ctx.node()
@@ -129,25 +142,30 @@ export const daemonCommands: Command[] = [
   },
   {
     name: 'status',
-    summary: 'the running daemon: peer ID, addresses, readiness, peers, images',
+    summary: 'the running daemon: name, peer ID, version, uptime, store use and cap, peers, active fetches',
     usage: 'imgswarm status [--json] [--api ADDR]',
+    details: 'Store use is what df reports: the distinct chunk bytes that stored images name (shared chunks counted once).',
     options: { api: { type: 'string' } },
     async run (ctx) {
       const client = await requireDaemon(ctx)
-      const node = await client.call<any>('GET', '/v1/node')
-      const peers = await client.call<any[]>('GET', '/v1/peers')
-      const images = await client.list()
-      const status = { ...node, peers: peers.length, images: images.length, bytes: images.reduce((n, r) => n + r.size, 0) }
+      const status = await client.call<any>('GET', '/v1/status')
       if (ctx.json) printJson(ctx, status)
       else {
+        const store = status.store
+        const jobs: JobView[] = status.fetches.jobs
         print(ctx, [
-          `peer      ${String(node.peerId)}`,
-          `api       ${String(node.api)}`,
-          `ready     ${node.ready === true ? 'yes' : 'no (dialling bootstrap peers)'}`,
-          `origin    ${String(node.origin ?? 'none')}`,
-          `peers     ${peers.length} connected`,
-          `images    ${images.length} (${formatBytes(status.bytes)})`,
-          ...node.multiaddrs.map((a: string, i: number) => `${i === 0 ? 'listening' : '         '} ${a}`)
+          `name      ${String(status.name)}`,
+          `peer      ${String(status.peerId)}`,
+          `version   ${String(status.version)}, up ${formatSeconds(status.uptimeSeconds)}`,
+          `api       ${String(status.api)}`,
+          `page      ${status.ui != null ? `${String(status.ui)} (imgswarm ui prints a URL that lets a browser in)` : 'none (the API is a unix socket: start the daemon with --ui 127.0.0.1:PORT)'}`,
+          `ready     ${status.ready === true ? 'yes' : 'no (dialling bootstrap peers)'}`,
+          `origin    ${String(status.origin ?? 'none')}`,
+          `peers     ${Number(status.peers)} connected`,
+          `store     ${formatBytes(store.used)} used by ${Number(store.images)} images${store.cap != null ? ` of a ${formatBytes(store.cap)} cap (${(store.used / store.cap * 100).toFixed(1)}%)` : ' (no cap)'}${store.disk != null ? `; ${formatBytes(store.disk.store)} on disk` : ''}`,
+          `fetches   ${jobs.length} active`,
+          ...jobs.map(j => `          ${jobRow(j).join('  ')}`),
+          ...status.multiaddrs.map((a: string, i: number) => `${i === 0 ? 'listening' : '         '} ${a}`)
         ].join('\n'))
       }
       return 0
@@ -188,6 +206,14 @@ export const daemonCommands: Command[] = [
     }
   }
 ]
+
+/** Seconds as `3d 4h`, `2h 5m`, `4m 10s` or `12s`. */
+function formatSeconds (s: number): string {
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor(s % 3600 / 60)}m`
+  return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`
+}
 
 /** `get` with no daemon: a node in this process dials the bootstrap peers, fetches, writes, stops. */
 async function getInProcess (ctx: CommandContext, refs: string[], target: (ref: string) => string): Promise<Array<PromiseSettledResult<{ ref: string, size: number }>>> {

@@ -10,6 +10,7 @@ import { storeCommands } from './store-commands.js'
 import { bundleCommands } from './bundle-commands.js'
 import { swarmCommands } from './swarm-commands.js'
 import { packageVersion } from '../util/version.js'
+import { operatorCommands } from './operator-commands.js'
 
 const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   data: { type: 'string' },
@@ -19,7 +20,7 @@ const GLOBAL_OPTIONS: NonNullable<ParseArgsConfig['options']> = {
   help: { type: 'boolean', short: 'h' }
 }
 
-const commands: Command[] = [...storeCommands, ...cacheCommands, ...bundleCommands, ...daemonCommands, ...swarmCommands, ...clusterCommands]
+const commands: Command[] = [...storeCommands, ...cacheCommands, ...bundleCommands, ...daemonCommands, ...swarmCommands, ...operatorCommands, ...clusterCommands]
 
 function mainHelp (): string {
   const width = Math.max(...commands.map(c => c.name.length))

@@ -99,9 +99,25 @@ function row (n: NodePreheat): string[] {
 /** One line per node on stderr, redrawn in place at each poll; `undefined` clears it. */
 function liveDisplay (): (status: PreheatStatus | undefined) => void {
   let drawn = 0
+  // Each node's bytes at the first look, to tell its rate and ETA from.
+  const first = new Map<string, { at: number, bytes: number }>()
   return status => {
     let out = drawn > 0 ? `\x1b[${drawn}A` : ''
-    const lines = status == null ? [] : formatTable(['NODE', 'STATE', 'IMAGES', 'BYTES', 'REASON'], status.nodes.map(row)).split('\n')
+    const rows = status == null ? [] : status.nodes.map(n => {
+      const bytes = n.images.reduce((s, i) => s + i.bytes.local + i.bytes.peer + i.bytes.origin, 0)
+      const size = n.images.reduce((s, i) => s + (i.size ?? 0), 0)
+      const seen = first.get(n.peerId) ?? { at: Date.now(), bytes }
+      first.set(n.peerId, seen)
+      const rate = (bytes - seen.bytes) / Math.max(0.001, (Date.now() - seen.at) / 1000)
+      const running = n.state === 'running'
+      return [
+        ...row(n),
+        size > 0 ? `${Math.min(100, bytes / size * 100).toFixed(1)}%` : '-',
+        running && rate > 0 ? `${formatBytes(rate)}/s` : '-',
+        running && rate > 0 && size > 0 ? `${Math.max(0, Math.round((size - bytes) / rate))}s` : '-'
+      ]
+    })
+    const lines = status == null ? [] : formatTable(['NODE', 'STATE', 'IMAGES', 'BYTES', 'REASON', 'DONE', 'RATE', 'ETA'], rows).split('\n')
     for (let i = 0; i < Math.max(lines.length, drawn); i++) out += `\x1b[2K${lines[i] ?? ''}\n`
     if (status == null && drawn > 0) out += `\x1b[${drawn}A`
     drawn = status == null ? 0 : lines.length

@@ -7,4 +7,8 @@ export interface DaemonInfo {
   api: string
   peerId: string
   multiaddrs: string[]
+  /** The node's name (`--name`, else the host name). */
+  name?: string
+  /** The cluster page's address (no token: `imgswarm ui` prints one that lets a browser in). */
+  ui?: string
 }

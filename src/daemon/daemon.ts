@@ -35,6 +35,10 @@ import type { ReplicaPolicies } from '../swarm/replica-policies.js'
 import { DaemonMetrics } from './metrics.js'
 import { imageExports } from '../serve/image-exports.js'
 import { formatNbdAddress, parseNbdAddress, startNbdServer, type NbdServer } from '../serve/nbd-server.js'
+import { ImageEvents } from '../node/image-events.js'
+import { JobBoard } from '../node/job-board.js'
+import { Throughput } from '../node/throughput.js'
+import { OperatorView, withThroughput } from './operator-view.js'
 
 import { DAEMON_FILE, type DaemonInfo } from './daemon-file.js'
 
@@ -67,9 +71,18 @@ export class Daemon {
   readonly swarm: Swarm
   /** The cluster-wide replica policies: `replicas.protects(hex)` says whether eviction must keep an image. */
   readonly replicas: ReplicaPolicies
+  /** What happens to images here: fetches begun and ended, evictions, imports. */
+  readonly events: ImageEvents
+  /** Fetches in flight and recent ones, with progress. */
+  readonly jobs: JobBoard
+  /** The node's summary, its status and job routes, and the cluster page. */
+  readonly operator: OperatorView
 
-  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, aliasAnnouncer?: GlanceAliasAnnouncer, swarm: Swarm, nbd?: NbdServer }) {
+  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, aliasAnnouncer?: GlanceAliasAnnouncer, swarm: Swarm, nbd?: NbdServer, events: ImageEvents, jobs: JobBoard, operator: OperatorView }) {
     this.nbd = parts.nbd
+    this.events = parts.events
+    this.jobs = parts.jobs
+    this.operator = parts.operator
     this.announcer = parts.announcer
     this.aliasAnnouncer = parts.aliasAnnouncer
     this.swarm = parts.swarm
@@ -99,6 +112,9 @@ export class Daemon {
     const hooks: { metrics?: DaemonMetrics, protects?: (hex: string) => boolean } = {}
     const apiGroup = config.apiGroup != null ? await lookupGroup(config.apiGroup) : undefined
     await prepareDataDir(config.data, apiGroup?.gid)
+    const events = new ImageEvents(err => { log.warn('an image event listener failed', { err }) })
+    const jobs = new JobBoard(log)
+    const throughput = new Throughput()
     const local = await LocalNode.open({
       dir: config.data,
       cache: {
@@ -106,7 +122,7 @@ export class Daemon {
         graceMs: config.evictionGraceMs,
         log,
         protects: hex => hooks.protects?.(hex) ?? false,
-        onEvicted: (_record, freed) => { hooks.metrics?.evictions.inc(); hooks.metrics?.evictedBytes.inc(freed) }
+        onEvicted: (record, freed) => { hooks.metrics?.evictions.inc(); hooks.metrics?.evictedBytes.inc(freed); events.emit('evicted', record, { freedBytes: freed }) }
       }
     })
     const cleanups: Array<() => Promise<void>> = [async () => { await local.close() }]
@@ -144,10 +160,12 @@ export class Daemon {
         holders: new DhtHolders(peer, new ConnectedHolders(peer), log),
         origin,
         log,
-        observer: metrics.observer(),
+        observer: withThroughput(metrics.observer(), throughput),
+        onJob: job => { jobs.add(job) },
         selfId: peer.peerId.toString(),
         onState: r => {
           evictor.stateChanged()
+          events.emit(r.state, r)
           if (r.state !== 'failed') void announcer.announce(r.ref.slice(7), r.manifest, r.state)
           if (r.state === 'available') void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
         },
@@ -159,32 +177,51 @@ export class Daemon {
       const limits = new PeerLimits()
       const upload = config.maxUploadRate != null ? new TokenBucket(config.maxUploadRate, burstFor(config.maxUploadRate)) : undefined
       metrics.peerBoundGauges(() => peerDatastore(peer)?.counts(), () => limits.refusedRequests)
-      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid), limits, upload, inUse: local.inUse })
+      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes); throughput.add('served', bytes) }, haveOf: cid => fetcher.haveOf(cid), limits, upload, inUse: local.inUse })
       if (glance != null) await serveGlanceAliases(peer, local.store, { limits, log })
       const member = clusterMember(config, exposedAt.length > 0)
       const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log, member, limits })
       cleanups.push(swarm.stop)
       // Replicas the cluster's policy keeps here are never evicted.
       hooks.protects = hex => swarm.replicas.protects(hex)
+      const ref: { daemon?: Daemon } = {}
+      const operator = await OperatorView.start({
+        name: config.name,
+        ui: config.ui,
+        node: peer,
+        local,
+        swarm,
+        jobs,
+        events,
+        throughput,
+        member,
+        limits,
+        log,
+        nodeStatus: () => { const d = ref.daemon!; return { ...d.info(), origin: d.origin?.url ?? null, ready: d.isReady, peers: d.peer.getConnections().length } }
+      })
+      cleanups.push(async () => { await operator.stop() })
       metrics.replicaGauges(() => swarm.replicas.active().map(p => ({ min: p.min, holders: swarm.repair.state(p.image)?.holders.length })))
       // The API starts before the Daemon object exists (it needs the bound address); routes reach it late.
-      const ref: { daemon?: Daemon } = {}
       const backend: ApiBackend = {
         local,
         acquire: async (image, signal) => await ref.daemon!.acquire(image, signal),
-        extraRoutes: [...daemonRoutes(() => ref.daemon!), ...swarmRoutes(swarm, local.store)],
+        extraRoutes: [...daemonRoutes(() => ref.daemon!), ...swarmRoutes(swarm, local.store), ...operator.routes(config.apiTlsCert != null)],
         selfAuthorisedRoutes: glance != null && opened instanceof GlanceOrigin
           ? glanceRoutes({ origin: opened, images: glance, local, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal), log })
           : undefined,
         onImported: r => {
+          events.emit('imported', r)
           void announcer.announce(r.ref.slice(7), r.manifest, r.state)
           void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
         },
         importDirs: config.importDirs,
         publishOrigins: [...(config.origin != null ? [config.origin] : []), ...config.publishOrigins]
       }
-      const api = await startApiServer(backend, apiAddress, { ...await apiGuards(config, apiAddress, apiGroup, log), onError: err => { log.error('API request failed', { err }) } })
+      const guards = await apiGuards(config, apiAddress, apiGroup, log)
+      const onApiError = (err: unknown): void => { log.error('API request failed', { err }) }
+      const api = await startApiServer(backend, apiAddress, { ...guards, onError: onApiError })
       cleanups.push(async () => { await api.close() })
+      await operator.listen(api.address, guards.access, onApiError)
       // Images as NBD exports: the same acquire as the API's image route, so opening one starts its fetch.
       const exports = imageExports({ store: local.store, inUse: local.inUse, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal) })
       const nbd = nbdAddress == null
@@ -195,7 +232,7 @@ export class Daemon {
           log.warn('no NBD server: the default socket cannot be made (give --nbd)', { err })
           return undefined
         })
-      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, aliasAnnouncer, swarm, nbd })
+      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, aliasAnnouncer, swarm, nbd, events, jobs, operator })
       ref.daemon = daemon
       announcer.start()
       aliasAnnouncer?.start()
@@ -219,7 +256,9 @@ export class Daemon {
       pid: process.pid,
       api: formatApiAddress(this.api.address),
       peerId: this.peer.peerId.toString(),
-      multiaddrs: this.peer.getMultiaddrs().map(String)
+      multiaddrs: this.peer.getMultiaddrs().map(String),
+      name: this.operator.name,
+      ...(this.operator.pageUrl != null ? { ui: this.operator.pageUrl } : {})
     }
   }
 
@@ -291,6 +330,7 @@ export class Daemon {
       this.aliasAnnouncer?.stop()
       this.local.evictor.stop()
       await this.swarm.stop().catch(err => { this.log.warn('swarm stop failed', { err }) })
+      await this.operator.stop().catch(err => { this.log.warn('page stop failed', { err }) })
       await this.api.close().catch(err => { this.log.warn('API close failed', { err }) })
       await this.nbd?.close().catch(err => { this.log.warn('NBD server close failed', { err }) })
       await Promise.resolve(this.peer.stop()).catch((err: unknown) => { this.log.warn("libp2p stop failed", { err }) })

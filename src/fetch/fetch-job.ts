@@ -23,6 +23,8 @@ export interface FetchStatus {
   bytes: Record<FetchSource, number>
   /** Chunk verification failures (peers dropped for this fetch). */
   badChunks: number
+  /** The image was already stored: nothing was fetched (its size shows under `local`). */
+  hit?: boolean
   /** Why the fetch waits before it starts (near the cache cap, for busy images to become evictable). */
   waiting?: string
   error?: string

@@ -47,6 +47,8 @@ export interface FetcherOptions {
   selfId?: string
   /** Told when an image starts to be fetched, becomes available (to announce it) or fails. */
   onState?: (record: ImageRecord) => void
+  /** Told of every new fetch job (the daemon's job list follows its progress). */
+  onJob?: (job: FetchJob) => void
   /** How long to wait for one peer's answer about a manifest or its chunks of an image. */
   askTimeoutMs?: number
   /**
@@ -132,6 +134,7 @@ export class Fetcher {
     // holds only the fetches in flight.
     const forget = (): void => { if (this.jobs.get(key) === job) this.jobs.delete(key) }
     job.once('done', forget)
+    this.opts.onJob?.(job)
     this.run(parseRef(ref), job).then(() => {
       job.succeed()
       this.observer.finished('available', (Date.now() - started) / 1000)
@@ -206,7 +209,9 @@ export class Fetcher {
       await store.noteRead(local.ref)
       job.status.image = local.ref
       job.status.size = local.size
-      this.count(job, 'local', local.size)
+      // A hit: no bytes moved, so the source counters are left alone.
+      job.status.hit = true
+      job.status.bytes.local = local.size
       return
     }
     this.observer.cache(false)

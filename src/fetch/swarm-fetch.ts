@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import type { VerifiedChunk } from '../chunks/cid.js'
 import { NoSourceError } from '../errors.js'
 import type { Origin } from '../origin/origin.js'
@@ -63,6 +64,9 @@ export interface SwarmFetchOptions {
 
 interface Holder { source: PeerSource, have: Uint8Array, fetching: boolean }
 
+/** Listeners one fetch's signal may have at once before Node warns (see swarmFetch). */
+const MAX_FETCH_LISTENERS = 1000
+
 /** Rounds of neighbour fetches running at once, each over the chunks that became available at one poll. */
 const MAX_ROUNDS = 4
 
@@ -79,6 +83,11 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   // The first loop to fail stops the others.
   const inner = new AbortController()
   const signal = AbortSignal.any([o.signal, inner.signal])
+  // Every batch in flight to every peer, every origin range read and its retry wait, the holder
+  // lookups and the poll's sleep each listen on this one signal while they run: dozens at once in a
+  // busy fetch, all removed when they end. Node's default bound of 10 would print a plain-text
+  // MaxListenersExceededWarning into the daemon's JSON log for what is no leak.
+  setMaxListeners(MAX_FETCH_LISTENERS, signal)
   const log = o.log ?? silentLogger
   const remaining = new Map(o.wants.map(w => [w.key, w]))
   const busy = new Set<string>() // wants being fetched right now, by either loop

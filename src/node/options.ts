@@ -53,6 +53,10 @@ export interface NodeConfig {
   glanceTokenFile?: string
   /** Where images are served as NBD exports: `unix:PATH`, loopback `HOST:PORT` or `off`; `unix:<data>/nbd.sock` when absent. */
   nbd?: string
+  /** The node's name, shown next to its peer ID; the host name when absent. */
+  name?: string
+  /** A loopback HOST:PORT for the cluster page when the API is a unix socket; none when absent. */
+  ui?: string
 }
 
 /** What help and the README say about an option: its flag, variable, default and meaning. */
@@ -145,6 +149,8 @@ export const OPTIONS = [
   option({ key: 'apiTlsCert', flag: 'api-tls-cert', env: 'IMGSWARM_API_TLS_CERT', configKey: 'apiTlsCert', unit: string, arg: 'FILE', defaultText: 'none', help: 'serve the API over HTTPS with this PEM certificate (with --api-tls-key)' }),
   option({ key: 'apiTlsKey', flag: 'api-tls-key', env: 'IMGSWARM_API_TLS_KEY', configKey: 'apiTlsKey', unit: string, arg: 'FILE', defaultText: 'none', help: 'the PEM private key of --api-tls-cert' }),
   option({ key: 'importDirs', flag: 'import-dir', env: 'IMGSWARM_IMPORT_DIR', configKey: 'importDirs', unit: list, arg: 'DIR', default: [], help: 'directories that POST /v1/images?path= may import from; without it, path imports are refused' }),
+  option({ key: 'name', flag: 'name', env: 'IMGSWARM_NAME', configKey: 'name', unit: string, arg: 'NAME', defaultText: 'the host name', help: 'this node\'s name, shown next to its peer ID (status, peers, preheat, the cluster page)' }),
+  option({ key: 'ui', flag: 'ui', env: 'IMGSWARM_UI', configKey: 'ui', unit: string, arg: 'ADDR', defaultText: 'none (the page is on the API\'s address when that is TCP)', help: 'a loopback HOST:PORT for the cluster page when the API is a unix socket' }),
   option({ key: 'publishOrigins', flag: 'publish-origin', env: 'IMGSWARM_PUBLISH_ORIGIN', configKey: 'publishOrigins', unit: list, arg: 'URL', default: [], help: 'origins besides --origin that API callers may publish to' })
 ]
 

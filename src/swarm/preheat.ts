@@ -154,6 +154,11 @@ export class Preheats {
     return structuredClone(run.status)
   }
 
+  /** Every preheat remembered, oldest first, with this node's own progress read live. */
+  list (): PreheatStatus[] {
+    return [...this.runs.keys()].map(id => this.status(id)!)
+  }
+
   /** Waits for a preheat to end. */
   async wait (id: string): Promise<void> {
     await this.runs.get(id)?.promise
