@@ -138,7 +138,7 @@ export class Daemon {
       const limits = new PeerLimits()
       const upload = config.maxUploadRate != null ? new TokenBucket(config.maxUploadRate, burstFor(config.maxUploadRate)) : undefined
       metrics.peerBoundGauges(() => peerDatastore(peer)?.counts(), () => limits.refusedRequests)
-      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid), limits, upload, inUse: local.inUse })
+      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes) }, haveOf: cid => fetcher.haveOf(cid), feeds: fetcher.feeds, limits, upload, inUse: local.inUse })
       const member = clusterMember(config, exposedAt.length > 0)
       const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log, member, limits })
       cleanups.push(swarm.stop)
