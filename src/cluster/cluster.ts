@@ -305,12 +305,13 @@ export const FULL_MESH_UP_TO = 8
 
 /**
  * The peers each node must be connected to before `up` calls it joined: all others in a small
- * cluster; in a larger one a few more than the DHT's lookups need (log2 N + 1, at least 4), since
- * holders are found through the DHT, not by a connection to everyone.
+ * cluster; in a larger one 4, enough for the DHT to answer (with the check that all nodes make one
+ * swarm), since holders are found through the DHT, not by a connection to everyone. The nodes go on
+ * connecting (bootstrap redials) after `up` returns.
  */
 export function peersToJoin (n: number): number {
   if (n <= FULL_MESH_UP_TO) return n - 1
-  return Math.min(n - 1, Math.max(4, Math.ceil(Math.log2(n)) + 1))
+  return Math.min(n - 1, 4)
 }
 
 /**
