@@ -403,6 +403,10 @@ async function teardown (file: StateFile): Promise<string[]> {
     return left
   }
   await file.remove()
+  // A state file half saved when `up` was killed (written, not yet renamed) is the cluster's too.
+  for (const name of await readdir(state.dir).catch(() => [] as string[])) {
+    if (/^cluster\.json\.\d+\.new$/.test(name)) await rm(join(state.dir, name), { force: true }).catch(() => {})
+  }
   if (state.createdDir) {
     await rmdir(state.dir).catch(err => {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') left.push(`${state.dir} was kept: it holds files the cluster did not make`)
