@@ -21,7 +21,7 @@ export interface SwarmLimits {
   /**
    * A group's owner that has gained no chunk for this long (its pushed updates say so) is stalled:
    * the other nodes read its groups from the origin themselves. A node that itself receives nothing
-   * for twice this long, with nothing in flight, reads what is left.
+   * for four times this long, with nothing in flight, reads what is left.
    */
   stallMs: number
   /** When other holders exist, the first origin read waits this long so that nodes starting together see each other. */
@@ -223,7 +223,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     const fetching = vs.filter(v => v.fetching && v.live)
     const knowers = [o.self, ...fetching.map(v => v.source.id)]
     const now = Date.now()
-    const starved = now - lastProgress > 2 * limits.stallMs && busy.size === 0
+    const starved = now - lastProgress > 4 * limits.stallMs && busy.size === 0
     const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w, vs)).sort((a, b) => a.offset - b.offset)
     for (const w of orphans) {
       const g = groupOf(w)
