@@ -70,8 +70,12 @@ export interface SwarmFetchOptions {
 
 /** Rounds of neighbour fetches running at once, each over the chunks that became available at one look. */
 const MAX_ROUNDS = 4
-/** The least time between two looks at the views (pushed updates may wake the loop far more often). */
-const MIN_LOOK_MS = 50
+/**
+ * The least time between two looks at the views while rounds run (pushed updates may wake the loop far
+ * more often): a round started for every update would carry a chunk or two, and the few rounds in
+ * flight would then leave the links idle between round trips. With no round running, a look is at once.
+ */
+const MIN_LOOK_MS = 250
 /** A peer that did not know the image, or whose stream failed, is not asked again for this long. */
 const REASK_MS = 10_000
 /** How long the first origin read waits for the first answers of the peers watched. */
@@ -210,7 +214,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       // Woken by a pushed update, a round's end, or pollMs (old peers' polls, the next refresh of holders).
       await Promise.race(rounds.size < MAX_ROUNDS ? [feed.nextChange(limits.pollMs, signal), ...rounds] : [...rounds])
       signal.throwIfAborted()
-      if (Date.now() - looked < MIN_LOOK_MS) await sleep(MIN_LOOK_MS - (Date.now() - looked))
+      if (rounds.size > 0 && Date.now() - looked < MIN_LOOK_MS) await Promise.race([sleep(MIN_LOOK_MS - (Date.now() - looked)), ...rounds])
     }
     await Promise.all(rounds)
   }
