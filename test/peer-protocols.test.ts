@@ -33,7 +33,7 @@ function sampleManifest (chunks: Uint8Array[]): { bytes: Uint8Array, cid: CID } 
 }
 
 t.test('protocol ids are versioned under /imgswarm and frame bounds cover their largest message', async t => {
-  t.same(PROTOCOLS.map(p => p.id), ['/imgswarm/manifest/1.0.0', '/imgswarm/have/1.0.0', '/imgswarm/chunks/1.0.0'])
+  t.same(PROTOCOLS.map(p => p.id), ['/imgswarm/manifest/1.0.0', '/imgswarm/have/1.0.0', '/imgswarm/chunks/1.0.0', '/imgswarm/have-updates/1.0.0'])
   const fullBatch = encodeChunksRequest({ digests: Array.from({ length: MAX_CHUNK_BATCH }, (_, i) => digest(String(i))) })
   t.ok(fullBatch.length <= CHUNKS.maxRequestFrameBytes, `a full batch is ${fullBatch.length} bytes`)
   const biggestHave = encodeHaveResponse({ type: 'have', bitfield: new Bitfield(MAX_MANIFEST_CHUNKS) })

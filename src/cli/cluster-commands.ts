@@ -56,7 +56,7 @@ async function up (ctx: CommandContext): Promise<number> {
   print(ctx, formatTable(['NODE', 'PEER ID', 'ADDRESS', 'API'], info.nodes.map(n => [n.name, n.peerId, n.multiaddrs[0]?.replace(/\/p2p\/.*$/, '') ?? '', n.api])))
   print(ctx, [
     '',
-    `${info.nodes.length} node${info.nodes.length === 1 ? ' is' : 's are'} ready and connected; origin: ${info.origin ?? 'none'}.`,
+    `${info.nodes.length} node${info.nodes.length === 1 ? ' is' : 's are'} ready and in one swarm; origin: ${info.origin ?? 'none'}.`,
     'Talk to a node by its API, e.g.:',
     `  export IMGSWARM_API=${info.nodes[0].api}`,
     '  imgswarm import disk.img && imgswarm status',
@@ -133,7 +133,8 @@ export const clusterCommands: Command[] = [
     ].join('\n'),
     details: [
       `up starts N daemons (1 to ${MAX_NODES}), each bootstrapped from all the others, and returns once every node`,
-      'answers /healthz with 200 and is connected to every other node. Each node keeps its data in DIR/nodeK, logs',
+      'answers /healthz with 200 and has joined the swarm (connected to every other node up to 8 nodes; beyond,',
+      'to 4 peers, all nodes in one swarm: holders are found through the DHT). Each node keeps its data in DIR/nodeK, logs',
       'to DIR/nodeK/daemon.log and answers on unix:DIR/nodeK/api.sock: use that as IMGSWARM_API (or --api).',
       '  --nodes N         how many nodes',
       '  --netns           (root) one network namespace per node, veth pairs on a bridge, addresses from',

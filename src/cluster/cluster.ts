@@ -40,7 +40,7 @@ export interface ClusterUpOptions {
   originDir?: string
   /** Where the cluster lives. Default {@link defaultClusterDir}. */
   dir?: string
-  /** How long to wait for every node to be ready and connected. Default 30 s + 2 s per node. */
+  /** How long to wait for every node to be ready and joined. Default 30 s + 2 s per node. */
   timeoutMs?: number
   /** The daemons' log level. Default `info`. */
   logLevel?: LogLevel
@@ -135,7 +135,7 @@ async function apiGet<T> (api: string, path: string, timeoutMs = 3_000): Promise
 
 /**
  * Starts a cluster of `nodes` daemons and returns once every node's health check answers 200 and
- * every node is connected to every other. Everything it makes is recorded in `DIR/cluster.json`
+ * every node has joined the swarm (see {@link peersToJoin}: a full mesh up to 8 nodes). Everything it makes is recorded in `DIR/cluster.json`
  * before it is made; on any failure (or abort) it removes all of it again before throwing.
  */
 export async function clusterUp (options: ClusterUpOptions): Promise<ClusterInfo> {
@@ -289,7 +289,7 @@ async function build (file: StateFile, options: ClusterUpOptions, shaping: Shapi
     return proc
   }))
 
-  progress('waiting until every node is ready and connected to the others')
+  progress(`waiting until every node is ready and has joined the swarm (${peersToJoin(n)} peer${peersToJoin(n) === 1 ? '' : 's'} each${n <= FULL_MESH_UP_TO ? ', a full mesh' : ''})`)
   await waitConnected(state.nodes, procs, options.timeoutMs ?? 30_000 + 2_000 * n, signal)
   for (const node of state.nodes) {
     const res = await apiGet<{ multiaddrs: string[] }>(node.api, '/v1/node')
@@ -300,31 +300,68 @@ async function build (file: StateFile, options: ClusterUpOptions, shaping: Shapi
   await file.save()
 }
 
-/** Waits (bounded) until every node answers /healthz with 200 and lists every other node among its peers. */
+/** Up to this many nodes a cluster waits for a full mesh (every node connected to every other). */
+export const FULL_MESH_UP_TO = 8
+
+/**
+ * The peers each node must be connected to before `up` calls it joined: all others in a small
+ * cluster; in a larger one 4, enough for the DHT to answer (with the check that all nodes make one
+ * swarm), since holders are found through the DHT, not by a connection to everyone. The nodes go on
+ * connecting (bootstrap redials) after `up` returns.
+ */
+export function peersToJoin (n: number): number {
+  if (n <= FULL_MESH_UP_TO) return n - 1
+  return Math.min(n - 1, 4)
+}
+
+/**
+ * Waits (bounded) until every node answers /healthz with 200 and has joined the swarm: connected to
+ * {@link peersToJoin} peers, the connections making one swarm (every node reachable from every other).
+ */
 async function waitConnected (nodes: ClusterNode[], procs: Array<{ pid?: number, startTime?: string }>, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const until = Date.now() + timeoutMs
+  const need = peersToJoin(nodes.length)
   const missing = new Map<string, string>(nodes.map(n => [n.name, 'not started']))
+  const links = new Map<string, Set<string>>() // peer ID → the cluster's peer IDs it is connected to
+  const ids = new Set(nodes.map(n => n.peerId))
   for (;;) {
     await Promise.all(nodes.map(async (node, k) => {
-      if (!missing.has(node.name)) return
       if (!await isRunning(procs[k].pid!, procs[k].startTime)) {
         throw clusterError(`${node.name} exited: ${await lastLogLine(join(node.data, 'daemon.log'))} (log: ${join(node.data, 'daemon.log')})`)
       }
+      // A node that joined is asked again only while the swarm is still split (its links may join the parts).
+      if (!missing.has(node.name) && missing.size > 0) return
       const health = await apiGet(node.api, '/healthz')
       if (health?.status !== 200) { missing.set(node.name, health == null ? 'its API does not answer yet' : `not ready (healthz ${health.status})`); return }
       const peers = await apiGet<Array<{ peerId: string, status?: string }>>(node.api, '/v1/peers')
-      const connected = new Set((peers?.body ?? []).filter(p => p.status == null || p.status === 'open').map(p => p.peerId))
-      const absent = nodes.filter(o => o !== node && !connected.has(o.peerId)).map(o => o.name)
-      if (absent.length === 0) missing.delete(node.name)
-      else missing.set(node.name, `not connected to ${absent.join(', ')}`)
+      const connected = new Set((peers?.body ?? []).filter(p => (p.status == null || p.status === 'open') && ids.has(p.peerId) && p.peerId !== node.peerId).map(p => p.peerId))
+      links.set(node.peerId, connected)
+      if (connected.size >= need) missing.delete(node.name)
+      else missing.set(node.name, `connected to ${connected.size} of the ${need} peers it needs`)
     }))
-    if (missing.size === 0) return
+    if (missing.size === 0) {
+      const apart = unreachable(nodes, links)
+      if (apart.length === 0) return
+      for (const name of apart) missing.set(name, 'not in one swarm with node0')
+    }
     if (Date.now() > until) {
-      throw clusterError(`not every node was ready and connected after ${Math.round(timeoutMs / 1000)} s: ${[...missing].map(([name, why]) => `${name} ${why}`).join('; ')}`)
+      throw clusterError(`not every node had joined the swarm after ${Math.round(timeoutMs / 1000)} s: ${[...missing].map(([name, why]) => `${name} ${why}`).join('; ')}`)
     }
     signal?.throwIfAborted()
-    await sleep(100)
+    await sleep(nodes.length > 16 ? 250 : 100)
   }
+}
+
+/** The nodes that node0 cannot reach over the connections the nodes report (either end suffices). */
+function unreachable (nodes: ClusterNode[], links: Map<string, Set<string>>): string[] {
+  const adjacent = new Map<string, Set<string>>(nodes.map(n => [n.peerId, new Set<string>()]))
+  for (const [a, bs] of links) for (const b of bs) { adjacent.get(a)?.add(b); adjacent.get(b)?.add(a) }
+  const seen = new Set([nodes[0].peerId])
+  const queue = [nodes[0].peerId]
+  while (queue.length > 0) {
+    for (const b of adjacent.get(queue.pop()!) ?? []) if (!seen.has(b)) { seen.add(b); queue.push(b) }
+  }
+  return nodes.filter(n => !seen.has(n.peerId)).map(n => n.name)
 }
 
 /**
@@ -366,6 +403,10 @@ async function teardown (file: StateFile): Promise<string[]> {
     return left
   }
   await file.remove()
+  // A state file half saved when `up` was killed (written, not yet renamed) is the cluster's too.
+  for (const name of await readdir(state.dir).catch(() => [] as string[])) {
+    if (/^cluster\.json\.\d+\.new$/.test(name)) await rm(join(state.dir, name), { force: true }).catch(() => {})
+  }
   if (state.createdDir) {
     await rmdir(state.dir).catch(err => {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') left.push(`${state.dir} was kept: it holds files the cluster did not make`)

@@ -177,7 +177,7 @@ export class Daemon {
       const limits = new PeerLimits()
       const upload = config.maxUploadRate != null ? new TokenBucket(config.maxUploadRate, burstFor(config.maxUploadRate)) : undefined
       metrics.peerBoundGauges(() => peerDatastore(peer)?.counts(), () => limits.refusedRequests)
-      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes); throughput.add('served', bytes) }, haveOf: cid => fetcher.haveOf(cid), limits, upload, inUse: local.inUse })
+      await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes); throughput.add('served', bytes) }, haveOf: cid => fetcher.haveOf(cid), feeds: fetcher.feeds, limits, upload, inUse: local.inUse })
       if (glance != null) await serveGlanceAliases(peer, local.store, { limits, log })
       const member = clusterMember(config, exposedAt.length > 0)
       const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log, member, limits })

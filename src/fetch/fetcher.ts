@@ -8,6 +8,7 @@ import { ingest } from '../store/ingest.js'
 import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { FetchJob, type FetchSource } from './fetch-job.js'
+import { HaveFeeds, type HaveFeed } from './have-feeds.js'
 import { InOrderHash } from './in-order-hash.js'
 import { LyingPeers } from './lying-peers.js'
 import { OriginClaims } from './origin-claims.js'
@@ -108,6 +109,8 @@ export class Fetcher {
   private readonly liars: LyingPeers
   /** The holders, less the peers caught lying. */
   private readonly holders: HolderFinder
+  /** The have-feeds of the fetches running now (served to neighbours over have-updates). */
+  readonly feeds = new HaveFeeds()
 
   constructor (options: FetcherOptions) {
     this.opts = options
@@ -418,11 +421,19 @@ export class Fetcher {
       job.have = have
       const storedBefore = Uint8Array.from(have) // job.have changes as chunks arrive
       const whole = new InOrderHash(store, manifest, i => hasBit(storedBefore, i))
-      if (wants.length > 0) await this.fetchWants(hex, record.manifest, manifest, wants, job, whole)
-      job.status.state = 'verifying'
-      const actual = await whole.digest()
-      if (!actual.equals(manifest.digest)) {
-        throw new DigestMismatchError(`image assembled from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${hex}`)
+      // Open until the image is verified, so the peers watching hear "complete" only then.
+      const feed = wants.length > 0 ? this.feeds.open(record.manifest, chunkCount(manifest), have) : undefined
+      let verified = false
+      try {
+        if (feed != null) await this.fetchWants(hex, record.manifest, manifest, wants, job, whole, feed)
+        job.status.state = 'verifying'
+        const actual = await whole.digest()
+        if (!actual.equals(manifest.digest)) {
+          throw new DigestMismatchError(`image assembled from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${hex}`)
+        }
+        verified = true
+      } finally {
+        if (feed != null) this.feeds.close(feed, verified)
       }
       const b = job.status.bytes
       // Written before the hook is looked at: `hook?.(await …)` would skip the write when no hook is set.
@@ -435,7 +446,7 @@ export class Fetcher {
     }
   }
 
-  private async fetchWants (hex: string, manifestCid: string, manifest: Manifest, wants: Want[], job: FetchJob, whole: InOrderHash): Promise<void> {
+  private async fetchWants (hex: string, manifestCid: string, manifest: Manifest, wants: Want[], job: FetchJob, whole: InOrderHash, feed: HaveFeed): Promise<void> {
     const { store } = this.opts
     const controller = new AbortController()
     this.log.debug('fetching chunks', { image: digestRef(hex), missing: wants.length })
@@ -447,6 +458,7 @@ export class Fetcher {
         chunkCount: chunkCount(manifest),
         wants,
         holders: this.holders,
+        feed,
         origin: this.opts.origin,
         verified: (chunk, want) => {
           whole.add(want.indices, chunk.bytes)
@@ -454,7 +466,9 @@ export class Fetcher {
         },
         deliver: async (chunks, ws) => {
           await store.putMany(chunks)
-          job.chunksStored(ws.flatMap(w => w.indices))
+          const indices = ws.flatMap(w => w.indices)
+          job.chunksStored(indices)
+          feed.stored(indices)
         },
         received: (source, bytes) => { this.count(job, source, bytes) },
         badChunk: peer => { job.status.badChunks++; this.observer.badChunk(peer) },

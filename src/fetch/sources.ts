@@ -1,4 +1,5 @@
 import type { AbortOptions } from '../store/chunk-store.js'
+import type { HaveFeed } from './have-feeds.js'
 
 /** A peer's have-bitfield, and whether it is fetching the image now. */
 export interface HaveAnswer {
@@ -27,6 +28,13 @@ export interface PeerSource {
   have: (manifestCid: string, chunkCount: number, options?: AbortOptions) => Promise<HaveAnswer | undefined>
   /** Requests chunks by digest; replies come in request order, each with its bytes or marked missing. */
   chunks: (digests: Uint8Array[], options?: AbortOptions) => AsyncIterable<ChunkReply>
+  /**
+   * Pushed have-updates, where the peer speaks them: keeps the peer's view in `feed` current (its
+   * bitfield once, then each chunk it gains) while sending it this node's, until either side is done
+   * or the signal aborts. Resolves false when the peer does not know the image.
+   * @throws ProtocolUnsupportedError when the peer speaks only the polled `have` (an older release)
+   */
+  watchHave?: (feed: HaveFeed, options?: AbortOptions) => Promise<boolean>
 }
 
 /**

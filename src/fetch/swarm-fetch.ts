@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events'
 import type { VerifiedChunk } from '../chunks/cid.js'
-import { NoSourceError } from '../errors.js'
+import { NoSourceError, ProtocolUnsupportedError } from '../errors.js'
 import type { Origin } from '../origin/origin.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { fetchFromOrigin, type OriginFetchLimits } from './origin-chunks.js'
@@ -8,26 +8,30 @@ import { fetchFromPeers, type PeerSchedulerLimits } from './peer-scheduler.js'
 import type { Demand } from './demand.js'
 import { demandLoop } from './demand-fetch.js'
 import { rendezvousOwner } from './rendezvous.js'
-import { hasBit, type HolderFinder, type PeerSource } from './sources.js'
+import { HaveFeed, type PeerView } from './have-feeds.js'
+import { hasBit, setBit, type HolderFinder, type PeerSource } from './sources.js'
 import type { Want } from './wants.js'
 
 /** How a node shares the work of fetching one image with the other nodes fetching it. */
 export interface SwarmLimits {
-  /** How often the holders' have-bitfields are asked for again while the fetch runs. */
+  /** How often peers of the previous release (no have-updates) are asked for their have-bitfields; the longest wait between looks at the views otherwise. */
   pollMs: number
   /** How often the list of holders is refreshed (it may come from the DHT). */
   holdersEveryMs: number
   /** Origin reads are shared out in groups of consecutive chunks of about this many bytes: small enough to spread a small image over many nodes. */
   groupBytes: number
   /**
-   * With no chunk arriving from anywhere for this long, a node stops waiting for the owners of the
-   * remaining groups and reads them from the origin itself.
+   * A group's owner that has gained no chunk for this long (its pushed updates say so) is stalled:
+   * the other nodes read its groups from the origin themselves. A node that itself receives nothing
+   * for four times this long, with nothing in flight, reads what is left.
    */
   stallMs: number
   /** When other holders exist, the first origin read waits this long so that nodes starting together see each other. */
   settleMs: number
   /** Origin range reads in flight at once. */
   originConcurrency: number
+  /** Most peers watched (have-updates streams or polls) at once for one image: the neighbours a node exchanges updates with. */
+  maxWatched: number
 }
 
 export const DEFAULT_SWARM_LIMITS: Readonly<SwarmLimits> = Object.freeze({
@@ -36,7 +40,8 @@ export const DEFAULT_SWARM_LIMITS: Readonly<SwarmLimits> = Object.freeze({
   groupBytes: 1024 * 1024,
   stallMs: 5000,
   settleMs: 500,
-  originConcurrency: 2
+  originConcurrency: 2,
+  maxWatched: 32
 })
 
 export interface SwarmFetchOptions {
@@ -47,6 +52,11 @@ export interface SwarmFetchOptions {
   chunkCount: number
   wants: Want[]
   holders: HolderFinder
+  /**
+   * This fetch's have-feed: its bitfield, pushed to the peers watched, and their views. The fetcher
+   * keeps it open until the image is verified (so peers hear "complete"); without one, a private feed.
+   */
+  feed?: HaveFeed
   origin?: Origin
   deliver: (chunks: VerifiedChunk[], wants: Want[]) => Promise<void>
   /** Each chunk the moment it is verified, before it is stored. */
@@ -62,39 +72,49 @@ export interface SwarmFetchOptions {
   demand?: Demand
 }
 
-interface Holder { source: PeerSource, have: Uint8Array, fetching: boolean }
-
 /** Listeners one fetch's signal may have at once before Node warns (see swarmFetch). */
 const MAX_FETCH_LISTENERS = 1000
 
-/** Rounds of neighbour fetches running at once, each over the chunks that became available at one poll. */
+/** Rounds of neighbour fetches running at once, each over the chunks that became available at one look. */
 const MAX_ROUNDS = 4
+/**
+ * The least time between two looks at the views while rounds run (pushed updates may wake the loop far
+ * more often): a round started for every update would carry a chunk or two, and the few rounds in
+ * flight would then leave the links idle between round trips. With no round running, a look is at once.
+ */
+const MIN_LOOK_MS = 250
+/** A peer that did not know the image, or whose stream failed, is not asked again for this long. */
+const REASK_MS = 10_000
+/** How long the first origin read waits for the first answers of the peers watched. */
+const FIRST_ANSWERS_MS = 1000
 
 /**
  * Fetches the wanted chunks of one image together with the other nodes that are fetching or hold it.
- * Chunks any holder has come from the holders (their have-bitfields are asked for again every
- * `pollMs`, so chunks that other fetching nodes just received are found). Chunks no holder has are
- * read from the origin once per cluster: each group of consecutive chunks belongs to one of the nodes
- * that know the image, by rendezvous hashing; the others wait for the owner's copy and take it from
- * the owner, until nothing has arrived for `stallMs`, when they read what is left themselves.
+ * Each holder found is watched: over a have-updates stream it pushes its bitfield once and then every
+ * chunk it gains (a peer of the previous release is polled every `pollMs` instead), and chunks any
+ * holder has come from the holders. Chunks no holder has are read from the origin once per cluster:
+ * each group of consecutive chunks belongs to one of the nodes fetching the image, by rendezvous
+ * hashing; the others wait for the owner's copy and take it from the owner, unless the owner stalls
+ * (gains nothing for `stallMs`), when they read its groups themselves.
  */
 export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   const limits = { ...DEFAULT_SWARM_LIMITS, ...o.limits }
   // The first loop to fail stops the others.
   const inner = new AbortController()
   const signal = AbortSignal.any([o.signal, inner.signal])
-  // Every batch in flight to every peer, every origin range read and its retry wait, the holder
-  // lookups and the poll's sleep each listen on this one signal while they run: dozens at once in a
-  // busy fetch, all removed when they end. Node's default bound of 10 would print a plain-text
-  // MaxListenersExceededWarning into the daemon's JSON log for what is no leak.
+  // Every watch, poll, round and wait listens to it while it runs, all removed when they end: bounded
+  // by maxWatched and MAX_ROUNDS, far above Node's default of 10, which would print a plain-text warning.
   setMaxListeners(MAX_FETCH_LISTENERS, signal)
   const log = o.log ?? silentLogger
   const remaining = new Map(o.wants.map(w => [w.key, w]))
+  const feed = o.feed ?? privateFeed(o)
   const busy = new Set<string>() // wants being fetched right now, by either loop
   const excluded = new Set<string>() // peers that failed or lied in this fetch
-  let holders: Holder[] = []
-  let sources: PeerSource[] = []
+  const watching = new Map<string, Promise<void>>() // peers whose stream (or poll) runs now
+  const quietUntil = new Map<string, number>() // peers not to ask again before then
+  const legacy = new Set<string>() // peers of the previous release: polled
   let sourcesAt = 0
+  let firstLookAt = 0
   let lastProgress = Date.now()
   let polled = false
   const started = Date.now()
@@ -112,28 +132,63 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     })
     signal.throwIfAborted()
   }
-  const heldBy = (h: Holder, w: Want): boolean => w.indices.some(i => hasBit(h.have, i))
-  const held = (w: Want): boolean => holders.some(h => heldBy(h, w))
+  const views = (): PeerView[] => [...feed.peers.values()].filter(v => !excluded.has(v.source.id) && v.source.id !== o.self)
+  const heldBy = (have: Uint8Array, w: Want): boolean => w.indices.some(i => hasBit(have, i))
+  const held = (w: Want, vs = views()): boolean => vs.some(v => heldBy(v.have, w))
 
-  const poll = async (): Promise<void> => {
-    if (Date.now() - sourcesAt >= limits.holdersEveryMs) {
-      sources = (await o.holders.findHolders(o.hex, { signal: signal }).catch(() => [] as PeerSource[])).filter(s => s.id !== o.self)
-      sourcesAt = Date.now()
-    }
-    const answers = await Promise.all(sources.filter(s => !excluded.has(s.id)).map(async source => {
+  // A peer of the previous release: its `have` every pollMs, while this fetch runs.
+  const pollPeer = async (source: PeerSource): Promise<void> => {
+    while (remaining.size > 0 && !signal.aborted && !excluded.has(source.id)) {
       const have = await source.have(o.manifestCid, o.chunkCount, { signal: AbortSignal.any([signal, AbortSignal.timeout(Math.max(2000, limits.pollMs * 4))]) }).catch(() => undefined)
-      return have == null ? undefined : { source, have: have.bits, fetching: have.fetching }
-    }))
-    holders = answers.filter(a => a != null)
-    polled = true
+      if (have == null) {
+        feed.peerGone(source.id, feed.peers.get(source.id)?.source)
+        quietUntil.set(source.id, Date.now() + REASK_MS)
+        return
+      }
+      const view = feed.setPeer(source, have.bits, have.fetching)
+      if (!view.fetching) return // it holds what it holds; asked again at the next refresh of holders
+      await sleep(limits.pollMs).catch(() => {})
+    }
+  }
+  const watch = (source: PeerSource): void => {
+    const run = async (): Promise<void> => {
+      if (source.watchHave != null && !legacy.has(source.id)) {
+        try {
+          const known = await source.watchHave(feed, { signal })
+          if (!known) quietUntil.set(source.id, Date.now() + REASK_MS)
+          return
+        } catch (err) {
+          if (signal.aborted) return
+          if (!(err instanceof ProtocolUnsupportedError)) {
+            log.debug('have-updates stream failed', { peer: source.id, err })
+            quietUntil.set(source.id, Date.now() + Math.min(REASK_MS, limits.holdersEveryMs))
+            return
+          }
+          legacy.add(source.id)
+        }
+      }
+      await pollPeer(source)
+    }
+    const p = run().finally(() => { watching.delete(source.id) })
+    watching.set(source.id, p)
+  }
+  // Finds holders and watches the new ones (a peer that opened a stream to us is in the feed already).
+  const discover = async (): Promise<void> => {
+    const sources = (await o.holders.findHolders(o.hex, { signal }).catch(() => [] as PeerSource[])).filter(s => s.id !== o.self)
+    const now = Date.now()
+    for (const s of sources) {
+      if (watching.size >= limits.maxWatched) break
+      if (watching.has(s.id) || feed.peers.has(s.id) || excluded.has(s.id) || (quietUntil.get(s.id) ?? 0) > now) continue
+      watch(s)
+    }
   }
 
-  // Neighbours: whatever they hold. Each poll starts a round for what became available since, while
+  // Neighbours: whatever they hold. Each look starts a round for what became available since, while
   // earlier rounds still run (up to MAX_ROUNDS), so chunks flow on without waiting for a round to end.
   const rounds = new Set<Promise<void>>()
-  const round = async (batch: Want[]): Promise<void> => {
+  const round = async (batch: Want[], vs: PeerView[]): Promise<void> => {
     try {
-      await fetchFromPeers(batch, holders.filter(h => !excluded.has(h.source.id)).map(h => ({ source: h.source, have: Uint8Array.from(h.have) })), {
+      await fetchFromPeers(batch, vs.map(v => ({ source: v.source, have: Uint8Array.from(v.have) })), {
         deliver,
         verified: o.verified,
         received: b => { o.received('peer', b) },
@@ -146,15 +201,28 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   }
   const peerLoop = async (): Promise<void> => {
     while (remaining.size > 0) {
-      await poll()
-      const batch = rounds.size < MAX_ROUNDS ? [...remaining.values()].filter(w => !busy.has(w.key) && held(w)) : []
-      if (batch.length > 0) {
-        for (const w of batch) busy.add(w.key)
-        const r: Promise<void> = round(batch).finally(() => { rounds.delete(r) })
-        r.catch(() => {}) // observed by the race below (or the final wait); never left unhandled
-        rounds.add(r)
+      if (Date.now() - sourcesAt >= limits.holdersEveryMs) {
+        await discover()
+        sourcesAt = Date.now()
+        if (firstLookAt === 0) firstLookAt = sourcesAt
       }
-      await Promise.race([sleep(limits.pollMs), ...rounds])
+      // The origin waits for the first answers of the peers watched (or a second), to know who fetches too.
+      polled ||= Date.now() - firstLookAt >= FIRST_ANSWERS_MS || [...watching.keys()].every(id => feed.peers.has(id))
+      if (rounds.size < MAX_ROUNDS) {
+        const vs = views()
+        const batch = [...remaining.values()].filter(w => !busy.has(w.key) && held(w, vs))
+        if (batch.length > 0) {
+          for (const w of batch) busy.add(w.key)
+          const r: Promise<void> = round(batch, vs).finally(() => { rounds.delete(r) })
+          r.catch(() => {}) // observed by the race below (or the final wait); never left unhandled
+          rounds.add(r)
+        }
+      }
+      const looked = Date.now()
+      // Woken by a pushed update, a round's end, or pollMs (old peers' polls, the next refresh of holders).
+      await Promise.race(rounds.size < MAX_ROUNDS ? [feed.nextChange(limits.pollMs, signal), ...rounds] : [...rounds])
+      signal.throwIfAborted()
+      if (rounds.size > 0 && Date.now() - looked < MIN_LOOK_MS) await Promise.race([sleep(MIN_LOOK_MS - (Date.now() - looked)), ...rounds])
     }
     await Promise.all(rounds)
   }
@@ -163,14 +231,19 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   const groupOf = (w: Want): number => Math.floor(w.offset / limits.groupBytes)
   const nextGroup = (): Want[] | undefined => {
     // The nodes fetching the image now share its origin reads; a node that only holds part does not.
-    const knowers = [o.self, ...holders.filter(h => h.fetching).map(h => h.source.id)]
-    const stalled = Date.now() - lastProgress > limits.stallMs
-    const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w)).sort((a, b) => a.offset - b.offset)
+    const vs = views()
+    const fetching = vs.filter(v => v.fetching && v.live)
+    const knowers = [o.self, ...fetching.map(v => v.source.id)]
+    const now = Date.now()
+    const starved = now - lastProgress > 4 * limits.stallMs && busy.size === 0
+    const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w, vs)).sort((a, b) => a.offset - b.offset)
     for (const w of orphans) {
       const g = groupOf(w)
-      const mine = rendezvousOwner(`${o.hex}:${g}`, knowers) === o.self
-      if (stalled || mine) {
-        log.debug('origin read', { image: `sha256:${o.hex}`, group: g, why: mine ? 'owner' : 'stalled', fetchingPeers: knowers.length - 1 })
+      const owner = rendezvousOwner(`${o.hex}:${g}`, knowers)
+      const mine = owner === o.self
+      const ownerStalled = !mine && now - (feed.peers.get(owner ?? '')?.lastGain ?? 0) > limits.stallMs
+      if (mine || ownerStalled || starved) {
+        log.debug('origin read', { image: `sha256:${o.hex}`, group: g, why: mine ? 'owner' : ownerStalled ? 'owner stalled' : 'starved', fetchingPeers: knowers.length - 1 })
         return orphans.filter(x => groupOf(x) === g)
       }
     }
@@ -179,14 +252,15 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   const originLoop = async (): Promise<void> => {
     const origin = o.origin
     while (remaining.size > 0) {
-      const othersKnown = holders.length > 0 || sources.length > 0
+      const othersKnown = feed.peers.size > 0 || watching.size > 0
       if (!polled || (othersKnown && Date.now() - started < limits.settleMs)) {
         await sleep(Math.min(limits.pollMs, 50))
         continue
       }
       if (origin == null) {
         // Only neighbours can help; give up once nothing arrives and nobody holds what is left.
-        const stuck = Date.now() - lastProgress > limits.stallMs && busy.size === 0 && ![...remaining.values()].some(held)
+        const vs = views()
+        const stuck = Date.now() - lastProgress > limits.stallMs && busy.size === 0 && ![...remaining.values()].some(w => held(w, vs))
         if (stuck) throw new NoSourceError(`${remaining.size} chunks of sha256:${o.hex} are held by no reachable peer and no origin is configured`)
         await sleep(limits.pollMs)
         continue
@@ -222,7 +296,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       hex: o.hex,
       wantAt: i => { const w = byIndex.get(i); return w != null && remaining.has(w.key) ? w : undefined },
       remaining: () => remaining.size,
-      holders: () => holders.filter(h => !excluded.has(h.source.id)),
+      holders: () => views(),
       origin: o.origin,
       deliver,
       verified: o.verified,
@@ -236,4 +310,12 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   const results = await Promise.allSettled([guard(peerLoop), ...Array.from({ length: limits.originConcurrency }, async () => { await guard(originLoop) }), ...(o.demand != null ? [guard(urgent)] : [])])
   const failed = results.find(r => r.status === 'rejected')
   if (failed != null) throw (inner.signal.reason ?? failed.reason)
+}
+
+/** A feed for a fetch run without the fetcher's: this node's bitfield from what it still wants. */
+function privateFeed (o: SwarmFetchOptions): HaveFeed {
+  const bits = new Uint8Array(Math.ceil(o.chunkCount / 8))
+  const wanted = new Set(o.wants.flatMap(w => w.indices))
+  for (let i = 0; i < o.chunkCount; i++) if (!wanted.has(i)) setBit(bits, i)
+  return new HaveFeed(o.manifestCid, o.chunkCount, bits)
 }

@@ -12,6 +12,7 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
 import { PeerConfigError } from '../errors.js'
+import { redialBootstrap } from './bootstrap-redial.js'
 import { BoundedDatastore, type DhtLimits } from './dht-bounds.js'
 import { privateNetwork } from './pnet.js'
 import type { ConnectionGater, PeerId, PrivateKey } from './types.js'
@@ -50,6 +51,12 @@ export const DEFAULT_YAMUX: Readonly<YamuxTuning> = Object.freeze({ initialWindo
  * 127.0.0.1 exceeds at start-up. Private-range addresses are not included: a LAN is shared.
  */
 const LOOPBACK_ALLOW = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
+
+/** The least time the connection monitor's ping may take before the connection is judged dead. */
+const PING_TIMEOUT_MS = 30_000
+
+/** Inbound connections in their handshake at once (libp2p's default is 10); each is bounded by libp2p's 10 s upgrade timeout. */
+const MAX_PENDING_INBOUND = 64
 
 /** Concurrent ping streams allowed per connection, both ways. libp2p's connection monitor pings every connection through the same protocol every 10 s and closes the connection when its ping cannot open a stream, so ping's default of one outbound stream makes an application ping kill connections. */
 const PING_STREAMS = 8
@@ -120,6 +127,7 @@ export async function createPeerNode (options: PeerNodeOptions): Promise<PeerNod
   datastores.set(node, datastore)
   node.addEventListener('stop', () => { datastore.stop() })
   if (options.mdns === true) dialDiscoveredPeers(node)
+  if (options.bootstrap != null && options.bootstrap.length > 0) redialBootstrap(node, options.bootstrap)
   if (options.start !== false) {
     try {
       await node.start()
@@ -177,9 +185,17 @@ function buildInit (options: PeerNodeOptions): Libp2pOptions<PeerServices> {
     ...(options.allowPeers != null ? { connectionGater: allowListGater(options.allowPeers) } : {}),
     connectionManager: {
       allow: LOOPBACK_ALLOW,
+      // libp2p refuses an 11th inbound connection still in its handshake; a node of a cluster starting
+      // together (15 peers dialling it at once, handshakes slow on a loaded machine) lost dials to that.
+      maxIncomingPendingConnections: MAX_PENDING_INBOUND,
       ...(options.dialTimeoutMs != null ? { dialTimeout: options.dialTimeoutMs } : {}),
       ...(options.maxConnections != null ? { maxConnections: options.maxConnections } : {})
     },
+    // libp2p pings every connection every 10 s and aborts it when a ping takes over 5 s. A loaded
+    // machine (a cluster on 2 cores) or a shaped link with seconds of chunk data queued ahead of the
+    // ping passes 5 s while the peer is alive, and the abort killed transfers and dropped cluster
+    // pairs; 30 s still finds a dead peer, and our exchanges have their own frame timeouts.
+    connectionMonitor: { pingTimeout: { minTimeout: PING_TIMEOUT_MS } },
     peerDiscovery,
     services: services()
   }

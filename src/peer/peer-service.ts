@@ -7,14 +7,16 @@ import type { ImageRecord } from '../store/image-record.js'
 import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import type { TokenBucket } from '../util/token-bucket.js'
+import type { HaveFeed, HaveFeeds } from '../fetch/have-feeds.js'
 import { Bitfield } from './bitfield.js'
 import { handle, onlyFrame, request } from './exchange.js'
+import { serveHaveUpdates, watchHave } from './have-updates.js'
 import type { PeerLimits } from './peer-limits.js'
 import {
-  CHUNKS, HAVE, MANIFEST, MAX_CHUNK_BATCH, decodeChunksRequest, decodeHaveRequest, decodeManifestRequest,
+  CHUNKS, HAVE, HAVE_UPDATES, MANIFEST, MAX_CHUNK_BATCH, decodeChunksRequest, decodeHaveRequest, decodeManifestRequest,
   encodeChunksRequest, encodeChunksResponse, encodeError, encodeHaveRequest, encodeHaveResponse,
   encodeManifestRequest, encodeManifestResponse, manifestResponseFrames, readChunksResponse, readHaveAnswer,
-  readManifestResponse
+  readManifestResponse, type HaveResponse
 } from './protocols.js'
 import type { AnyLibp2p, PeerId } from './types.js'
 
@@ -27,6 +29,11 @@ export interface ServeOptions {
   served?: (bytes: number) => void
   /** The live have-bitfield of an image this node is fetching, by manifest CID, if it has one. */
   haveOf?: (manifestCid: string) => Uint8Array | undefined
+  /**
+   * The fetches running now, for pushed have-updates (HAVE_UPDATES). Without it the node serves only
+   * the polled `have`, as the previous release did (tests of mixed releases use that).
+   */
+  feeds?: Pick<HaveFeeds, 'get'>
   /** Per-peer request rate and bytes in flight, shared with the node's other protocols. */
   limits?: PeerLimits
   /** The node's upload cap (`--max-upload-rate`), shared by every transfer: bytes a second to all peers. */
@@ -72,30 +79,30 @@ export async function servePeers (node: AnyLibp2p, store: LevelStore, options: S
     served(bytes.length)
   }, guard)
 
-  await handle(node, HAVE, async (frames, send) => {
-    const req = decodeHaveRequest(await onlyFrame(frames, HAVE))
+  // What `have` answers: all of an available image, the live bitfield of one being fetched, else a store scan.
+  const snapshot = async (cid: CID): Promise<HaveResponse> => {
     // A failed image's chunks are as good as any (each is verified); only its manifest is suspect.
-    const record = await recordFor({ cid: req.manifest })
-    if (record == null) {
-      await send(encodeHaveResponse({ type: 'not-found' }))
-      return
-    }
+    const record = await recordFor({ cid })
+    if (record == null) return { type: 'not-found' }
     options.inUse?.touch(record.ref.slice('sha256:'.length))
     const manifest = await store.getManifest(record)
     const n = manifest.chunkDigests.length / 32
-    let bitfield: Bitfield
     const live = options.haveOf?.(record.manifest)
-    if (record.state === 'available') {
-      bitfield = Bitfield.from(new Array<boolean>(n).fill(true))
-    } else if (live != null && live.length === Bitfield.byteLength(n)) {
-      bitfield = new Bitfield(n, Uint8Array.from(live))
-    } else {
-      const digests: Uint8Array[] = []
-      for (let i = 0; i < n; i++) digests.push(manifest.chunkDigests.subarray(i * 32, i * 32 + 32))
-      bitfield = Bitfield.from(await store.hasMany(digests))
-    }
-    await send(encodeHaveResponse({ type: 'have', bitfield, fetching: live != null }))
+    if (record.state === 'available') return { type: 'have', bitfield: Bitfield.from(new Array<boolean>(n).fill(true)), fetching: false }
+    if (live != null && live.length === Bitfield.byteLength(n)) return { type: 'have', bitfield: new Bitfield(n, Uint8Array.from(live)), fetching: true }
+    const digests: Uint8Array[] = []
+    for (let i = 0; i < n; i++) digests.push(manifest.chunkDigests.subarray(i * 32, i * 32 + 32))
+    return { type: 'have', bitfield: Bitfield.from(await store.hasMany(digests)), fetching: false }
+  }
+
+  await handle(node, HAVE, async (frames, send) => {
+    const req = decodeHaveRequest(await onlyFrame(frames, HAVE))
+    await send(encodeHaveResponse(await snapshot(req.manifest)))
   }, guard)
+
+  if (options.feeds != null) {
+    await serveHaveUpdates(node, { feeds: options.feeds, snapshot, sourceFor: peer => new LibpPeerSource(node, peer), guard })
+  }
 
   await handle(node, CHUNKS, async (frames, send, ctx) => {
     const { digests } = decodeChunksRequest(await onlyFrame(frames, CHUNKS))
@@ -152,11 +159,15 @@ export class LibpPeerSource implements PeerSource {
   private readonly node: AnyLibp2p
   private readonly peer: PeerId
 
-  constructor (node: AnyLibp2p, peer: PeerId) {
+  /** `pushed: false` leaves out have-updates, as a node of the previous release has none. */
+  constructor (node: AnyLibp2p, peer: PeerId, options: { pushed?: boolean } = {}) {
     this.node = node
     this.peer = peer
     this.id = peer.toString()
+    if (options.pushed === false) this.watchHave = undefined
   }
+
+  watchHave? = async (feed: HaveFeed, options?: AbortOptions): Promise<boolean> => await watchHave(this.node, this.peer, this, feed, options)
 
   async manifest (ref: { hex: string } | { cid: string }, options?: AbortOptions): Promise<Uint8Array | undefined> {
     const req = 'hex' in ref ? { digest: Buffer.from(ref.hex, 'hex') } : { cid: CID.parse(ref.cid) }
@@ -185,16 +196,20 @@ export class LibpPeerSource implements PeerSource {
  */
 export class ConnectedHolders implements HolderFinder {
   private readonly node: AnyLibp2p
+  private readonly pushed: boolean
 
-  constructor (node: AnyLibp2p) {
+  /** `pushed: false`: never open have-updates streams (poll `have`), as the previous release did. */
+  constructor (node: AnyLibp2p, options: { pushed?: boolean } = {}) {
     this.node = node
+    this.pushed = options.pushed !== false
   }
 
   async findHolders (): Promise<PeerSource[]> {
     const out: PeerSource[] = []
     for (const peer of this.node.getPeers()) {
       const protocols = await this.node.peerStore.get(peer).then(p => p.protocols, () => [] as string[])
-      if (protocols.includes(CHUNKS.id)) out.push(new LibpPeerSource(this.node, peer))
+      // A peer that identify says lacks have-updates (an older release) is polled instead.
+      if (protocols.includes(CHUNKS.id)) out.push(new LibpPeerSource(this.node, peer, { pushed: this.pushed && protocols.includes(HAVE_UPDATES.id) }))
     }
     return out
   }

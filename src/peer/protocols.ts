@@ -75,8 +75,26 @@ export const CHUNKS: FrameProtocol = Object.freeze({
   maxResponseFrameBytes: 1 + MAX_CHUNK_SIZE
 })
 
+/** Most runs of chunk indices in one have-update frame; a sender splits larger updates. */
+export const MAX_UPDATE_RUNS = 1024
+
+/**
+ * `have-updates`: one long-lived stream per pair of nodes fetching the same image. The requester's
+ * first frame names the manifest and carries its own bitfield; each side then sends its bitfield once
+ * (the responder in its first answer frame) and after it only the chunks it newly holds, as runs of
+ * indices, until it holds them all ('complete') or the requester closes. Replaces polling `have`,
+ * which stays for nodes of the previous release.
+ */
+export const HAVE_UPDATES: FrameProtocol = Object.freeze({
+  id: `${PROTOCOL_PREFIX}/have-updates/1.0.0`,
+  // The request map: a manifest CID, a flag and a bitfield as large as `have`'s answer.
+  maxRequestFrameBytes: HAVE.maxResponseFrameBytes + 256,
+  // The first answer is a `have` frame; updates are far smaller (at most MAX_UPDATE_RUNS runs).
+  maxResponseFrameBytes: HAVE.maxResponseFrameBytes
+})
+
 /** Every imgswarm protocol, for registering handlers and for tests. */
-export const PROTOCOLS: readonly FrameProtocol[] = Object.freeze([MANIFEST, HAVE, CHUNKS])
+export const PROTOCOLS: readonly FrameProtocol[] = Object.freeze([MANIFEST, HAVE, CHUNKS, HAVE_UPDATES])
 
 /** Response kinds. Distinct across protocols, so a frame sent on the wrong protocol is caught. */
 const KIND = {
@@ -88,6 +106,10 @@ const KIND = {
   haveFetching: 0x07,
   chunk: 0x05,
   missing: 0x06,
+  /** have-updates: runs of chunk indices newly held (none: a keep-alive). */
+  update: 0x08,
+  /** have-updates: the sender holds every chunk now; its last frame. */
+  complete: 0x09,
   error: 0xff
 } as const
 
@@ -277,6 +299,84 @@ export async function readHaveAnswer (frames: AsyncIterable<Uint8Array>): Promis
   }
   if (result === undefined) throw new ProtocolError(`${HAVE.id}: the answer ended without a frame`)
   return result.type === 'have' ? { bitfield: result.bitfield, fetching: result.fetching === true } : null
+}
+
+// ---------------------------------------------------------------------------------------------
+// have-updates
+
+/** The requester's first frame: the image, and the requester's own bitfield when it is fetching it. */
+export interface HaveUpdatesRequest { manifest: CID, have?: Uint8Array, fetching: boolean }
+
+/** A later frame, either way: chunk index runs newly held, or "I hold them all now". */
+export type HaveUpdate = { type: 'update', runs: Array<[start: number, length: number]> } | { type: 'complete' }
+
+export function encodeHaveUpdatesRequest (req: HaveUpdatesRequest): Uint8Array {
+  const o: Record<string, unknown> = { manifest: checkManifestCid(req.manifest), fetching: req.fetching }
+  if (req.have != null) o.have = req.have
+  return dagCbor.encode(o)
+}
+
+export function decodeHaveUpdatesRequest (frame: Uint8Array): HaveUpdatesRequest {
+  const o = decodeRequestMap(frame, HAVE_UPDATES)
+  if (o.have !== undefined && !(o.have instanceof Uint8Array)) throw new ProtocolError(`${HAVE_UPDATES.id}: have must be bytes`)
+  if (o.fetching !== undefined && typeof o.fetching !== 'boolean') throw new ProtocolError(`${HAVE_UPDATES.id}: fetching must be a boolean`)
+  return { manifest: checkManifestCid(o.manifest), have: o.have as Uint8Array | undefined, fetching: o.fetching === true }
+}
+
+export function encodeHaveUpdate (msg: HaveUpdate): Uint8Array {
+  if (msg.type === 'complete') return Uint8Array.of(KIND.complete)
+  if (msg.runs.length > MAX_UPDATE_RUNS) throw new RangeError(`${msg.runs.length} runs exceed ${MAX_UPDATE_RUNS} in one update`)
+  const parts: Uint8Array[] = [encodeVarint(msg.runs.length)]
+  for (const [start, length] of msg.runs) {
+    if (!Number.isSafeInteger(start) || start < 0 || !Number.isSafeInteger(length) || length < 1 || start + length > MAX_MANIFEST_CHUNKS) throw new RangeError(`invalid run ${start}+${length}`)
+    parts.push(encodeVarint(start), encodeVarint(length))
+  }
+  return withKind(KIND.update, ...parts)
+}
+
+/**
+ * An update frame, its runs checked against the image's chunk count.
+ * @throws ProtocolError for a malformed frame or a run past the last chunk
+ */
+export function decodeHaveUpdate (frame: Uint8Array, chunkCount: number): HaveUpdate {
+  switch (kindOf(frame, HAVE_UPDATES)) {
+    case KIND.complete: return expectBare(frame, HAVE_UPDATES, { type: 'complete' })
+    case KIND.update: {
+      let off = 1
+      const next = (what: string): number => {
+        const { value, length } = decodeVarint(frame, off, HAVE_UPDATES, what)
+        off += length
+        return value
+      }
+      const n = next('run count')
+      if (n > MAX_UPDATE_RUNS) throw new ProtocolError(`${HAVE_UPDATES.id}: ${n} runs exceed the ${MAX_UPDATE_RUNS} of one update`)
+      const runs: Array<[number, number]> = []
+      for (let i = 0; i < n; i++) {
+        const start = next('run start')
+        const length = next('run length')
+        if (length < 1 || start + length > chunkCount) throw new ProtocolError(`${HAVE_UPDATES.id}: run ${start}+${length} outside an image of ${chunkCount} chunks`)
+        runs.push([start, length])
+      }
+      if (off !== frame.length) throw new ProtocolError(`${HAVE_UPDATES.id}: trailing bytes after the runs`)
+      return { type: 'update', runs }
+    }
+    default: throw unknownKind(frame, HAVE_UPDATES)
+  }
+}
+
+/** Sorted chunk indices as runs of consecutive indices, in frames of at most {@link MAX_UPDATE_RUNS} runs. */
+export function indexRuns (indices: Iterable<number>): Array<Array<[number, number]>> {
+  const sorted = [...new Set(indices)].sort((a, b) => a - b)
+  const frames: Array<Array<[number, number]>> = []
+  let runs: Array<[number, number]> = []
+  for (const i of sorted) {
+    const last = runs[runs.length - 1]
+    if (last != null && last[0] + last[1] === i) { last[1]++; continue }
+    if (runs.length === MAX_UPDATE_RUNS) { frames.push(runs); runs = [] }
+    runs.push([i, 1])
+  }
+  if (runs.length > 0) frames.push(runs)
+  return frames
 }
 
 // ---------------------------------------------------------------------------------------------
