@@ -221,6 +221,22 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     t.equal((await b.client.inspect(real.id)).ref, `sha256:${sha256Hex(other)}`, 'the alias recorded is the true one')
   })
 
+  t.test('a Glance image larger than the cache cap: not stored; Nova gets it from Glance as without imgswarm', async t => {
+    const dir = await tempDir(t)
+    const tokenFile = join(dir, 'glance-token')
+    await writeFile(tokenFile, TOKENS.admin.token)
+    const d = await startDaemon(t, { config: { origin: `glance+${glance.countingUrl}`, glanceTokenFile: tokenFile, maxSize: { bytes: 1024 * 1024 }, highWater: 0.9, lowWater: 0.5 } })
+    const bytes = seededBytes(2 * 1024 * 1024, 'over the cap')
+    const image = await glance.upload(bytes, { token: TOKENS.alice.token })
+    const glanceBytes = glance.fileBytes()
+    await t.rejects(d.daemon.fetcher.fetch(image.id), { code: 'IMGSWARM_CACHE_FULL', message: `cannot fetch Glance image ${image.id}: it needs 2.00 MiB, more than the cache cap of 1.00 MiB (--max-size)` }, 'a fetch by the id is refused before a byte is read')
+    t.equal(glance.fileBytes() - glanceBytes, 0, 'no byte read from Glance for it')
+    const got = await call(formatApiAddress(d.daemon.api.address), 'GET', `/v2/images/${image.id}/file`, TOKENS.alice.token)
+    t.equal(got.status, 200)
+    t.ok(Buffer.from(got.body, 'latin1').equals(bytes), 'the endpoint passes the request to Glance')
+    t.same(await d.client.list(), [], 'nothing stored')
+  })
+
   t.test('a node not connected to the holder finds the Glance id through the DHT, with no byte from Glance', async t => {
     const dir = await tempDir(t)
     const tokenFile = join(dir, 'glance-token')

@@ -222,7 +222,7 @@ export class Evictor {
       const survey = await this.recentSurvey(image.hex)
       const { refs } = survey
       const needed = image.manifest != null ? refs.newBytes(image.manifest) : image.size
-      const name = `sha256:${image.hex}`
+      const name = image.name ?? `sha256:${image.hex}`
       if (needed > cap) {
         return { refused: new CacheFullError(`cannot fetch ${name}: it needs ${formatBytes(needed)}, more than the cache cap of ${formatBytes(cap)} (--max-size)`), mayClear: false }
       }

@@ -152,7 +152,12 @@ export class Daemon {
       const aliasAnnouncer = opened instanceof GlanceOrigin ? new GlanceAliasAnnouncer(peer, local.store, opened.endpoint, log) : undefined
       if (aliasAnnouncer != null) cleanups.push(async () => { aliasAnnouncer.stop() })
       const glance = opened instanceof GlanceOrigin
-        ? new GlanceImages(opened, local.store, log, async (endpoint, id, o) => await askGlanceAlias(peer, endpoint, id, o), id => { void aliasAnnouncer?.announce(id) })
+        ? new GlanceImages(opened, local.store, {
+          log,
+          askPeers: async (endpoint, id, o) => await askGlanceAlias(peer, endpoint, id, o),
+          onAlias: id => { void aliasAnnouncer?.announce(id) },
+          admit: async image => await evictor.admit(image)
+        })
         : undefined
       const fetcher = new Fetcher({
         glanceIds: glance != null ? async (id, o) => await glance.resolve(id, o) : undefined,

@@ -81,6 +81,8 @@ export interface Admission {
 /** An image about to be fetched: its manifest when known, else only its size (a whole-stream read). */
 export interface ImageToAdmit {
   hex: string
+  /** How messages name the image; `sha256:<hex>` when absent. */
+  name?: string
   size: number
   manifest?: Manifest
   /** Told why the admission waits (near the cap), and undefined once it goes on. */

@@ -9,6 +9,7 @@ import { ingest } from '../store/ingest.js'
 import type { LevelStore } from '../store/level-store.js'
 import { readImage } from '../store/read-image.js'
 import { silentLogger, type Logger } from '../util/log.js'
+import type { Admission, ImageToAdmit } from './fetcher.js'
 
 const HEX64 = /^[0-9a-f]{64}$/
 
@@ -62,8 +63,19 @@ export class GlanceImages {
   /** Claims that proved false (`<id> <hex>`): not taken again. */
   private readonly falseClaims = new Set<string>()
 
-  constructor (private readonly origin: GlanceOrigin, private readonly store: LevelStore, log?: Logger, private readonly askPeers?: AskPeers, private readonly onAlias?: (id: string) => void) {
-    this.log = log ?? silentLogger
+  private readonly askPeers?: AskPeers
+  private readonly onAlias?: (id: string) => void
+  private readonly admit?: (image: ImageToAdmit) => Promise<Admission>
+
+  /**
+   * `askPeers` asks neighbours about an id; `onAlias` hears of each alias recorded (to announce it);
+   * `admit` makes room under the cache's cap before a download from Glance (the fetcher's admission).
+   */
+  constructor (private readonly origin: GlanceOrigin, private readonly store: LevelStore, options: { log?: Logger, askPeers?: AskPeers, onAlias?: (id: string) => void, admit?: (image: ImageToAdmit) => Promise<Admission> } = {}) {
+    this.log = options.log ?? silentLogger
+    this.askPeers = options.askPeers
+    this.onAlias = options.onAlias
+    this.admit = options.admit
     origin.lookupId = async hex => (await store.glanceAliases.idsOf(hex))[0]
   }
 
@@ -154,7 +166,16 @@ export class GlanceImages {
       }
     }.call(this)
     const meta = { type: typeOf(image), name: image.name ?? '', format: image.disk_format ?? '' }
-    const { record } = await ingest(this.store, checkedAgainst(image, counted), { meta, from: 'origin', signal: options.signal })
+    // Its sha256 is not known before the bytes are: the room is reserved under the Glance id.
+    const admission = await this.admit?.({ hex: `glance-${image.id}`, name: `Glance image ${image.id}`, size: image.size ?? 0 })
+    let recorded = false
+    let record: ImageRecord
+    try {
+      ({ record } = await ingest(this.store, checkedAgainst(image, counted), { meta, from: 'origin', signal: options.signal }))
+      recorded = true
+    } finally {
+      admission?.release(recorded)
+    }
     const hex = record.ref.slice('sha256:'.length)
     await this.record(image, hex)
     this.log.info('Glance image stored', { id: image.id, image: digestRef(hex), bytes: record.size, ms: Date.now() - started })
