@@ -1,9 +1,13 @@
 import { execFileSync } from 'node:child_process'
+import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { chmod, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
+import type { IncomingMessage } from 'node:http'
+import { connect, createServer, Socket, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t from 'tap'
+import { ApiAccess } from '../src/api/access.js'
 import { parseApiAddress } from '../src/api/address.js'
 import { ApiClient } from '../src/api/client.js'
 import { UsageError } from '../src/errors.js'
@@ -146,4 +150,30 @@ t.test('with --api-tls-cert and --api-tls-key the API speaks HTTPS', { skip: asU
   t.equal(ok.status, 200, 'HTTPS with the token: served')
   const plain = await curlAs('root', ['-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${port}/v1/images`])
   t.not(plain.status, 200, 'plain HTTP is not served')
+})
+
+t.test('the kernel grant follows the listener\'s kind: a TCP caller with no readable address is refused', async t => {
+  const access = new ApiAccess({ ownUid: process.getuid?.() ?? 0, exposed: false })
+  const request = (socket: Socket): IncomingMessage => ({ method: 'GET', headers: {}, socket }) as unknown as IncomingMessage
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const accepted = async (): Promise<{ client: Socket, served: Socket }> => {
+    const served = once(server, 'connection') as Promise<[Socket]>
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1')
+    await once(client, 'connect')
+    t.teardown(() => { client.destroy() })
+    return { client, served: (await served)[0] }
+  }
+
+  const live = await accepted()
+  await access.check(request(live.served), '/v1/images', 'tcp')
+  t.pass('a loopback caller of our own uid is granted by its socket\'s owner')
+
+  const reset = await accepted()
+  reset.served.destroy() // as after a reset: the peer's address can no longer be read
+  t.equal(reset.served.remoteAddress, undefined, 'the address is unreadable')
+  await t.rejects(access.check(request(reset.served), '/v1/images', 'tcp'), { code: 'IMGSWARM_UNAUTHORIZED' }, 'on TCP: refused, not taken for a unix socket')
+  await access.check(request(new Socket()), '/v1/images', 'unix')
+  t.pass('on a unix socket the kernel already checked the mode: granted')
 })

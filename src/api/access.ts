@@ -20,6 +20,9 @@ export interface AccessPolicy {
   exposed: boolean
 }
 
+/** What the connection came in on: the kernel checked a unix socket's mode; TCP needs the caller's uid. */
+export type ListenerKind = 'unix' | 'tcp'
+
 /** Routes that carry no image bytes and change nothing: any local caller may read them. */
 const OPEN_ROUTES = new Set(['GET /healthz', 'GET /metrics', 'GET /v1/node', 'HEAD /healthz'])
 
@@ -27,7 +30,9 @@ const OPEN_ROUTES = new Set(['GET /healthz', 'GET /metrics', 'GET /v1/node', 'HE
  * Decides whether a request may go on. On a unix socket the kernel already checked the socket's owner
  * and mode (0660, owner and `--api-group`), so whoever connected is granted. On loopback TCP the caller
  * is the uid owning the connecting socket (/proc/net/tcp): root, the daemon's user and members of the
- * API group are granted; anyone else needs the token. The answer is kept per connection.
+ * API group are granted; anyone else needs the token. The answer is kept per connection. The listener's
+ * kind decides, not the socket: a TCP peer that resets its connection leaves no readable address, and
+ * that must not read as a unix socket.
  */
 export class ApiAccess {
   private readonly policy: AccessPolicy
@@ -38,21 +43,21 @@ export class ApiAccess {
   }
 
   /** Throws UnauthorizedError or ForbiddenError unless the request may go on. */
-  async check (req: IncomingMessage, pathname: string): Promise<void> {
+  async check (req: IncomingMessage, pathname: string, listener: ListenerKind): Promise<void> {
     if (OPEN_ROUTES.has(`${req.method ?? ''} ${pathname}`)) return
     const presented = bearerToken(req)
     if (presented != null) {
       if (this.policy.token == null || !sameSecret(presented, this.policy.token)) throw new ForbiddenError('the API token is wrong')
       return
     }
-    if (!this.policy.exposed && await this.kernelGrant(req.socket)) return
+    if (!this.policy.exposed && await this.kernelGrant(req.socket, listener)) return
     throw new UnauthorizedError(this.policy.exposed
       ? 'this API listens beyond loopback: every request needs its token (Authorization: Bearer …, or IMGSWARM_API_TOKEN for the CLI)'
       : 'no grant: run as root, the daemon\'s user or a member of its API group, or give the token (IMGSWARM_API_TOKEN; it is in <data>/api.token)')
   }
 
-  private async kernelGrant (socket: Socket): Promise<boolean> {
-    if (socket.remoteAddress == null) return true // a unix socket: the kernel checked its mode
+  private async kernelGrant (socket: Socket, listener: ListenerKind): Promise<boolean> {
+    if (listener === 'unix') return true
     let grant = this.granted.get(socket)
     if (grant == null) {
       grant = this.uidGranted(socket)

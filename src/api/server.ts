@@ -331,7 +331,7 @@ export async function startApiServer (backend: ApiBackend, address: ApiAddress, 
     }
     const matches = routes.filter(r => r.path.test(url.pathname))
     const route = matches.find(r => r.method === req.method)
-    if (route?.grant?.(req, url) !== true) await options.access?.check(req, url.pathname)
+    if (route?.grant?.(req, url) !== true) await options.access?.check(req, url.pathname, address.kind)
     if (route == null) {
       sendJson(res, matches.length > 0 ? 405 : 404, { error: { code: 'IMGSWARM_USAGE', message: `no route ${req.method ?? ''} ${url.pathname}` } })
       return

@@ -29,7 +29,7 @@ export async function startUiServer (address: string, routes: Route[], access: A
       sendJson(res, 404, { error: { code: 'IMGSWARM_USAGE', message: `no route ${req.method ?? ''} ${url.pathname} (this port serves the cluster page only, at /ui/)` } })
       return
     }
-    if (route.grant?.(req, url) !== true) await access?.check(req, url.pathname)
+    if (route.grant?.(req, url) !== true) await access?.check(req, url.pathname, 'tcp')
     await route.handle(req, res, route.path.exec(url.pathname)!, url)
   }
   const server = createServer((req, res) => {
