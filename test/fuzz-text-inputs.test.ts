@@ -187,6 +187,9 @@ t.test('config regressions: values whose String() throws are a UsageError', asyn
     await writeFile(path, `{"${key}":{"toString":1}}`)
     await t.rejects(loadConfig({ config: path }, {}, dir, { onWarning: () => {} }), UsageError, key)
   }
+  // Found by the property above: an empty list left the node with nowhere to listen.
+  await writeFile(path, '{"listen":[]}')
+  await t.rejects(loadConfig({ config: path }, {}, dir, { onWarning: () => {} }), { name: 'UsageError', message: /listen .*must name at least one address/ }, 'listen: []')
 })
 
 t.test('the replica policy file', async () => {

@@ -11,6 +11,7 @@ import { pickPorts } from './loopback.js'
 import { addHost, canMakeNamespaces, createBridge, deleteLink, deleteNamespace, linkExists, listNamespaces, namespacePids, type Shaping } from './netns.js'
 import { findClusterProcesses, isRunning, processStartTime, spawnDetached, stopProcess } from './processes.js'
 import { parseDelay, parseRate } from './tc-units.js'
+import { withDeadline } from '../util/deadline.js'
 
 const BIN = fileURLToPath(new URL('../../../bin/imgswarm', import.meta.url))
 const ORIGIN_SERVER = fileURLToPath(new URL('./origin-server.js', import.meta.url))
@@ -124,10 +125,12 @@ async function lastLogLine (path: string): Promise<string> {
 async function apiGet<T> (api: string, path: string, timeoutMs = 3_000): Promise<{ status: number, body: T } | undefined> {
   const client = new ApiClient(parseApiAddress(api))
   try {
-    const res = await client.send('GET', path, { signal: AbortSignal.timeout(timeoutMs) })
-    let text = ''
-    for await (const piece of res) text += String(piece)
-    return { status: res.statusCode ?? 0, body: (text === '' ? undefined : JSON.parse(text)) as T }
+    return await withDeadline(timeoutMs, undefined, async signal => {
+      const res = await client.send('GET', path, { signal })
+      let text = ''
+      for await (const piece of res) text += String(piece)
+      return { status: res.statusCode ?? 0, body: (text === '' ? undefined : JSON.parse(text)) as T }
+    })
   } catch {
     return undefined
   }

@@ -41,6 +41,7 @@ import { Throughput } from '../node/throughput.js'
 import { OperatorView, withThroughput } from './operator-view.js'
 
 import { DAEMON_FILE, type DaemonInfo } from './daemon-file.js'
+import { withDeadline } from '../util/deadline.js'
 
 export { DAEMON_FILE, type DaemonInfo }
 
@@ -285,7 +286,7 @@ export class Daemon {
           this.peer.addEventListener('peer:identify', onIdentify as any)
           void this.identifiedAlready(id).then(yes => { if (yes) done() })
         })
-        await this.peer.dial(ma, { signal: AbortSignal.timeout(BOOTSTRAP_READY_TIMEOUT_MS) })
+        await withDeadline(BOOTSTRAP_READY_TIMEOUT_MS, undefined, async signal => await this.peer.dial(ma, { signal }))
         await identified
       } catch (err) {
         this.log.warn('bootstrap peer unreachable', { addr: a, err })

@@ -17,6 +17,7 @@ import type { PeerSchedulerLimits } from './peer-scheduler.js'
 import { hasBit, type HolderFinder, type PeerSource } from './sources.js'
 import { swarmFetch, type SwarmLimits } from './swarm-fetch.js'
 import { missingChunks, type Want } from './wants.js'
+import { withDeadline } from '../util/deadline.js'
 
 /** Hooks for metrics. Every method is optional to call cheaply on hot paths. */
 export interface FetchObserver {
@@ -312,7 +313,7 @@ export class Fetcher {
     let manifest: Manifest
     let found: string
     try {
-      const bytes = await peer.manifest(hex != null ? { hex } : { cid: cid!.toString() }, { signal: AbortSignal.timeout(this.opts.askTimeoutMs ?? 10_000) })
+      const bytes = await withDeadline(this.opts.askTimeoutMs ?? 10_000, undefined, async signal => await peer.manifest(hex != null ? { hex } : { cid: cid!.toString() }, { signal }))
       if (bytes == null) return undefined
       this.count(job, 'peer', bytes.length)
       manifest = decodeManifest(bytes, cid)

@@ -11,6 +11,7 @@ import { rendezvousOwner } from './rendezvous.js'
 import { HaveFeed, type PeerView } from './have-feeds.js'
 import { hasBit, setBit, type HolderFinder, type PeerSource } from './sources.js'
 import type { Want } from './wants.js'
+import { withDeadline } from '../util/deadline.js'
 
 /** How a node shares the work of fetching one image with the other nodes fetching it. */
 export interface SwarmLimits {
@@ -139,7 +140,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   // A peer of the previous release: its `have` every pollMs, while this fetch runs.
   const pollPeer = async (source: PeerSource): Promise<void> => {
     while (remaining.size > 0 && !signal.aborted && !excluded.has(source.id)) {
-      const have = await source.have(o.manifestCid, o.chunkCount, { signal: AbortSignal.any([signal, AbortSignal.timeout(Math.max(2000, limits.pollMs * 4))]) }).catch(() => undefined)
+      const have = await withDeadline(Math.max(2000, limits.pollMs * 4), signal, async s => await source.have(o.manifestCid, o.chunkCount, { signal: s })).catch(() => undefined)
       if (have == null) {
         feed.peerGone(source.id, feed.peers.get(source.id)?.source)
         quietUntil.set(source.id, Date.now() + REASK_MS)

@@ -68,6 +68,16 @@ export const list: Unit<string[]> = {
   show: v => v.length === 0 ? 'none' : v.join(',')
 }
 
+/** A {@link list} that may not be empty: a node with nowhere to listen cannot be reached. */
+export const addresses: Unit<string[]> = {
+  ...list,
+  read (v, name) {
+    const items = list.read(v, name)
+    if (items.length === 0) throw new UsageError(`${name} must name at least one address`)
+    return items
+  }
+}
+
 export const bool: Unit<boolean> = {
   name: 'bool',
   kind: 'bool',

@@ -2,7 +2,7 @@ import { DEFAULT_GRACE_MS, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER } from '../cach
 import { DEFAULT_REPLICA_INTERVAL_MS } from '../swarm/defaults.js'
 import { LOG_LEVELS, type LogLevel } from '../util/log.js'
 import type { SizeLimit } from '../util/units.js'
-import { bool, choice, duration, list, millis, rate, share, sizeLimit, string, type Unit } from './option-units.js'
+import { addresses, bool, choice, duration, list, millis, rate, share, sizeLimit, string, type Unit } from './option-units.js'
 
 /** Everything a daemon (or an in-process node doing one fetch) is configured with. */
 export interface NodeConfig {
@@ -107,7 +107,7 @@ function option<K extends Key> (o: Option<K>): Option<K> {
  * test/options-readme.test.ts checks the README's flag table against it.
  */
 export const OPTIONS = [
-  option({ key: 'listen', flag: 'listen', env: 'IMGSWARM_LISTEN', configKey: 'listen', unit: list, arg: 'MULTIADDR', default: ['/ip4/0.0.0.0/tcp/4001'], help: 'where neighbours connect' }),
+  option({ key: 'listen', flag: 'listen', env: 'IMGSWARM_LISTEN', configKey: 'listen', unit: addresses, arg: 'MULTIADDR', default: ['/ip4/0.0.0.0/tcp/4001'], help: 'where neighbours connect' }),
   option({ key: 'bootstrap', flag: 'bootstrap', env: 'IMGSWARM_BOOTSTRAP', configKey: 'bootstrap', unit: list, arg: 'MULTIADDR', default: [], help: 'neighbours to dial at start, each ending in /p2p/<peer id>; kept connected' }),
   option({ key: 'mdns', flag: 'mdns', env: 'IMGSWARM_MDNS', configKey: 'mdns', unit: bool, default: false, help: 'find neighbours on the LAN by multicast DNS' }),
   option({ key: 'origin', flag: 'origin', env: 'IMGSWARM_ORIGIN', configKey: 'origin', unit: string, arg: 'URL', defaultText: 'none', help: 'the object store: file:///dir, http(s)://…, s3://bucket/prefix?endpoint=…, glance+http(s)://HOST:PORT, or a plug-in module path' }),

@@ -8,6 +8,7 @@ import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import type { ConnectedHolders } from './peer-service.js'
 import type { AnyLibp2p } from './types.js'
+import { withDeadline } from '../util/deadline.js'
 
 /** The DHT key for an image: the CIDv1 (raw, sha2-256) of its whole content, i.e. of its sha256. */
 export function imageCid (hex: string): CID {
@@ -55,13 +56,12 @@ export class Announcer {
   async announce (hex: string, manifestCid: string, state: string): Promise<void> {
     if (this.announced.get(hex) === state) return
     this.announced.set(hex, state)
-    const signal = AbortSignal.timeout(DHT_QUERY_MS)
-    await Promise.all([imageCid(hex), CID.parse(manifestCid)].map(async cid => {
+    await withDeadline(DHT_QUERY_MS, undefined, async signal => await Promise.all([imageCid(hex), CID.parse(manifestCid)].map(async cid => {
       await this.node.contentRouting.provide(cid, { signal }).catch((err: unknown) => {
         this.log.debug('DHT announce failed (no DHT peers yet?)', { cid: cid.toString(), err })
         this.announced.delete(hex) // the next sweep tries again
       })
-    }))
+    })))
   }
 
   private async sweep (): Promise<void> {
@@ -107,16 +107,17 @@ export class DhtHolders implements HolderFinder {
   }
 
   private async dialProviders (key: string): Promise<void> {
-    const signal = AbortSignal.timeout(DHT_QUERY_MS)
-    const dials: Array<Promise<unknown>> = []
-    let n = 0
     const cid = /^[0-9a-f]{64}$/.test(key) ? imageCid(key) : CID.parse(key)
-    for await (const provider of this.node.contentRouting.findProviders(cid, { signal })) {
-      if (provider.id.equals(this.node.peerId) || this.node.getConnections(provider.id).length > 0) continue
-      if (provider.multiaddrs.length > 0) await this.node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => {})
-      dials.push(this.node.dial(provider.id, { signal }).catch(() => {}))
-      if (++n >= MAX_PROVIDERS) break
-    }
-    await Promise.all(dials)
+    await withDeadline(DHT_QUERY_MS, undefined, async signal => {
+      const dials: Array<Promise<unknown>> = []
+      let n = 0
+      for await (const provider of this.node.contentRouting.findProviders(cid, { signal })) {
+        if (provider.id.equals(this.node.peerId) || this.node.getConnections(provider.id).length > 0) continue
+        if (provider.multiaddrs.length > 0) await this.node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => {})
+        dials.push(this.node.dial(provider.id, { signal }).catch(() => {}))
+        if (++n >= MAX_PROVIDERS) break
+      }
+      await Promise.all(dials)
+    })
   }
 }

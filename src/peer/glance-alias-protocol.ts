@@ -12,6 +12,7 @@ import { PROTOCOL_PREFIX } from './protocols.js'
 import { handle, onlyFrame, request, type FrameProtocol } from './exchange.js'
 import type { PeerLimits } from './peer-limits.js'
 import type { AnyLibp2p } from './types.js'
+import { deadline, withDeadline } from '../util/deadline.js'
 
 /**
  * `glance-alias`: "which sha256 is Glance image {id} of endpoint {endpoint}?" → the answering peer's
@@ -85,7 +86,7 @@ export class GlanceAliasAnnouncer {
   async announce (id: string): Promise<void> {
     if (this.announced.has(id)) return
     this.announced.add(id)
-    await this.node.contentRouting.provide(glanceAliasCid(this.endpoint, id), { signal: AbortSignal.timeout(5000) }).catch((err: unknown) => {
+    await withDeadline(5000, undefined, async signal => { await this.node.contentRouting.provide(glanceAliasCid(this.endpoint, id), { signal }) }).catch((err: unknown) => {
       this.announced.delete(id) // the next sweep tries again
       this.log.debug('DHT announce of a Glance alias failed (no DHT peers yet?)', { id, err })
     })
@@ -116,14 +117,16 @@ export async function askGlanceAlias (node: AnyLibp2p, endpoint: string, id: str
   const claims: GlanceAliasClaim[] = []
   const ask = async (peer: PeerId): Promise<void> => {
     asked.add(peer.toString())
-    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...options.signal != null ? [options.signal] : []])
+    const d = deadline(timeoutMs, options.signal)
     try {
-      for await (const frame of request(node, peer, GLANCE_ALIAS, [encode({ endpoint, id })], { signal, timeoutMs })) {
+      for await (const frame of request(node, peer, GLANCE_ALIAS, [encode({ endpoint, id })], { signal: d.signal, timeoutMs })) {
         const claim = claimOf(peer, parse(frame))
         if (claim != null) claims.push(claim)
       }
     } catch {
       // An unreachable or confused neighbour: ask the next one.
+    } finally {
+      d.clear()
     }
   }
   for (const peer of node.getPeers()) {
@@ -134,10 +137,12 @@ export async function askGlanceAlias (node: AnyLibp2p, endpoint: string, id: str
   }
   if (claims.length > 0) return claims
   // Nodes that are not neighbours: the DHT names those that announced the id.
-  const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs + 2000), ...options.signal != null ? [options.signal] : []])
+  // With no connection the DHT cannot answer: do not wait out its bound for nothing.
+  if (node.getConnections().length === 0) return claims
+  const d = deadline(timeoutMs + 2000, options.signal)
   try {
     let found = 0
-    for await (const provider of node.contentRouting.findProviders(glanceAliasCid(endpoint, id), { signal })) {
+    for await (const provider of node.contentRouting.findProviders(glanceAliasCid(endpoint, id), { signal: d.signal })) {
       if (provider.id.equals(node.peerId) || asked.has(provider.id.toString())) continue
       if (provider.multiaddrs.length > 0) await node.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => {})
       await ask(provider.id)
@@ -145,6 +150,8 @@ export async function askGlanceAlias (node: AnyLibp2p, endpoint: string, id: str
     }
   } catch {
     // No DHT peers, or the lookup timed out: Glance serves.
+  } finally {
+    d.clear()
   }
   return claims
 }

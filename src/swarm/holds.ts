@@ -8,6 +8,7 @@ import type { AnyLibp2p, PeerId } from '../peer/types.js'
 import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { MAX_POLICIES } from './replica-policies.js'
+import { withDeadline } from '../util/deadline.js'
 
 /*
  * `/imgswarm/holds/1.0.0`: "which of these images do you hold?". A DHT provider record says a node
@@ -65,11 +66,14 @@ export async function serveHolds (node: AnyLibp2p, store: LevelStore, log: Logge
 
 /** Which of `hexes` the peer holds (or is fetching), as it says. */
 export async function askHolds (node: AnyLibp2p, peer: PeerId, hexes: string[]): Promise<boolean[]> {
-  let answer: Uint8Array | undefined
-  for await (const frame of request(node, peer, HOLDS, [encodeHoldsRequest(hexes)], { signal: AbortSignal.timeout(ASK_TIMEOUT_MS) })) {
-    if (answer != null) throw new ProtocolError(`${HOLDS.id}: more than one frame in the answer`)
-    answer = frame
-  }
+  const answer = await withDeadline(ASK_TIMEOUT_MS, undefined, async signal => {
+    let only: Uint8Array | undefined
+    for await (const frame of request(node, peer, HOLDS, [encodeHoldsRequest(hexes)], { signal })) {
+      if (only != null) throw new ProtocolError(`${HOLDS.id}: more than one frame in the answer`)
+      only = frame
+    }
+    return only
+  })
   if (answer == null) throw new ProtocolError(`${HOLDS.id}: the answer ended without a frame`)
   return decodeHoldsResponse(answer, hexes.length)
 }

@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from '../util/log.js'
 import { livePeers } from './live-peers.js'
 import { POLICY, decodePolicies, encodePolicies } from './policy-protocol.js'
 import type { ReplicaPolicies } from './replica-policies.js'
+import { withDeadline } from '../util/deadline.js'
 
 /** How long one policy exchange may take. */
 const SYNC_TIMEOUT_MS = 10_000
@@ -82,10 +83,11 @@ export class PolicySync {
     if (this.stopped || this.opts.member?.(peer) === false) return
     const { node, policies } = this.opts
     try {
-      let answer: Uint8Array | undefined
-      for await (const frame of request(node, peer, POLICY, [encodePolicies(policies.all())], { signal: AbortSignal.timeout(SYNC_TIMEOUT_MS) })) {
-        answer ??= frame
-      }
+      const answer = await withDeadline(SYNC_TIMEOUT_MS, undefined, async signal => {
+        let first: Uint8Array | undefined
+        for await (const frame of request(node, peer, POLICY, [encodePolicies(policies.all())], { signal })) first ??= frame
+        return first
+      })
       if (answer == null) throw new Error('the peer answered nothing')
       const adopted = await policies.merge(decodePolicies(answer), peer.toString())
       if (adopted.length > 0) this.log.info('replica policies learnt from a peer', { peer: peer.toString(), images: adopted.map(p => ({ image: p.image, min: p.min })) })

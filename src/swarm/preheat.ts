@@ -11,6 +11,7 @@ import { livePeers } from './live-peers.js'
 import { askPreheat } from './preheat-peer.js'
 import { MAX_PREHEAT_REFS, PREHEAT, progressOf, type ImageProgress } from './preheat-protocol.js'
 import { rendezvousRank } from './rank.js'
+import { withDeadline } from '../util/deadline.js'
 
 /** Preheats remembered for status queries; the oldest finished ones are forgotten first. */
 const MAX_PREHEATS = 200
@@ -179,7 +180,7 @@ export class Preheats {
   private async runThere (n: NodePreheat, peer: PeerId, refs: string[]): Promise<void> {
     const { node } = this.opts
     if (node.getConnections(peer).length === 0) {
-      await node.dial(peer, { signal: AbortSignal.any([AbortSignal.timeout(DIAL_TIMEOUT_MS), this.stopping.signal]) }).catch((err: unknown) => {
+      await withDeadline(DIAL_TIMEOUT_MS, this.stopping.signal, async signal => await node.dial(peer, { signal })).catch((err: unknown) => {
         throw new Error(`cannot reach the node: ${(err as Error).message}`)
       })
     }

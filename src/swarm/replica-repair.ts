@@ -11,6 +11,7 @@ import { POLICY } from './policy-protocol.js'
 import { jittered } from './policy-sync.js'
 import { rendezvousRank } from './rank.js'
 import type { ReplicaPolicies } from './replica-policies.js'
+import { deadline } from '../util/deadline.js'
 
 /** How long one provider lookup may take. */
 const LOOKUP_TIMEOUT_MS = 5_000
@@ -167,14 +168,17 @@ export class ReplicaRepair {
   /** The peer IDs the DHT names as providers of the image. */
   private async providers (hex: string): Promise<string[]> {
     const ids: string[] = []
+    const d = deadline(LOOKUP_TIMEOUT_MS)
     try {
-      for await (const provider of this.opts.node.contentRouting.findProviders(imageCid(hex), { signal: AbortSignal.timeout(LOOKUP_TIMEOUT_MS) })) {
+      for await (const provider of this.opts.node.contentRouting.findProviders(imageCid(hex), { signal: d.signal })) {
         ids.push(provider.id.toString())
         if (ids.length >= MAX_PROVIDERS) break
       }
     } catch (err) {
       // A lookup cut short still counts what it found; too few holders only means a spare copy.
       this.log.debug('provider lookup for a replica policy failed', { image: hex, err })
+    } finally {
+      d.clear()
     }
     return ids
   }

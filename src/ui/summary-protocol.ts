@@ -3,6 +3,7 @@ import { handle, onlyFrame, request, type FrameProtocol } from '../peer/exchange
 import type { PeerLimits } from '../peer/peer-limits.js'
 import { PROTOCOL_PREFIX } from '../peer/protocols.js'
 import type { AnyLibp2p, PeerId } from '../peer/types.js'
+import { withDeadline } from '../util/deadline.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import { checkSummary, type NodeSummary } from './node-summary.js'
 
@@ -48,12 +49,14 @@ export async function serveSummary (node: AnyLibp2p, summary: () => Promise<Node
 
 /** A peer's summary, checked and bounded. */
 export async function askSummary (node: AnyLibp2p, peer: PeerId, options: { signal?: AbortSignal } = {}): Promise<NodeSummary> {
-  const signal = options.signal != null ? AbortSignal.any([options.signal, AbortSignal.timeout(ASK_TIMEOUT_MS)]) : AbortSignal.timeout(ASK_TIMEOUT_MS)
-  let answer: Uint8Array | undefined
-  for await (const frame of request(node, peer, NODE_SUMMARY, [REQUEST], { signal, timeoutMs: ASK_TIMEOUT_MS })) {
-    if (answer != null) throw new ProtocolError(`${NODE_SUMMARY.id}: more than one frame in the answer`)
-    answer = frame
-  }
+  const answer = await withDeadline(ASK_TIMEOUT_MS, options.signal, async signal => {
+    let only: Uint8Array | undefined
+    for await (const frame of request(node, peer, NODE_SUMMARY, [REQUEST], { signal, timeoutMs: ASK_TIMEOUT_MS })) {
+      if (only != null) throw new ProtocolError(`${NODE_SUMMARY.id}: more than one frame in the answer`)
+      only = frame
+    }
+    return only
+  })
   if (answer == null) throw new ProtocolError(`${NODE_SUMMARY.id}: the answer ended without a frame`)
   let value: unknown
   try {
