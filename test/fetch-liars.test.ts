@@ -1,7 +1,8 @@
 import t from 'tap'
-import { DigestMismatchError, ImageNotFoundError } from '../src/errors.js'
+import { CacheFullError, DigestMismatchError, ImageNotFoundError } from '../src/errors.js'
 import { Fetcher, type FetchObserver } from '../src/fetch/fetcher.js'
 import { LyingPeers } from '../src/fetch/lying-peers.js'
+import { LocalNode } from '../src/local-node.js'
 import type { PeerSource } from '../src/fetch/sources.js'
 import { readImage } from '../src/store/read-image.js'
 import { LevelStore } from '../src/store/level-store.js'
@@ -101,4 +102,51 @@ t.test('an origin with manifests: a same-size lie is caught by the digest, and t
   t.ok((await bytesOf(mine, claim)).equals(real))
   t.same(lies, ['liar'], 'the liar was caught')
   t.equal(counts.manifests, 1, 'the origin\'s manifest was read once, after the lie')
+})
+
+/** A node whose cache holds at most 8 MiB, with its real admission. */
+async function cappedNode (t: { teardown: (fn: () => Promise<void>) => void }): Promise<LocalNode> {
+  const node = await LocalNode.open({ cache: { limits: { maxSize: { bytes: 8 * MiB }, highWater: 0.9, lowWater: 0.5 }, graceMs: 0, admitWaitMs: 0 } })
+  t.teardown(async () => { await node.close() })
+  return node
+}
+
+// The liar relabels a 12 MiB image as the 3 MiB one: its manifest's sizes add up, to 12 MiB.
+const huge = seededBytes(12 * MiB, 'inflated claim')
+
+t.test('an inflated size that no origin can check: the liar\'s claim does not fit, the honest peer\'s is fetched', async t => {
+  const liar = storePeer('liar', await storeHolding(t, [{ bytes: huge, name: 'evil' }]), { lie: { claim, holds: sha256Ref(huge) } })
+  const honest = storePeer('honest', await storeHolding(t, [{ bytes: real, name: 'debian-12' }]))
+  const node = await cappedNode(t)
+  const { fetcher, lies } = fetcherOver(t, node.store, [liar.peer, honest.peer], { admit: async image => await node.evictor.admit(image) })
+  const rec = await fetcher.fetch(claim)
+  t.equal(rec.state, 'available', 'not failed with the liar\'s CacheFull')
+  t.equal(rec.name, 'debian-12')
+  t.ok((await bytesOf(node.store, claim)).equals(real), 'byte-exact')
+  t.ok(liar.calls.manifests >= 1, 'the liar was asked first')
+  t.equal(liar.calls.chunks, 0, 'no chunk was asked of the liar')
+  t.same(lies, ['liar'], 'once the image proved 3 MiB, the liar that said 12 was caught')
+})
+
+t.test('an inflated size and no one else to ask: CacheFull, and nothing kept', async t => {
+  const liar = storePeer('liar', await storeHolding(t, [{ bytes: huge, name: 'evil' }]), { lie: { claim, holds: sha256Ref(huge) } })
+  const node = await cappedNode(t)
+  const { fetcher, lies } = fetcherOver(t, node.store, [liar.peer], { admit: async image => await node.evictor.admit(image) })
+  await t.rejects(fetcher.fetch(claim), CacheFullError)
+  await t.rejects(node.store.resolve(claim), ImageNotFoundError, 'no record of the claim')
+  t.same(lies, [], 'not called a liar: the image might be that big')
+})
+
+t.test('an inflated size, then the origin: its manifest is fetched', async t => {
+  const liar = storePeer('liar', await storeHolding(t, [{ bytes: huge, name: 'evil' }]), { lie: { claim, holds: sha256Ref(huge) } })
+  const { origin: inner } = await originWith(t, [real])
+  // An origin that cannot say the size (no stat) but has the manifest: the claim stands until admission.
+  const origin = { ...countingOrigin(inner).origin, stat: async () => undefined }
+  const node = await cappedNode(t)
+  const { fetcher, lies } = fetcherOver(t, node.store, [liar.peer], { origin, admit: async image => await node.evictor.admit(image) })
+  const rec = await fetcher.fetch(claim)
+  t.equal(rec.state, 'available')
+  t.ok((await bytesOf(node.store, claim)).equals(real))
+  t.equal(liar.calls.chunks, 0)
+  t.same(lies, ['liar'])
 })

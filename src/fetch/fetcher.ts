@@ -1,7 +1,7 @@
 import type { CID } from 'multiformats/cid'
 import { chunkCount, decodeManifest, encodeManifest, manifestCid, type Manifest } from '../chunks/manifest.js'
 import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
-import { DigestMismatchError, ImageNotFoundError, InvalidManifestError } from '../errors.js'
+import { CacheFullError, DigestMismatchError, ImageNotFoundError, InvalidManifestError } from '../errors.js'
 import type { Origin } from '../origin/origin.js'
 import type { ImageRecord } from '../store/image-record.js'
 import { ingest } from '../store/ingest.js'
@@ -96,6 +96,8 @@ export interface ImageToAdmit {
 interface ManifestFound {
   manifest: Manifest
   from: 'store' | 'origin' | PeerSource
+  /** Only the peer vouches for the size: no origin confirmed it and the caller did not name the manifest. */
+  sizeUnconfirmed?: boolean
 }
 
 /**
@@ -230,17 +232,25 @@ export class Fetcher {
     const claims = new OriginClaims(this.opts.origin, hexOfRef ?? '', bytes => { this.observer.originMetadata(bytes) })
     const rejected = new Set<string>()
     let lie: DigestMismatchError | undefined
+    let full: CacheFullError | undefined
+    const tooBig: Array<{ peer: string, size: number }> = []
+    // Once the image is verified, a peer that claimed another size for it lied.
+    const convictTooBig = (size: number | undefined): void => {
+      for (const c of tooBig) if (size != null && c.size !== size) this.caughtLying(c.peer, `its manifest says ${c.size} bytes, the image has ${size}`, job)
+    }
     for (let tries = 0; tries <= MAX_LIES_PER_FETCH; tries++) {
       let found: ManifestFound | undefined
       try {
         found = await this.manifestFor(ref, local, job, rejected, hexOfRef != null ? claims : undefined)
       } catch (err) {
+        if (full != null && err instanceof ImageNotFoundError) throw full
         if (lie != null && err instanceof ImageNotFoundError) throw new DigestMismatchError(`${lie.message}; no other peer or origin has the image`)
         throw err
       }
       if (found == null) {
         // No manifest anywhere: the origin streams the whole image and it is chunked here.
         await this.ingestFromOrigin((ref as { hex: string }).hex ?? hexOfRef, job)
+        convictTooBig(job.status.size)
         return
       }
       const from = found.from
@@ -249,8 +259,19 @@ export class Fetcher {
       job.confirmManifest = async () => (await claims.manifest().catch(() => null))?.cid === cid
       try {
         await this.fetchChunks(found.manifest, job, local)
+        convictTooBig(found.manifest.size)
         return
       } catch (err) {
+        if (err instanceof CacheFullError && found.sizeUnconfirmed === true && typeof found.from !== 'string') {
+          // The size may be a liar's: another peer's manifest (or the origin's) may fit. Nothing was
+          // stored yet (admission comes first). The peer is marked only if the image proves another size.
+          full = err
+          tooBig.push({ peer: found.from.id, size: found.manifest.size })
+          waiting(job)(undefined)
+          this.log.info('a peer\'s manifest does not fit the cache and nothing confirms its size; asking the others', { peer: found.from.id, image: job.status.image, size: found.manifest.size })
+          rejected.add(cid)
+          continue
+        }
         if (!(err instanceof DigestMismatchError) || typeof found.from === 'string') throw err
         // The peer's manifest does not make the image it names: never keep it, ask the others.
         lie = err
@@ -259,7 +280,7 @@ export class Fetcher {
         await this.dropClaim(found.manifest, local, before, err)
       }
     }
-    throw lie!
+    throw full ?? lie!
   }
 
   /** Notes a peer that lied: it is not asked again for a while (see LyingPeers). */
@@ -331,7 +352,7 @@ export class Fetcher {
       this.caughtLying(peer.id, `its manifest says ${manifest.size} bytes, the origin ${size}`, job)
       return undefined
     }
-    return { manifest, from: peer }
+    return { manifest, from: peer, sizeUnconfirmed: size == null && cid == null }
   }
 
   /** A manifest for the ref from the peers (first that answers with a valid one), else the origin. */
