@@ -6,8 +6,9 @@
  * every node fetches a stream of those images through its API, at random (seeded): SIGKILLs a node
  * and restarts it, stops and restarts the origin server, takes a node's link down and up again. It
  * checks what an operator needs to hold: every image that becomes available has the right sha256, no
- * daemon dies that the soak did not kill, resident memory and open descriptors stay flat, and at the
- * end `verify` passes on every store. Exit 0 only when all of that held; the report names every
+ * daemon dies that the soak did not kill, resident memory and open descriptors stay flat (the first
+ * node is never killed, so at least one daemon's whole run is judged), and at the end `verify` passes
+ * on every store. Exit 0 only when all of that held; the report names every
  * violation. Defaults: 5 minutes, 4 nodes, 6 images of 8 MiB, seed 1.
  */
 import { createHash } from 'node:crypto'
@@ -47,6 +48,10 @@ if (!(MINUTES > 0 && MINUTES <= 240) || !(NODES >= 2 && NODES <= 16) || !(IMAGES
   process.exit(2)
 }
 const log = (line: string): void => { if (!values.json) process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`) }
+/** How often each daemon's memory and descriptors are read. */
+const SAMPLE_MS = 3000
+/** A daemon's flatness is judged from this many samples on (about 30 s of life). */
+const MIN_SAMPLES = 10
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]
 
@@ -123,6 +128,8 @@ async function main (): Promise<void> {
     const info = await clusterUp({ nodes: NODES, netns, rate: netns ? '1gbit' : undefined, originDir, dir: clusterDir, logLevel: 'warn' })
     const state = (await readState(clusterDir))!
     const clients = new Map(info.nodes.map(n => [n.name, new ApiClient(parseApiAddress(n.api))]))
+    // Never SIGKILLed: a short run could otherwise kill every daemon before its memory could be judged.
+    const steady = info.nodes[0].name
     const incarnations: Incarnation[] = []
     const current = new Map<string, Incarnation>()
     const down = new Set<string>()
@@ -168,8 +175,8 @@ async function main (): Promise<void> {
       while (Date.now() < deadline - 20_000) {
         await sleep(2000 + random() * 3000)
         const action = random()
-        const nodes = [...pids].filter(([name, pid]) => pid != null && !down.has(name)).map(([name, pid]) => ({ name, pid }))
-        if (action < 0.4 && nodes.length > 1) {
+        const nodes = [...pids].filter(([name, pid]) => pid != null && !down.has(name) && name !== steady).map(([name, pid]) => ({ name, pid }))
+        if (action < 0.4 && nodes.length > 0) {
           const n = pick(nodes)
           const argv = (await readFile(`/proc/${n.pid!}/cmdline`, 'utf8')).split('\0').filter(s => s !== '')
           const inc = current.get(n.name)
@@ -212,7 +219,7 @@ async function main (): Promise<void> {
       }
     }
 
-    // Every 5 s: memory and descriptors of each live daemon, and any death the soak did not cause.
+    // Every SAMPLE_MS: memory and descriptors of each live daemon, and any death the soak did not cause.
     const sampleLoop = async (): Promise<void> => {
       while (!stopping) {
         await watch()
@@ -231,7 +238,7 @@ async function main (): Promise<void> {
           inc.rss.push(s.rss)
           inc.fds.push(s.fds)
         }
-        await sleep(5000)
+        await sleep(SAMPLE_MS)
       }
     }
 
@@ -268,7 +275,7 @@ async function main (): Promise<void> {
     const growth: Array<{ node: string, pid: number, samples: number, rssMB: [number, number], fds: [number, number] }> = []
     for (const inc of incarnations) {
       const n = inc.rss.length
-      if (n < 9) continue
+      if (n < MIN_SAMPLES) continue
       const mid = inc.rss.slice(Math.floor(n / 3), Math.floor(2 * n / 3))
       const end = inc.rss.slice(Math.floor(2 * n / 3))
       const midFd = inc.fds.slice(Math.floor(n / 3), Math.floor(2 * n / 3))
@@ -279,6 +286,7 @@ async function main (): Promise<void> {
       if (row.fds[1] > row.fds[0] + 16) violations.push(`${inc.node} (pid ${inc.pid}): open descriptors grew from ${row.fds[0]} to ${row.fds[1]}`)
     }
 
+    if (growth.length === 0) violations.push(`no daemon lived ${MIN_SAMPLES} samples (${MIN_SAMPLES * SAMPLE_MS / 1000} s): memory and descriptors were not checked`)
     const report = { ok: violations.length === 0, minutes: MINUTES, nodes: NODES, netns, images: IMAGES, imageBytes: IMAGE_BYTES, seed: Number(values.seed), ...counts, growth, violations }
     if (values.json) process.stdout.write(JSON.stringify(report) + '\n')
     else {
