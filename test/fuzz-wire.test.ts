@@ -5,12 +5,13 @@ import { MAX_MANIFEST_BYTES, manifestCid } from '../src/chunks/manifest.js'
 import { PeerTimeoutError, ProtocolError } from '../src/errors.js'
 import { Bitfield } from '../src/peer/bitfield.js'
 import { encodeVarint, frameStream } from '../src/peer/frames.js'
+import { peerBits } from '../src/peer/have-updates.js'
 import {
-  MANIFEST_PIECE_BYTES, MAX_CHUNK_BATCH, MAX_ERROR_MESSAGE_BYTES, MAX_MANIFEST_CHUNKS, decodeChunksRequest,
-  decodeChunksResponse, decodeHaveRequest, decodeHaveResponse, decodeManifestRequest, decodeManifestResponse,
-  encodeChunksRequest, encodeChunksResponse, encodeHaveRequest, encodeHaveResponse, encodeManifestRequest,
-  encodeManifestResponse, isManifestCid, manifestResponseFrames, readChunksResponse, readHaveAnswer,
-  readManifestResponse, type ChunksResponse, type HaveResponse, type ManifestResponse
+  MANIFEST_PIECE_BYTES, MAX_CHUNK_BATCH, MAX_ERROR_MESSAGE_BYTES, MAX_MANIFEST_CHUNKS, MAX_UPDATE_RUNS, decodeChunksRequest,
+  decodeChunksResponse, decodeHaveRequest, decodeHaveResponse, decodeHaveUpdate, decodeHaveUpdatesRequest, decodeManifestRequest,
+  decodeManifestResponse, encodeChunksRequest, encodeChunksResponse, encodeHaveRequest, encodeHaveResponse, encodeHaveUpdate,
+  encodeHaveUpdatesRequest, encodeManifestRequest, encodeManifestResponse, indexRuns, isManifestCid, manifestResponseFrames,
+  readChunksResponse, readHaveAnswer, readManifestResponse, type ChunksResponse, type HaveResponse, type ManifestResponse
 } from '../src/peer/protocols.js'
 import type { Stream } from '../src/peer/types.js'
 import { decodeHoldsRequest, decodeHoldsResponse, encodeHoldsRequest } from '../src/swarm/holds.js'
@@ -260,6 +261,58 @@ t.test('bitfields from wire bytes', async () => {
     if (decoded.type !== 'have') return false
     return bits.every((v, i) => decoded.bitfield.has(i) === v) && !decoded.bitfield.has(bits.length) && decoded.bitfield.count() === bits.filter(Boolean).length
   }), fuzzParams(300))
+})
+
+// ---------------------------------------------------------------------------------------------
+// have-updates: the first request frame, the update frames both ways, the requester's bitfield
+
+t.test('have-updates requests', async () => {
+  const valid = fc.record({ manifest: manifestCidArb, have: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: undefined }), fetching: fc.boolean() })
+    .map(r => encodeHaveUpdatesRequest(r))
+  await fc.assert(fc.property(requestFrames(valid), frame => stable(decodeHaveUpdatesRequest, encodeHaveUpdatesRequest, frame,
+    r => isManifestCid(r.manifest) && (r.have === undefined || r.have instanceof Uint8Array) && typeof r.fetching === 'boolean')), fuzzParams(400))
+})
+
+/** An image's chunk count, and a set of its chunk indices. */
+const indicesOf = fc.oneof(fc.integer({ min: 1, max: 3000 }), fc.constantFrom(1, 8, 9, MAX_MANIFEST_CHUNKS))
+  .chain(n => fc.tuple(fc.constant(n), fc.uniqueArray(fc.integer({ min: 0, max: n - 1 }), { maxLength: 60 })))
+
+t.test('have-updates: update frames', async () => {
+  // Valid updates decode to the runs they were made of, covering exactly the indices.
+  await fc.assert(fc.property(indicesOf, ([n, indices]) => {
+    const covered = new Set<number>()
+    for (const runs of indexRuns(indices)) {
+      const u = decodeHaveUpdate(encodeHaveUpdate({ type: 'update', runs }), n)
+      if (u.type !== 'update') return false
+      for (const [start, length] of u.runs) for (let i = start; i < start + length; i++) covered.add(i)
+    }
+    return covered.size === indices.length && indices.every(i => covered.has(i))
+  }), fuzzParams(300))
+  // Hostile frames: runs inside the image, at most MAX_UPDATE_RUNS, re-encoding to the same bytes; or a ProtocolError.
+  const frames = fc.oneof(
+    fc.tuple(indicesOf, mutations).map(([[n, indices], ops]) => ({ n, frame: mutate(encodeHaveUpdate({ type: 'update', runs: indexRuns(indices)[0] ?? [] }), ops) })),
+    fc.record({ n: fc.integer({ min: 1, max: 3000 }), frame: fc.uint8Array({ maxLength: 80 }) }),
+    fc.record({ n: fc.integer({ min: 1, max: 3000 }), frame: fc.constantFrom(Uint8Array.of(0), Uint8Array.of(1), Uint8Array.of(2), Uint8Array.of(1, 0), Uint8Array.of(0, 0)) })
+  )
+  await fc.assert(fc.property(frames, ({ n, frame }) => {
+    const u = ownErrorOr('decodeHaveUpdate', () => decodeHaveUpdate(frame, n))
+    if (u === undefined) return true
+    if (u.type === 'complete') return frame.length === 1
+    return u.runs.length <= MAX_UPDATE_RUNS &&
+      u.runs.every(([start, length]) => Number.isSafeInteger(start) && start >= 0 && length >= 1 && start + length <= n) &&
+      same(encodeHaveUpdate(u), frame)
+  }), fuzzParams(500))
+})
+
+t.test('have-updates: the requester\'s bitfield', async () => {
+  const cases = fc.oneof(
+    fc.tuple(fc.array(fc.boolean(), { minLength: 1, maxLength: 100 }), mutations).map(([bits, ops]) => ({ n: bits.length, bytes: mutate(Bitfield.from(bits).bytes, ops) })),
+    fc.record({ n: fc.integer({ min: 1, max: 100 }), bytes: fc.uint8Array({ maxLength: 16 }) })
+  )
+  await fc.assert(fc.property(cases, ({ n, bytes }) => {
+    const bits = ownErrorOr('peerBits', () => peerBits(bytes, n))
+    return bits === undefined || (bits.length === Bitfield.byteLength(n) && new Bitfield(n, bits).hasCleanTail())
+  }), fuzzParams(400))
 })
 
 // ---------------------------------------------------------------------------------------------

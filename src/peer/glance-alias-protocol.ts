@@ -42,8 +42,7 @@ const HEX64 = /^[0-9a-f]{64}$/
 export async function serveGlanceAliases (node: AnyLibp2p, store: LevelStore, options: { limits?: PeerLimits, log?: Logger } = {}): Promise<void> {
   const log = options.log ?? silentLogger
   await handle(node, GLANCE_ALIAS, async (frames, send) => {
-    const req = parse(await onlyFrame(frames, GLANCE_ALIAS))
-    if (typeof req.id !== 'string' || typeof req.endpoint !== 'string') throw new ProtocolError(`${GLANCE_ALIAS.id}: the request needs "id" and "endpoint" strings`)
+    const req = decodeAliasRequest(await onlyFrame(frames, GLANCE_ALIAS))
     const alias = await store.glanceAliases.get(req.id.slice(0, 64))
     const record = alias != null && alias.endpoint === req.endpoint ? await store.getRecord(alias.hex) : undefined
     await send(encode(alias != null && record?.state === 'available' ? answerOf(alias) : {}))
@@ -120,7 +119,7 @@ export async function askGlanceAlias (node: AnyLibp2p, endpoint: string, id: str
     const d = deadline(timeoutMs, options.signal)
     try {
       for await (const frame of request(node, peer, GLANCE_ALIAS, [encode({ endpoint, id })], { signal: d.signal, timeoutMs })) {
-        const claim = claimOf(peer, parse(frame))
+        const claim = decodeAliasAnswer(frame, peer.toString())
         if (claim != null) claims.push(claim)
       }
     } catch {
@@ -156,10 +155,26 @@ export async function askGlanceAlias (node: AnyLibp2p, endpoint: string, id: str
   return claims
 }
 
-function claimOf (peer: PeerId, a: Record<string, unknown>): GlanceAliasClaim | undefined {
+/**
+ * A neighbour's question: the Glance id and endpoint, both strings.
+ * @throws ProtocolError for a frame that is not such a JSON object
+ */
+export function decodeAliasRequest (frame: Uint8Array): { id: string, endpoint: string } {
+  const req = parse(frame)
+  if (typeof req.id !== 'string' || typeof req.endpoint !== 'string') throw new ProtocolError(`${GLANCE_ALIAS.id}: the request needs "id" and "endpoint" strings`)
+  return { id: req.id, endpoint: req.endpoint }
+}
+
+/**
+ * A neighbour's answer as a claim: undefined for "don't know" or a claim without a sha256 and a size;
+ * optional fields that are not strings are left out.
+ * @throws ProtocolError for a frame that is not a JSON object
+ */
+export function decodeAliasAnswer (frame: Uint8Array, peer: string): GlanceAliasClaim | undefined {
+  const a = parse(frame)
   if (typeof a.hex !== 'string' || !HEX64.test(a.hex) || !Number.isSafeInteger(a.size) || (a.size as number) < 0) return undefined
   return {
-    peer: peer.toString(),
+    peer,
     hex: a.hex,
     size: a.size as number,
     ...typeof a.osHashAlgo === 'string' ? { osHashAlgo: a.osHashAlgo } : {},

@@ -94,8 +94,11 @@ function frameRate (label: string): () => void {
   }
 }
 
-/** A bitfield a peer sent for an image of `chunkCount` chunks, checked. */
-function peerBits (bytes: Uint8Array, chunkCount: number): Uint8Array {
+/**
+ * A bitfield a peer sent for an image of `chunkCount` chunks, checked.
+ * @throws ProtocolError for a wrong length or bits set past the last chunk
+ */
+export function peerBits (bytes: Uint8Array, chunkCount: number): Uint8Array {
   if (bytes.length !== Bitfield.byteLength(chunkCount)) throw new ProtocolError(`${HAVE_UPDATES.id}: a bitfield of ${chunkCount} chunks has ${Bitfield.byteLength(chunkCount)} bytes, not ${bytes.length}`)
   if (!new Bitfield(chunkCount, bytes).hasCleanTail()) throw new ProtocolError(`${HAVE_UPDATES.id}: bits set past the last chunk`)
   return bytes

@@ -58,14 +58,22 @@ export async function askSummary (node: AnyLibp2p, peer: PeerId, options: { sign
     return only
   })
   if (answer == null) throw new ProtocolError(`${NODE_SUMMARY.id}: the answer ended without a frame`)
+  return decodeSummary(answer, peer.toString())
+}
+
+/**
+ * A peer's summary frame, checked and bounded; `peerId` is the connection's.
+ * @throws ProtocolError for a frame that is not JSON or not a summary
+ */
+export function decodeSummary (frame: Uint8Array, peerId: string): NodeSummary {
   let value: unknown
   try {
-    value = JSON.parse(new TextDecoder().decode(answer))
+    value = JSON.parse(new TextDecoder().decode(frame))
   } catch {
     throw new ProtocolError(`${NODE_SUMMARY.id}: the answer is not JSON`)
   }
   try {
-    return checkSummary(value, peer.toString())
+    return checkSummary(value, peerId)
   } catch (err) {
     throw new ProtocolError(`${NODE_SUMMARY.id}: ${(err as Error).message}`)
   }

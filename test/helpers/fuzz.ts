@@ -192,3 +192,25 @@ export const dagValue: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>(tie
 
 /** A map at the top level (what every request and response decoder starts from). */
 export const dagMap = fc.dictionary(fc.oneof(fc.constantFrom(...FIELD_NAMES), fc.string({ maxLength: 8 })), dagValue, { maxKeys: 6 })
+
+/** A value as the UTF-8 JSON a peer or a server would send. */
+export const json = (v: unknown): Uint8Array => Buffer.from(JSON.stringify(v) ?? 'null', 'utf8')
+
+/** Values of the wrong type where a decoder expects another: what a hostile or broken sender writes. */
+export const hostile = fc.oneof(
+  fc.jsonValue({ maxDepth: 2 }),
+  fc.constantFrom(null, -1, 0, 1.5, 2 ** 53, 1e308, -0, '', 'x'.repeat(300), [], {}, { toString: 1 }, { toString: null, valueOf: 'x' }, ['a'], '0'.repeat(64))
+)
+
+/** Bytes a sender might write where a JSON object of `valid` is expected: noise, hostile objects, valid ones overwritten or mutated. */
+export function jsonFrames (valid: fc.Arbitrary<Record<string, unknown>>, keys: string[]): fc.Arbitrary<Uint8Array> {
+  const fieldKeys = fc.constantFrom(...keys, '__proto__', 'constructor', 'toString')
+  return fc.oneof(
+    fc.uint8Array({ maxLength: 120 }),
+    fc.jsonValue({ maxDepth: 3 }).map(json),
+    fc.dictionary(fieldKeys, hostile, { maxKeys: 6 }).map(json),
+    fc.tuple(valid, fc.dictionary(fieldKeys, hostile, { maxKeys: 3 })).map(([v, over]) => json({ ...v, ...over })),
+    fc.tuple(valid, mutations).map(([v, ops]) => mutate(json(v), ops)),
+    valid.map(json)
+  )
+}
