@@ -43,7 +43,10 @@ function peakRss (pid: number): number {
   return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024
 }
 
+/** BENCH_CPU_PROF=DIR writes a V8 CPU profile of each daemon there (read it in Chrome's DevTools). */
 function startDaemon (dir: string, extra: string[]): ChildProcess {
+  const prof = process.env.BENCH_CPU_PROF
+  if (prof != null && prof !== '') return spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', prof, BIN, 'daemon', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', `unix:${join(dir, 'api.sock')}`, '--log-level', 'warn', ...extra], { stdio: ['ignore', 'ignore', 'inherit'] })
   return spawn(BIN, ['daemon', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', `unix:${join(dir, 'api.sock')}`, '--log-level', 'warn', ...extra], { stdio: ['ignore', 'ignore', 'inherit'] })
 }
 

@@ -71,6 +71,23 @@ t.test('a peer that lies about a manifest: no wrong image is ever available', as
     t.ok((await readFile(out)).equals(real), 'the real image, from the origin')
     t.ok(counts.bytes >= real.length, 'read whole from the origin')
   })
+
+  t.test('a compute agent streaming under the liar\'s manifest is cut short, though the fetch then succeeds from the origin', { skip: asUserUnavailable() }, async t => {
+    const { origin } = await originWith(t, [real], { manifests: false })
+    const evil = await startEvilPeer(t, other, { lie: claim })
+    const b = await startDaemon(t, { bootstrap: [evil.addr], origin })
+    await waitReady(b)
+    const out = join(await tempDir(t), 'x')
+    const curl = await curlAs('root', ['-f', '-o', out, `http://127.0.0.1:${(b.client.address as { port: number }).port}/v1/images/${claim}`])
+    t.not(curl.code, 0, `curl exits ${String(curl.code)}, not 0`)
+    const got = await readFile(out).catch(() => Buffer.alloc(0))
+    t.ok(got.length < other.length, `the body stopped short of its Content-Length (${got.length} of ${other.length} bytes)`)
+    const until = Date.now() + 20_000
+    while ((await b.client.inspect(claim).catch(() => undefined))?.state !== 'available' && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
+    const again = join(await tempDir(t), 'y')
+    await b.client.export(claim, again)
+    t.ok((await readFile(again)).equals(real), 'the fetch went on to the real image, from the origin')
+  })
 })
 
 t.test('a peer killed mid-transfer: the fetch completes from the origin', async t => {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { DigestMismatchError } from '../errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
@@ -107,7 +106,6 @@ async function progressOf (job: FetchJob, ms: number, signal?: AbortSignal): Pro
  * rather than ended. Memory: at most EARLY_BYTES of chunks that arrived ahead of the reader.
  */
 export async function sendWholeImageWhileFetching (res: ServerResponse, store: ChunkStore, manifest: Manifest, job: FetchJob, sendHeaders: () => void, signal?: AbortSignal): Promise<void> {
-  const whole = createHash('sha256')
   const out = new HeldBackWriter(res)
   const n = chunkCount(manifest)
   const digestAt = (i: number): Uint8Array => manifest.chunkDigests.subarray(i * 32, i * 32 + 32)
@@ -125,7 +123,6 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
   const send = async (bytes: Uint8Array): Promise<void> => {
     // Headers wait for the first verified chunk, so a fetch that fails early answers with its error.
     if (!started) { sendHeaders(); started = true }
-    whole.update(bytes)
     await out.write(bytes)
     next++
   }
@@ -161,12 +158,13 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
   } finally {
     job.off('verified', onVerified)
   }
-  const actual = whole.digest()
-  if (!actual.equals(manifest.digest)) throw new DigestMismatchError(`image streamed from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${Buffer.from(manifest.digest).toString('hex')}`)
   if (!started) sendHeaders()
   // The last chunk goes only once the image is recorded available: a client that got the whole
-  // image then finds it available (HEAD, ls), never still `fetching`.
+  // image then finds it available (HEAD, ls), never still `fetching`. The fetch hashed the whole
+  // image in order; every chunk sent here was verified against the same manifest's digests, so when
+  // that manifest is the one the fetch proved, these are the image's bytes (no second hash).
   await job.promise
+  if (job.verified !== manifest) throw new DigestMismatchError(`the manifest sha256:${Buffer.from(manifest.digest).toString('hex')} was streamed under did not make the image; the fetch took another`)
   await out.finish()
 }
 

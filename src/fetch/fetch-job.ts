@@ -61,6 +61,12 @@ export class FetchJob extends EventEmitter {
   /** Set once the manifest is stored and chunks start to arrive; readers may then stream the image. */
   streaming?: { record: ImageRecord, manifest: Manifest }
 
+  /**
+   * The manifest whose whole image the fetch hashed and found right (the very object it streamed
+   * under): a reader that streamed under another one, a claim that proved false, must not end cleanly.
+   */
+  verified?: Manifest
+
   manifestKnown (record: ImageRecord, manifest: Manifest): void {
     this.streaming = { record, manifest }
     this.emit('manifest')

@@ -456,6 +456,7 @@ export class Fetcher {
           throw new DigestMismatchError(`image assembled from its chunks hashes to sha256:${actual.toString('hex')}, not sha256:${hex}`)
         }
         verified = true
+        job.verified = manifest
       } finally {
         if (feed != null) this.feeds.close(feed, verified)
       }
