@@ -16,8 +16,9 @@ t.test('bad REFs and export targets', async t => {
     const zeros = 'sha256:' + '0'.repeat(64)
     const unknownCid = 'bafyreibeu5uk4mumtccyrknplblk6j7kazl7dfsf4gjodao56jhnpb3u64'
     const cases: Array<[string, Array<string | RegExp>]> = [
-      ['not-a-ref', [/invalid image reference "not-a-ref"/]],
-      [hex.slice(0, 11), [/invalid image reference/, /12/]],
+      // Text of no other form is a name (DESIGN.md's grammar ends with it).
+      ['not-a-ref', [/no image named not-a-ref/]],
+      [hex.slice(0, 11), [/no image named/, /a hex prefix needs at least 12 digits/]],
       ['sha256:' + hex.slice(0, 63) + 'g', [/invalid image reference/]],
       ['sha256:' + hex + '00', [/invalid image reference/]],
       [zeros, [/no image/, zeros]],

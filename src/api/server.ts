@@ -12,7 +12,7 @@ import { bundleRoutes } from './bundle-routes.js'
 import { errorBody, statusOf } from './http-errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
 import { sendImageRange, sendRangeWhileFetching, sendWholeImage, sendWholeImageWhileFetching } from './image-stream.js'
-import { parseRef } from '../chunks/ref.js'
+import { parseImageNaming } from '../chunks/ref.js'
 import { ImageReader } from '../serve/image-reader.js'
 import { parseRange } from './range.js'
 import { parseDuration } from '../util/units.js'
@@ -188,7 +188,7 @@ function coreRoutes (backend: ApiBackend): Route[] {
         if (job != null && !job.finished && range !== undefined && range !== 'unsatisfiable') {
           // A range of an image still arriving: its chunks are fetched first (under a trusted manifest;
           // under a peer's, the reader waits for the whole-image check).
-          const ref = parseRef(param(m[1]))
+          const ref = parseImageNaming(param(m[1]))
           const reader = new ImageReader({ store: local.store, manifest, job, manifestCid: record.manifest, namedCid: ref.kind === 'manifest' ? ref.cid.toString() : undefined })
           await sendRangeWhileFetching(res, reader, range, () => {
             res.writeHead(206, { ...imageHeaders(record), 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${record.size}` })

@@ -8,6 +8,12 @@ export type ImageRef =
   | { kind: 'manifest', cid: CID }
   | { kind: 'glance', id: string }
 
+/**
+ * Any form of DESIGN.md's grammar: an {@link ImageRef}, or else an image's name. A name says nothing
+ * about content, so only a node's store can resolve it; a fetch needs it resolved first.
+ */
+export type ImageNaming = ImageRef | { kind: 'name', name: string }
+
 /** The shortest hex prefix accepted: 12 digits make an accidental match among a node's images unlikely. */
 export const MIN_PREFIX_DIGITS = 12
 
@@ -36,6 +42,22 @@ export function parseRef (text: string): ImageRef {
     } catch {}
   }
   throw new InvalidRefError(`invalid image reference "${text}": expected sha256:<64 hex>, a hex prefix of at least ${MIN_PREFIX_DIGITS} digits, a manifest CID or a Glance image id`)
+}
+
+/**
+ * The whole grammar: what {@link parseRef} accepts, else a unique image name (anything else that
+ * does not start with `sha256:`). Short hex such as `abc123` is a name: a prefix needs 12 digits.
+ */
+export function parseImageNaming (text: string): ImageNaming {
+  try {
+    return parseRef(text)
+  } catch (err) {
+    const s = text.trim()
+    // Long hex that is no digest nor prefix is a mistyped digest, not a name.
+    const mistyped = s.length >= MIN_PREFIX_DIGITS && HEX.test(s.toLowerCase())
+    if (!(err instanceof InvalidRefError) || s === '' || s.startsWith('sha256:') || mistyped) throw err
+    return { kind: 'name', name: s }
+  }
 }
 
 /** `sha256:<hex>`: the form in which images are shown everywhere. */

@@ -224,7 +224,7 @@ async function getInProcess (ctx: CommandContext, refs: string[], target: (ref: 
     const until = Date.now() + 20_000
     while (!daemon.isReady && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 50))
     return await Promise.allSettled(refs.map(async ref => {
-      const record = await daemon.fetcher.fetch(ref)
+      const record = await daemon.fetcher.fetch(await daemon.fetchRef(ref))
       await daemon.local.export(record.ref, target(ref), { signal: ctx.signal })
       return record
     }))

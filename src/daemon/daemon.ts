@@ -6,6 +6,7 @@ import { ApiAccess } from '../api/access.js'
 import { formatApiAddress, isLocalOnly, parseApiAddress, type ApiAddress } from '../api/address.js'
 import { API_TOKEN_FILE, ensureApiToken } from '../api/api-token.js'
 import { readJson, sendJson, startApiServer, type ApiBackend, type ApiServer, type ApiServerOptions, type Route } from '../api/server.js'
+import { parseImageNaming } from '../chunks/ref.js'
 import { CacheFullError, ImageNotFoundError, UsageError } from '../errors.js'
 import { Fetcher } from '../fetch/fetcher.js'
 import { GlanceImages } from '../fetch/glance-images.js'
@@ -304,6 +305,15 @@ export class Daemon {
     return (info?.protocols.length ?? 0) > 0
   }
 
+  /**
+   * The ref a fetch of REF starts under: REF itself, or for an image's name the digest of the one
+   * stored image of that name (a name says nothing a peer or origin could look up).
+   * @throws ImageNotFoundError or AmbiguousRefError for a name that names no image, or several
+   */
+  async fetchRef (ref: string): Promise<string> {
+    return parseImageNaming(ref).kind === 'name' ? (await this.local.store.resolve(ref)).ref : ref
+  }
+
   /** The image, stored or being fetched; a fetch starts if needed. */
   async acquire (ref: string, signal: AbortSignal): Promise<Awaited<ReturnType<ApiBackend['acquire']>>> {
     const record = await this.local.store.resolve(ref).catch(err => {
@@ -311,7 +321,7 @@ export class Daemon {
       throw err
     })
     if (record?.state === 'available') return { record, manifest: await this.local.store.getManifest(record) }
-    const job = this.fetcher.start(ref)
+    const job = this.fetcher.start(await this.fetchRef(ref))
     if (!job.finished && job.streaming == null) {
       await new Promise<void>(resolve => {
         const done = (): void => { job.off('manifest', done); job.off('done', done); resolve() }
@@ -412,7 +422,8 @@ function daemonRoutes (daemon: () => Daemon): Route[] {
         if (!Array.isArray(refs) || refs.length === 0 || refs.length > 64 || !refs.every(r => typeof r === 'string')) {
           throw new UsageError('POST /v1/fetch takes { "refs": [REF, …] } with 1 to 64 refs')
         }
-        const jobs = refs.map(r => daemon().fetcher.start(r))
+        const d = daemon()
+        const jobs = await Promise.all(refs.map(async r => d.fetcher.start(await d.fetchRef(r))))
         const id = sets.add(jobs)
         if (url.searchParams.get('wait') === 'true') await Promise.allSettled(jobs.map(async j => { await j.promise }))
         const status = sets.status(id)!

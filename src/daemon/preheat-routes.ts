@@ -1,4 +1,4 @@
-import { parseRef } from '../chunks/ref.js'
+import { parseImageNaming } from '../chunks/ref.js'
 import { readJson, sendJson, type Route } from '../api/server.js'
 import { ImageNotFoundError, UsageError } from '../errors.js'
 import type { LevelStore } from '../store/level-store.js'
@@ -59,11 +59,11 @@ export function swarmRoutes (swarm: Swarm, store: LevelStore): Route[] {
 }
 
 /**
- * The sha256 a policy is kept under (its DHT key): a full digest as given, a prefix or a manifest CID
- * through the images stored here.
+ * The sha256 a policy is kept under (its DHT key): a full digest as given, a prefix, a manifest CID or
+ * a name through the images stored here.
  */
 async function imageHex (store: LevelStore, text: string): Promise<string> {
-  const ref = parseRef(text)
+  const ref = parseImageNaming(text)
   if (ref.kind === 'digest') return ref.hex
   try {
     return (await store.resolve(text)).ref.slice(7)

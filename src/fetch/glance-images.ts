@@ -84,14 +84,14 @@ export class GlanceImages {
     if (image.status !== 'active') throw new ImageNotAvailableError(`Glance image ${id} is ${image.status}, not active`)
     const alias = await this.store.glanceAliases.get(id)
     if (alias != null && agrees(alias, image)) {
-      this.origin.learn(alias.hex, image.id, options.token)
+      this.origin.learn(alias.hex, image.id)
       return { hex: alias.hex, image, from: 'alias' }
     }
     if (alias != null) this.log.warn('a recorded Glance alias no longer matches what Glance says; it is checked again', { id, alias })
     const ownHash = image.os_hash_algo === 'sha256' ? image.os_hash_value?.toLowerCase() : undefined
     if (ownHash != null && HEX64.test(ownHash)) {
       // The fetch checks the bytes against the sha256, which is Glance's own hash here.
-      this.origin.learn(ownHash, image.id, options.token)
+      this.origin.learn(ownHash, image.id)
       return {
         hex: ownHash,
         image,
@@ -104,7 +104,7 @@ export class GlanceImages {
     }
     const claim = (await this.peerClaims(image, options))[0]
     if (claim != null) {
-      this.origin.learn(claim.hex, image.id, options.token)
+      this.origin.learn(claim.hex, image.id)
       return { hex: claim.hex, image, from: 'peer-claim', verify: async record => { await this.checkClaim(image, claim, record) } }
     }
     let download = this.downloads.get(image.id)
@@ -113,7 +113,7 @@ export class GlanceImages {
       this.downloads.set(image.id, download)
     }
     const hex = await download
-    this.origin.learn(hex, image.id, options.token)
+    this.origin.learn(hex, image.id)
     return { hex, image, from: 'glance-download' }
   }
 

@@ -90,7 +90,9 @@ export class GlanceOrigin implements Origin {
   readonly capabilities: OriginCapabilities = { rangeRead: true, manifests: false, write: false }
   /** Looks up the Glance id of an image by sha256 (the node's alias table); set by the node. */
   lookupId?: (hex: string) => Promise<string | undefined>
-  private readonly ids = new Map<string, { id: string, token?: string }>()
+  private readonly ids = new Map<string, string>()
+  /** Callers' tokens for reads by sha256, newest last; each is held only while its request is served. */
+  private readonly lent = new Map<string, string[]>()
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 })
   private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 16 })
 
@@ -114,20 +116,41 @@ export class GlanceOrigin implements Origin {
 
   /**
    * Notes that image `hex` is Glance image `id`, so that reads by sha256 (chunks that no peer holds)
-   * go to Glance; `token` is the caller's, used for those reads instead of the node's own.
+   * go to Glance. They carry the node's own token unless a caller lends one ({@link lendToken}).
    */
-  learn (hex: string, id: string, token?: string): void {
+  learn (hex: string, id: string): void {
     checkHex(hex)
     if (!isGlanceId(id)) throw new OriginConfigError(`not a Glance image id: ${id.slice(0, 80)}`)
-    this.ids.set(hex, { id, token })
+    this.ids.set(hex, id)
   }
 
-  private async idOf (hex: string): Promise<{ id: string, token?: string } | undefined> {
+  /**
+   * Lends a caller's token to reads of image `hex` by sha256 until the returned function is called,
+   * when the caller's request ends. A caller's token must not outlive its request: it expires, and
+   * it is that caller's, not the node's, so later reads go back to the node's own token.
+   */
+  lendToken (hex: string, token: string): () => void {
     checkHex(hex)
-    const known = this.ids.get(hex)
-    if (known !== undefined) return known
-    const id = await this.lookupId?.(hex)
-    return id === undefined ? undefined : { id }
+    const tokens = this.lent.get(hex) ?? []
+    tokens.push(token)
+    this.lent.set(hex, tokens)
+    let returned = false
+    return () => {
+      if (returned) return
+      returned = true
+      tokens.splice(tokens.lastIndexOf(token), 1)
+      if (tokens.length === 0 && this.lent.get(hex) === tokens) this.lent.delete(hex)
+    }
+  }
+
+  /** The token for a read of `hex` now: the newest lent by a request still being served, else the node's. */
+  private tokenFor (hex: string): string | undefined {
+    return this.lent.get(hex)?.at(-1)
+  }
+
+  private async idOf (hex: string): Promise<string | undefined> {
+    checkHex(hex)
+    return this.ids.get(hex) ?? await this.lookupId?.(hex)
   }
 
   /**
@@ -154,10 +177,10 @@ export class GlanceOrigin implements Origin {
   }
 
   async stat (hex: string, options: OriginCallOptions = {}): Promise<OriginStat | undefined> {
-    const known = await this.idOf(hex)
-    if (known === undefined) return undefined
+    const id = await this.idOf(hex)
+    if (id === undefined) return undefined
     try {
-      const image = await this.describe(known.id, { ...options, token: known.token })
+      const image = await this.describe(id, { ...options, token: this.tokenFor(hex) })
       return image.status === 'active' && image.size != null ? { size: image.size } : undefined
     } catch (err) {
       if (err instanceof OriginNotFoundError) return undefined
@@ -168,9 +191,10 @@ export class GlanceOrigin implements Origin {
   read (hex: string, options: OriginReadOptions = {}): AsyncIterable<Uint8Array> {
     checkHex(hex)
     return async function * (this: GlanceOrigin): AsyncGenerator<Uint8Array> {
-      const known = await this.idOf(hex)
-      if (known === undefined) throw new OriginNotFoundError(`${this.url}: no Glance image is known for sha256:${hex}`)
-      yield * this.readById(known.id, { ...options, token: known.token })
+      const id = await this.idOf(hex)
+      if (id === undefined) throw new OriginNotFoundError(`${this.url}: no Glance image is known for sha256:${hex}`)
+      // The token is chosen at each request: a transfer resumed after its caller left uses the node's.
+      yield * this.readFile(id, options, () => this.tokenFor(hex))
     }.call(this)
   }
 
@@ -179,12 +203,16 @@ export class GlanceOrigin implements Origin {
    * resumed where a broken transfer stopped. Not checked here: see {@link checkedAgainst}.
    */
   readById (id: string, options: OriginReadOptions & GlanceCallOptions = {}): AsyncIterable<Uint8Array> {
+    return this.readFile(id, options, () => options.token)
+  }
+
+  private readFile (id: string, options: OriginReadOptions, token: () => string | undefined): AsyncIterable<Uint8Array> {
     const url = new URL(`${this.imageUrl(id).href}/file`)
     return resumableRead({
       what: url.href,
-      open: async (start, end, signal) => await this.openRange(url, start, end, options.token, signal),
+      open: async (start, end, signal) => await this.openRange(url, start, end, token(), signal),
       stat: async signal => {
-        const image = await this.describe(id, { token: options.token, signal })
+        const image = await this.describe(id, { token: token(), signal })
         return image.size != null ? { size: image.size } : undefined
       },
       mapError: err => mapError(err, url.href)

@@ -1,6 +1,6 @@
 import type { InUse } from '../cache/in-use.js'
 import type { Manifest } from '../chunks/manifest.js'
-import { parseRef } from '../chunks/ref.js'
+import { parseImageNaming } from '../chunks/ref.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { LevelStore } from '../store/level-store.js'
@@ -24,7 +24,7 @@ export interface ImageExportsOptions {
 export function imageExports (o: ImageExportsOptions): NbdExports {
   return {
     open: async (name: string, signal: AbortSignal): Promise<NbdExport> => {
-      const ref = parseRef(name)
+      const ref = parseImageNaming(name)
       const { record, manifest, job } = await o.acquire(name, signal)
       const release = o.inUse.hold(record.ref.slice('sha256:'.length))
       const reader = new ImageReader({ store: o.store, manifest, job, manifestCid: record.manifest, namedCid: ref.kind === 'manifest' ? ref.cid.toString() : undefined })

@@ -6,7 +6,7 @@ import { MemoryLevel } from 'memory-level'
 import { CID } from 'multiformats/cid'
 import type { VerifiedChunk } from '../chunks/cid.js'
 import { decodeManifest, encodeManifest, manifestCid, type Manifest } from '../chunks/manifest.js'
-import { digestRef, parseRef, type ImageRef } from '../chunks/ref.js'
+import { digestRef, MIN_PREFIX_DIGITS, parseImageNaming, type ImageNaming } from '../chunks/ref.js'
 import { AmbiguousRefError, ChunkNotFoundError, ImageNotFoundError, StoreVersionError } from '../errors.js'
 import { formatBytes } from '../util/format.js'
 import { RwLock } from '../util/rw-lock.js'
@@ -64,7 +64,7 @@ function recordOf (manifest: Manifest, encoded: Uint8Array, record: CommitFields
  * lock (which the transaction holds). Nothing here takes that lock again.
  */
 export interface CatalogTransaction {
-  resolve: (ref: string | ImageRef) => Promise<ImageRecord>
+  resolve: (ref: string | ImageNaming) => Promise<ImageRecord>
   getRecord: (hex: string) => Promise<ImageRecord | undefined>
   getManifest: (record: ImageRecord) => Promise<Manifest>
   leasesOf: (hex: string, options?: { includeExpired?: boolean }) => Promise<Lease[]>
@@ -278,9 +278,12 @@ export class LevelStore implements ChunkStore {
     return await this.run('cannot read image record', async () => await this.images.get(hex))
   }
 
-  /** The record that a REF names. Throws ImageNotFoundError, AmbiguousRefError or InvalidRefError. */
-  async resolve (ref: string | ImageRef): Promise<ImageRecord> {
-    const r = typeof ref === 'string' ? parseRef(ref) : ref
+  /**
+   * The record that a REF names (any form of DESIGN.md's grammar, a unique image name last).
+   * Throws ImageNotFoundError, AmbiguousRefError or InvalidRefError.
+   */
+  async resolve (ref: string | ImageNaming): Promise<ImageRecord> {
+    const r = typeof ref === 'string' ? parseImageNaming(ref) : ref
     if (r.kind === 'glance') {
       const alias = await this.glanceAliases.get(r.id)
       if (alias == null) throw new ImageNotFoundError(`no image with Glance id ${r.id} in the store`)
@@ -297,6 +300,14 @@ export class LevelStore implements ChunkStore {
       if (found.length === 0) throw new ImageNotFoundError(`no image matches the prefix ${r.hex}`)
       if (found.length > 1) throw new AmbiguousRefError(`prefix ${r.hex} matches more than one image (${found.map(f => f.ref).join(', ')}); give more digits`)
       return found[0]
+    }
+    if (r.kind === 'name') {
+      const found = (await this.listImages()).filter(rec => rec.name === r.name)
+      if (found.length === 1) return found[0]
+      // Never a guess: every image of that name is listed, to be named by its digest.
+      if (found.length > 1) throw new AmbiguousRefError(`the name ${r.name} matches ${found.length} images (${found.map(f => f.ref).join(', ')}); name one by its sha256`)
+      const short = /^[0-9a-f]+$/i.test(r.name) ? ` (a hex prefix needs at least ${MIN_PREFIX_DIGITS} digits)` : ''
+      throw new ImageNotFoundError(`no image named ${r.name} in the store${short}`)
     }
     const cid = r.cid.toString()
     for (const rec of await this.listImages()) if (rec.manifest === cid) return rec

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { parseRef } from '../chunks/ref.js'
+import { parseImageNaming } from '../chunks/ref.js'
 import { ImageNotFoundError, UsageError } from '../errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
 import type { Fetcher } from '../fetch/fetcher.js'
@@ -190,7 +190,7 @@ export class Preheats {
 
   /** A ref as sent to peers (a prefix is resolved here) and the key its nodes are ranked by. */
   private async fullRef (text: string): Promise<{ ref: string, key: string }> {
-    const ref = parseRef(text)
+    const ref = parseImageNaming(text)
     if (ref.kind === 'digest') return { ref: `sha256:${ref.hex}`, key: ref.hex }
     const record = await this.opts.store.resolve(text).catch((err: unknown) => {
       if (err instanceof ImageNotFoundError && ref.kind === 'manifest') return undefined
