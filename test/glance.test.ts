@@ -169,6 +169,46 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     await t.rejects(node.client.inspect(bad.id), { code: 'IMGSWARM_IMAGE_NOT_FOUND' }, 'the node stored nothing under that id')
   })
 
+  t.test('a caller\'s token is used only while its request is served; other reads from Glance carry the node\'s', async t => {
+    const dir = await tempDir(t)
+    const tokenFile = join(dir, 'glance-token')
+    await writeFile(tokenFile, TOKENS.admin.token)
+    const node = await startDaemon(t, { config: { origin: `glance+${glance.countingUrl}`, glanceTokenFile: tokenFile } })
+    const api = formatApiAddress(node.daemon.api.address)
+    const carol = { user: 'carol', project: 'project-a', roles: ['member', 'reader'] }
+    await glance.setToken('carol-token', carol)
+    t.teardown(async () => { await glance.setToken('carol-token', undefined) })
+    const bytes = seededBytes(1024 * 1024 + 9, 'a caller\'s token')
+    const image = await glance.upload(bytes, { token: TOKENS.alice.token })
+    const ref = `sha256:${sha256Hex(bytes)}`
+
+    const first = await call(api, 'GET', `/v2/images/${image.id}/file`, 'carol-token')
+    t.equal(first.status, 200, 'carol downloads the image through the node')
+    await node.client.remove(ref, { force: true })
+    await glance.setToken('carol-token', undefined)
+
+    // The node knows the sha256 now: a fetch by it reads from Glance with the node's token, not carol's.
+    let seen = glance.fileTokens().length
+    const fetched = await node.daemon.fetcher.fetch(ref)
+    t.equal(fetched.state, 'available', 'a later fetch succeeds though carol\'s token is revoked')
+    t.ok(glance.fileTokens().length > seen, 'and read from Glance')
+    t.same([...new Set(glance.fileTokens().slice(seen))], [TOKENS.admin.token], 'with the node\'s own token')
+
+    // A caller's request that needs Glance's bytes passes its own token on.
+    await node.client.remove(ref, { force: true })
+    seen = glance.fileTokens().length
+    const alice = await call(api, 'GET', `/v2/images/${image.id}/file`, TOKENS.alice.token)
+    t.equal(alice.status, 200)
+    t.ok(Buffer.from(alice.body, 'latin1').equals(bytes), 'alice gets the image')
+    t.ok(glance.fileTokens().length > seen, 'read from Glance again')
+    t.same([...new Set(glance.fileTokens().slice(seen))], [TOKENS.alice.token], 'with alice\'s token, the caller being served')
+
+    await node.client.remove(ref, { force: true })
+    seen = glance.fileTokens().length
+    await node.daemon.fetcher.fetch(ref)
+    t.same([...new Set(glance.fileTokens().slice(seen))], [TOKENS.admin.token], 'once her request ended, not hers any more')
+  })
+
   t.test('two nodes: the second gets a Glance image from the first, no byte from Glance; a false claim is caught', async t => {
     const dir = await tempDir(t)
     const tokenFile = join(dir, 'glance-token')

@@ -161,6 +161,12 @@ async function serveFile (endpoint: GlanceEndpoint, req: IncomingMessage, res: S
     // served under the id; a false one is not taken again, so the next round asks others or Glance.
     for (let round = 1; ; round++) {
       resolved = await images.resolve(id, { token, image, signal: controller.signal })
+      // Chunks read from Glance for this request carry the caller's token, until its answer ends.
+      if (token !== undefined) {
+        const giveBack = origin.lendToken(resolved.hex, token)
+        if (controller.signal.aborted) giveBack()
+        else res.once('close', giveBack)
+      }
       got = await endpoint.acquire(digestRef(resolved.hex), controller.signal)
       if (resolved.from !== 'peer-claim' || resolved.verify == null) break
       if (got.job != null) await got.job.promise

@@ -13,7 +13,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { accessSync, constants, existsSync, rmSync } from 'node:fs'
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import http, { createServer, type Server } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -48,6 +48,10 @@ export interface Glance {
   /** Requests the proxy passed for image files (`GET /v2/images/{id}/file`), and their bytes. */
   fileRequests: () => number
   fileBytes: () => number
+  /** The `X-Auth-Token` of each image file request, in order. */
+  fileTokens: () => string[]
+  /** Makes `token` one the identity shim knows (as `who`), or, with undefined, revokes it. */
+  setToken: (token: string, who: { user: string, project: string, roles: readonly string[] } | undefined) => Promise<void>
   /** The file store's directory: an image's bytes are in `<storeDir>/<id>`. */
   storeDir: string
   startupMs: number
@@ -91,9 +95,9 @@ async function freePort (): Promise<number> {
   })
 }
 
+// The token table is read at every request, so a test can revoke a token while Glance runs.
 const SHIM_PY = `
 import json, os
-_TOKENS = json.load(open(os.environ['IMGSWARM_GLANCE_TOKENS']))
 _DROP = ('HTTP_X_IDENTITY_STATUS', 'HTTP_X_USER_ID', 'HTTP_X_USER', 'HTTP_X_PROJECT_ID', 'HTTP_X_TENANT_ID',
          'HTTP_X_TENANT', 'HTTP_X_ROLES', 'HTTP_X_ROLE', 'HTTP_X_SERVICE_CATALOG', 'HTTP_X_USER_DOMAIN_ID',
          'HTTP_X_PROJECT_DOMAIN_ID', 'HTTP_X_SERVICE_ROLES')
@@ -103,7 +107,8 @@ def filter_factory(global_conf, **local_conf):
         def shim(environ, start_response):
             for k in _DROP:
                 environ.pop(k, None)
-            who = _TOKENS.get(environ.get('HTTP_X_AUTH_TOKEN', ''))
+            with open(os.environ['IMGSWARM_GLANCE_TOKENS']) as f:
+                who = json.load(f).get(environ.get('HTTP_X_AUTH_TOKEN', ''))
             if who is None:
                 body = b'{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}'
                 start_response('401 Unauthorized', [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))])
@@ -198,7 +203,18 @@ pipeline = cors healthcheck http_proxy_to_wsgi versionnegotiation identityshim c
 paste.filter_factory = imgswarm_identity_shim:filter_factory
 `)
     await writeFile(join(dir, 'imgswarm_identity_shim.py'), SHIM_PY)
-    await writeFile(join(dir, 'tokens.json'), JSON.stringify(Object.fromEntries(Object.values(TOKENS).map(w => [w.token, w]))))
+    const tokens: Record<string, { user: string, project: string, roles: readonly string[] }> = Object.fromEntries(Object.values(TOKENS).map(w => [w.token, w]))
+    // Written whole and renamed, so the shim never reads half a table.
+    const writeTokens = async (): Promise<void> => {
+      await writeFile(join(dir, 'tokens.json.new'), JSON.stringify(tokens))
+      await rename(join(dir, 'tokens.json.new'), join(dir, 'tokens.json'))
+    }
+    await writeTokens()
+    const setToken = async (token: string, who: { user: string, project: string, roles: readonly string[] } | undefined): Promise<void> => {
+      if (who === undefined) delete tokens[token]
+      else tokens[token] = who
+      await writeTokens()
+    }
     // Images may be made public by their owner (the tests' admin makes them so).
     await writeFile(join(dir, 'policy.yaml'), '"publicize_image": ""\n')
     const env = { ...process.env, PYTHONPATH: dir, PYTHONDONTWRITEBYTECODE: '1', EVENTLET_NO_GREENDNS: 'yes', IMGSWARM_GLANCE_TOKENS: join(dir, 'tokens.json') }
@@ -214,10 +230,14 @@ paste.filter_factory = imgswarm_identity_shim:filter_factory
 
     let files = 0
     let fileBytes = 0
+    const fileTokens: string[] = []
     const agent = new http.Agent({ keepAlive: true })
     proxy = createServer((req, res) => {
       const isFile = req.method === 'GET' && /^\/v2\/images\/[^/]+\/file$/.test(req.url ?? '')
-      if (isFile) files++
+      if (isFile) {
+        files++
+        fileTokens.push(String(req.headers['x-auth-token'] ?? ''))
+      }
       const up = http.request(`${url}${req.url ?? '/'}`, { method: req.method, headers: req.headers, agent }, answer => {
         res.writeHead(answer.statusCode ?? 502, answer.headers)
         answer.on('data', (d: Buffer) => { if (isFile) fileBytes += d.length })
@@ -241,7 +261,7 @@ paste.filter_factory = imgswarm_identity_shim:filter_factory
       if (info.status !== 'active') throw new Error(`Glance image ${id} is ${info.status} after its upload`)
       return info
     }
-    return { url, countingUrl, fileRequests: () => files, fileBytes: () => fileBytes, storeDir: join(dir, 'images'), startupMs: Date.now() - t0, upload, stop }
+    return { url, countingUrl, fileRequests: () => files, fileBytes: () => fileBytes, fileTokens: () => [...fileTokens], setToken, storeDir: join(dir, 'images'), startupMs: Date.now() - t0, upload, stop }
   } catch (err) {
     const log = (await readFile(join(dir, 'glance-api.log'), 'utf8').catch(() => '')) + (await readFile(join(dir, 'glance-api.out'), 'utf8').catch(() => ''))
     await stop()
