@@ -7,18 +7,27 @@ import { isIPv4 } from 'node:net'
  * the connection's remote end and whose remote address is our end. Undefined when there is no such
  * row (the client is on another machine, or already gone).
  */
-export async function tcpSocketOwner (socket: { remoteAddress?: string, remotePort?: number, localAddress?: string, localPort?: number }): Promise<number | undefined> {
+export async function tcpSocketOwner (socket: SocketEnds): Promise<number | undefined> {
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const uid = ownerInTable(await readFile(file, 'utf8').catch(() => ''), socket)
+    if (uid !== undefined) return uid
+  }
+  return undefined
+}
+
+/** The two ends of a connection, as node:net names them on the server's side. */
+export interface SocketEnds { remoteAddress?: string, remotePort?: number, localAddress?: string, localPort?: number }
+
+/** The uid of the client end of `socket` in one table in the form of /proc/net/tcp or tcp6 (header line first). */
+export function ownerInTable (table: string, socket: SocketEnds): number | undefined {
   const { remoteAddress, remotePort, localAddress, localPort } = socket
   if (remoteAddress == null || remotePort == null || localAddress == null || localPort == null) return undefined
   const client = `${normalise(remoteAddress)}:${remotePort}`
   const server = `${normalise(localAddress)}:${localPort}`
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    const text = await readFile(file, 'utf8').catch(() => '')
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/)
-      if (f.length < 8) continue
-      if (decodeEndpoint(f[1]) === client && decodeEndpoint(f[2]) === server) return Number(f[7])
-    }
+  for (const line of table.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/)
+    if (f.length < 8) continue
+    if (decodeEndpoint(f[1]) === client && decodeEndpoint(f[2]) === server) return Number(f[7])
   }
   return undefined
 }
