@@ -67,6 +67,9 @@ t.test('--api-group grants its members by their uid, with no token', { skip: una
   const base = `http://127.0.0.1:${(d.client.address as { port: number }).port}`
   t.equal((await curlAs('nobody', [`${base}/v1/images`])).status, 200, 'nobody is in nogroup: granted')
   t.equal((await stat(join(d.dir, 'api.token'))).gid, 65534, 'the token file belongs to the group')
+  const data = await stat(d.dir)
+  t.equal(data.gid, 65534, 'the data dir belongs to the group')
+  t.equal(data.mode & 0o777, 0o750, 'and is 0750: the group may enter it (to read the token), not write')
 })
 
 t.test('the unix socket: 0660, owner and --api-group only', { skip: unavailable }, async t => {
