@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { ImageType } from '../chunks/manifest.js'
 import { digestRef } from '../chunks/ref.js'
 import { DigestMismatchError, ImageNotAvailableError } from '../errors.js'
-import { checkedAgainst, type GlanceImage, type GlanceOrigin } from '../origin/glance-origin.js'
+import { checkGlanceImage, checkedAgainst, type GlanceImage, type GlanceOrigin } from '../origin/glance-origin.js'
 import type { GlanceAlias } from '../store/glance-aliases.js'
 import type { ImageRecord } from '../store/image-record.js'
 import { ingest } from '../store/ingest.js'
@@ -80,7 +80,8 @@ export class GlanceImages {
   }
 
   async resolve (id: string, options: ResolveOptions = {}): Promise<ResolvedGlanceImage> {
-    const image = options.image ?? await this.origin.describe(id, { token: options.token, signal: options.signal })
+    // A record the caller read itself is checked here as describe() checks its own.
+    const image = options.image != null ? checkGlanceImage(options.image, `Glance image ${id}`) : await this.origin.describe(id, { token: options.token, signal: options.signal })
     if (image.status !== 'active') throw new ImageNotAvailableError(`Glance image ${id} is ${image.status}, not active`)
     const alias = await this.store.glanceAliases.get(id)
     if (alias != null && agrees(alias, image)) {

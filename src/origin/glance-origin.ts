@@ -163,16 +163,13 @@ export class GlanceOrigin implements Origin {
       const res = await this.request('GET', url, this.headers(options.token), signal)
       if (res.statusCode !== 200) throw statusError(res, `Glance image ${id}`)
       const text = await readBody(res, 1024 * 1024)
-      let image: GlanceImage
+      let value: unknown
       try {
-        image = JSON.parse(text) as GlanceImage
+        value = JSON.parse(text)
       } catch (err) {
         throw new OriginError(`${url.href}: Glance's answer is not JSON`, { cause: err })
       }
-      if (image == null || typeof image !== 'object' || image.id !== id || typeof image.status !== 'string') {
-        throw new OriginError(`${url.href}: Glance's answer is not an image record`)
-      }
-      return image
+      return checkGlanceImage(value, url.href, id)
     }, this.retryOptions(url, options.signal))
   }
 
@@ -304,6 +301,33 @@ export class GlanceOrigin implements Origin {
       })().catch(err => { req.destroy(err as Error) })
     })
   }
+}
+
+const NULLABLE_TEXT = ['name', 'checksum', 'os_hash_algo', 'os_hash_value', 'disk_format', 'container_format'] as const
+
+/**
+ * Glance's image record (its JSON) as a {@link GlanceImage} with every field of its type, or an
+ * error: code that hashes and compares by these fields must not meet a number where it expects text.
+ * A field Glance leaves out is null. With `id`, the record must be of that image.
+ * @throws OriginError for anything that is not an image record
+ */
+export function checkGlanceImage (value: unknown, where: string, id?: string): GlanceImage {
+  const bad = (why: string): OriginError => new OriginError(`${where}: Glance's answer is not an image record (${why})`)
+  if (value == null || typeof value !== 'object' || Array.isArray(value)) throw bad('not an object')
+  const o = value as Record<string, unknown>
+  if (typeof o.id !== 'string' || (id !== undefined && o.id !== id)) throw bad('another id')
+  if (typeof o.status !== 'string') throw bad('no status')
+  const size = o.size ?? null
+  if (size !== null && !(typeof size === 'number' && Number.isSafeInteger(size) && size >= 0)) throw bad('size')
+  const image: GlanceImage = { id: o.id, status: o.status, size, name: null, checksum: null, os_hash_algo: null, os_hash_value: null, disk_format: null, container_format: null }
+  for (const k of NULLABLE_TEXT) {
+    const v = o[k] ?? null
+    if (v !== null && typeof v !== 'string') throw bad(k)
+    image[k] = v
+  }
+  if (typeof o.visibility === 'string') image.visibility = o.visibility
+  if (typeof o.owner === 'string' || o.owner === null) image.owner = o.owner
+  return image
 }
 
 /**
