@@ -5,6 +5,7 @@
  * stock Glance does.
  */
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:http'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -310,6 +311,49 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     const onC = await c.client.inspect(image.id)
     t.equal(onC.sources?.origin, 0, 'C took no byte from the origin')
   })
+})
+
+t.test('a Glance that does not answer: the endpoint answers 504 in Glance\'s shape, or cuts a stalled body, within the origin\'s timeout', async t => {
+  const STALL_ANSWER = '11111111-1111-4111-8111-111111111111'
+  const STALL_RECORD = '22222222-2222-4222-8222-222222222222'
+  // A stand-in for Glance that takes requests and stalls: no answer, or half an answer.
+  const stalled = createServer((req, res) => {
+    if (req.url === `/v2/images/${STALL_RECORD}` || req.url === '/v2/schemas/member') {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': 100_000 })
+      res.write('{"id": ')
+    }
+  })
+  await new Promise<void>(resolve => stalled.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    stalled.closeAllConnections()
+    await new Promise(resolve => stalled.close(resolve))
+  })
+  const port = (stalled.address() as { port: number }).port
+  const node = await startDaemon(t, { config: { origin: `glance+http://127.0.0.1:${port}?timeoutMs=500&retries=0` } })
+  const api = formatApiAddress(node.daemon.api.address)
+  const timed = async <T>(fn: () => Promise<T>): Promise<[T, number]> => {
+    const t0 = Date.now()
+    const r = await fn()
+    return [r, Date.now() - t0]
+  }
+
+  const [file, fileMs] = await timed(async () => await call(api, 'GET', `/v2/images/${STALL_ANSWER}/file`, TOKENS.alice.token))
+  t.equal(file.status, 504, 'no answer to the image\'s metadata: 504')
+  t.match(file.body, /^504 Gateway Timeout\n\n.*Glance did not answer in 500 ms/, 'in Glance\'s shape')
+  t.ok(fileMs < 10_000, `within the timeout (${fileMs} ms)`)
+
+  const [record, recordMs] = await timed(async () => await call(api, 'GET', `/v2/images/${STALL_RECORD}/file`, TOKENS.alice.token))
+  t.equal(record.status, 504, 'half an image record: 504')
+  t.match(record.body, /^504 Gateway Timeout\n\n.*image record.*500 ms/)
+  t.ok(recordMs < 10_000, `within the timeout (${recordMs} ms)`)
+
+  const [passed, passedMs] = await timed(async () => await call(api, 'GET', '/v2/schemas/image', TOKENS.alice.token))
+  t.equal(passed.status, 504, 'a request passed to Glance that gets no answer: 504')
+  t.ok(passedMs < 10_000, `within the timeout (${passedMs} ms)`)
+
+  const t0 = Date.now()
+  await t.rejects(call(api, 'GET', '/v2/schemas/member', TOKENS.alice.token), 'a body Glance stops sending is cut, not left hanging')
+  t.ok(Date.now() - t0 < 10_000, `within the timeout (${Date.now() - t0} ms)`)
 })
 
 /** `glance image-download` (python3-glanceclient, on Debian's python) against an endpoint. */

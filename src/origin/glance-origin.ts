@@ -5,8 +5,9 @@ import https from 'node:https'
 import { addAbortSignal } from 'node:stream'
 import {
   DigestMismatchError, ImageNotAvailableError, ImgswarmError, OriginAccessDeniedError, OriginConfigError, OriginError,
-  OriginNotFoundError, OriginRangeError
+  OriginNotFoundError, OriginRangeError, OriginTimeoutError
 } from '../errors.js'
+import { deadline } from '../util/deadline.js'
 import { parseContentRange } from './content-range.js'
 import {
   DEFAULT_TUNING, type Origin, type OriginCallOptions, type OriginCapabilities, type OriginReadOptions,
@@ -224,11 +225,29 @@ export class GlanceOrigin implements Origin {
 
   /**
    * One request to Glance as the caller, for the Glance-compatible endpoint: the answer as it comes
-   * (status, headers, body), not retried. `path` starts with `/`.
+   * (status, headers, body), not retried. `path` starts with `/`. Glance's answer must begin within
+   * the origin's `timeoutMs`; its body is the caller's to bound ({@link GlanceOrigin.timeoutMs}).
+   * @throws OriginTimeoutError when Glance does not answer in time
    */
   async forward (method: string, path: string, headers: Record<string, string>, body: AsyncIterable<Uint8Array> | undefined, signal: AbortSignal): Promise<IncomingMessage> {
     const target = new URL(this.endpoint + path)
-    return await this.request(method, target, headers, signal, body)
+    const d = deadline(this.tuning.timeoutMs, signal)
+    try {
+      const answer = await this.request(method, target, headers, d.signal, body)
+      // The deadline bounds only the wait for the answer; the caller's signal still ends its body.
+      addAbortSignal(signal, answer)
+      return answer
+    } catch (err) {
+      if (d.signal.aborted && !signal.aborted) throw new OriginTimeoutError(`${method} ${target.href}: Glance did not answer in ${this.tuning.timeoutMs} ms`, { cause: err })
+      throw err
+    } finally {
+      d.clear()
+    }
+  }
+
+  /** How long the endpoint waits on Glance (for an answer, or for more of a body): the origin's `timeoutMs`. */
+  get timeoutMs (): number {
+    return this.tuning.timeoutMs
   }
 
   async close (): Promise<void> {

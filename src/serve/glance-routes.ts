@@ -1,16 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Transform, addAbortSignal } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Route } from '../api/server.js'
 import { sendImageRange, sendWholeImage, sendWholeImageWhileFetching } from '../api/image-stream.js'
 import { parseRange } from '../api/range.js'
 import type { Manifest } from '../chunks/manifest.js'
 import { digestRef } from '../chunks/ref.js'
-import { DigestMismatchError, ImgswarmError, OriginAccessDeniedError, OriginError, OriginNotFoundError } from '../errors.js'
+import { DigestMismatchError, ImgswarmError, OriginAccessDeniedError, OriginError, OriginNotFoundError, OriginTimeoutError } from '../errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
 import type { GlanceImages, ResolvedGlanceImage } from '../fetch/glance-images.js'
 import type { LocalNode } from '../local-node.js'
 import { isGlanceId, type GlanceImage, type GlanceOrigin } from '../origin/glance-origin.js'
 import type { ImageRecord } from '../store/image-record.js'
+import { withDeadline } from '../util/deadline.js'
 import type { Logger } from '../util/log.js'
 
 /** What the Glance-compatible routes need from the node. */
@@ -69,7 +71,9 @@ function guarded (fn: Route['handle']): Route['handle'] {
         ? [404, 'Not Found']
         : err instanceof OriginAccessDeniedError
           ? [403, 'Forbidden']
-          : err instanceof DigestMismatchError ? [502, 'Bad Gateway'] : err instanceof ImgswarmError ? [503, 'Service Unavailable'] : [500, 'Internal Server Error']
+          : err instanceof DigestMismatchError
+            ? [502, 'Bad Gateway']
+            : err instanceof OriginTimeoutError ? [504, 'Gateway Timeout'] : err instanceof ImgswarmError ? [503, 'Service Unavailable'] : [500, 'Internal Server Error']
       glanceError(res, status, title, (err as Error).message ?? String(err))
     }
   }
@@ -92,26 +96,71 @@ function forwardedHeaders (req: IncomingMessage): Record<string, string> {
   return out
 }
 
-/** Copies Glance's answer to the caller: status, headers, body. */
-async function relay (answer: IncomingMessage, res: ServerResponse, rewrite?: (text: string) => string): Promise<void> {
+/**
+ * Copies Glance's answer to the caller: status, headers, body. A body Glance stops sending for
+ * `timeoutMs` (while the caller is ready for more) is cut, so the caller is not left waiting.
+ */
+async function relay (answer: IncomingMessage, res: ServerResponse, timeoutMs: number, rewrite?: (text: string) => string): Promise<void> {
   const headers: Record<string, string | string[]> = {}
   for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined && !DROPPED_ANSWER.has(k)) headers[k] = v
   if (rewrite !== undefined) {
-    const parts: Buffer[] = []
-    let size = 0
-    for await (const piece of answer as AsyncIterable<Buffer>) {
-      size += piece.length
-      if (size > 1024 * 1024) throw new OriginError('Glance\'s version document is over 1 MiB')
-      parts.push(piece)
-    }
-    const body = rewrite(Buffer.concat(parts).toString('utf8'))
+    const body = rewrite(await readSmall(answer, 'Glance\'s version document', timeoutMs))
     headers['content-length'] = String(Buffer.byteLength(body))
     res.writeHead(answer.statusCode ?? 502, headers)
     res.end(body)
     return
   }
   res.writeHead(answer.statusCode ?? 502, headers)
-  await pipeline(answer, res)
+  await pipeline(answer, stallGuard(res, timeoutMs), res)
+}
+
+/** Passes chunks on, and fails when none came for `ms` though `downstream` could take more. */
+function stallGuard (downstream: ServerResponse, ms: number): Transform {
+  let timer: NodeJS.Timeout | undefined
+  const arm = (): void => {
+    clearTimeout(timer)
+    timer = setTimeout(() => {
+      // A caller that reads slowly holds the body up, not Glance.
+      if (downstream.writableNeedDrain || guard.readableLength >= guard.readableHighWaterMark) arm()
+      else guard.destroy(new OriginTimeoutError(`Glance sent nothing more for ${ms} ms`))
+    }, ms)
+  }
+  const guard = new Transform({
+    transform (chunk, _encoding, done) {
+      arm()
+      done(null, chunk)
+    },
+    flush (done) {
+      clearTimeout(timer)
+      done()
+    },
+    destroy (err, done) {
+      clearTimeout(timer)
+      done(err)
+    }
+  })
+  arm()
+  return guard
+}
+
+/** A small body of Glance's (JSON, at most 1 MiB) as text, read within `timeoutMs`. */
+async function readSmall (answer: IncomingMessage, what: string, timeoutMs: number): Promise<string> {
+  return await withDeadline(timeoutMs, undefined, async signal => {
+    addAbortSignal(signal, answer)
+    const parts: Buffer[] = []
+    let size = 0
+    try {
+      for await (const piece of answer as AsyncIterable<Buffer>) {
+        size += piece.length
+        if (size > 1024 * 1024) throw new OriginError(`${what} is over 1 MiB`)
+        parts.push(piece)
+      }
+    } catch (err) {
+      if (signal.aborted) throw new OriginTimeoutError(`${what}: Glance did not send it whole in ${timeoutMs} ms`, { cause: err })
+      throw err
+    }
+    return Buffer.concat(parts).toString('utf8')
+  })
 }
 
 /** Passes one request to Glance and its answer back; the version document's links point here instead. */
@@ -122,7 +171,7 @@ async function passToGlance (origin: GlanceOrigin, req: IncomingMessage, res: Se
   const answer = await origin.forward(req.method ?? 'GET', url.pathname + url.search, forwardedHeaders(req), hasBody ? req : undefined, controller.signal)
   const here = req.headers.host
   const versions = url.pathname === '/versions' && here !== undefined && /json/.test(String(answer.headers['content-type'] ?? ''))
-  await relay(answer, res, versions ? text => text.replaceAll(`${origin.endpoint}/`, `http://${here}/`) : undefined)
+  await relay(answer, res, origin.timeoutMs, versions ? text => text.replaceAll(`${origin.endpoint}/`, `http://${here}/`) : undefined)
 }
 
 async function serveFile (endpoint: GlanceEndpoint, req: IncomingMessage, res: ServerResponse, rawId: string, url: URL): Promise<void> {
@@ -140,10 +189,10 @@ async function serveFile (endpoint: GlanceEndpoint, req: IncomingMessage, res: S
   delete headers.range
   const answer = await origin.forward('GET', `/v2/images/${id}`, headers, undefined, controller.signal)
   if (answer.statusCode !== 200) {
-    await relay(answer, res)
+    await relay(answer, res, origin.timeoutMs)
     return
   }
-  const image = await readImage(answer)
+  const image = await readImage(answer, origin.timeoutMs)
   if (image.status !== 'active' || image.id !== id.toLowerCase()) {
     await passToGlance(origin, req, res, url)
     return
@@ -223,16 +272,10 @@ async function serveFile (endpoint: GlanceEndpoint, req: IncomingMessage, res: S
   await local.store.noteRead(record.ref)
 }
 
-async function readImage (answer: IncomingMessage): Promise<GlanceImage> {
-  const parts: Buffer[] = []
-  let size = 0
-  for await (const piece of answer as AsyncIterable<Buffer>) {
-    size += piece.length
-    if (size > 1024 * 1024) throw new OriginError('Glance\'s image record is over 1 MiB')
-    parts.push(piece)
-  }
+async function readImage (answer: IncomingMessage, timeoutMs: number): Promise<GlanceImage> {
+  const text = await readSmall(answer, 'Glance\'s image record', timeoutMs)
   try {
-    return JSON.parse(Buffer.concat(parts).toString('utf8')) as GlanceImage
+    return JSON.parse(text) as GlanceImage
   } catch (err) {
     throw new OriginError('Glance\'s image record is not JSON', { cause: err })
   }
