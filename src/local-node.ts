@@ -30,7 +30,8 @@ export interface ImportOptions extends ProgressOptions {
 export type ImageDetails = ImageRecord & ImageUsage & { leases: Lease[], glanceIds?: string[] }
 
 /** An image as `ls` shows it: its record, who leases it, and the Glance ids that name it (when any). */
-export type ImageListing = ImageRecord & { leasedBy: string[], glanceIds?: string[] }
+/** A stored image with its leases, Glance ids, and `replica: true` when the cluster's replica policy keeps it here. */
+export type ImageListing = ImageRecord & { leasedBy: string[], glanceIds?: string[], replica?: boolean }
 
 export interface LeaseOptions {
   /** Milliseconds until the lease lapses by itself; omitted, it lasts until released. */
@@ -129,7 +130,7 @@ export class LocalNode {
     for (const a of await this.store.glanceAliases.all()) glanceIds.set(a.hex, [...glanceIds.get(a.hex) ?? [], a.id])
     return (await this.store.listImages()).map(r => {
       const ids = glanceIds.get(hexOf(r))
-      return { ...r, hits: r.hits ?? 0, leasedBy: holders.get(r.ref) ?? [], ...(ids != null ? { glanceIds: ids } : {}) }
+      return { ...r, hits: r.hits ?? 0, leasedBy: holders.get(r.ref) ?? [], ...(ids != null ? { glanceIds: ids } : {}), ...(this.evictor.keptAsReplica(hexOf(r)) ? { replica: true } : {}) }
     })
   }
 

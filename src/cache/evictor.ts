@@ -339,6 +339,11 @@ export class Evictor {
     return record.state === 'fetching' || this.reserved.has(hex) || this.inUse.has(hex) || Date.parse(record.lastAccess) > Date.now() - grace
   }
 
+  /** Whether the cluster's replica policy keeps the image here (eviction treats it as pinned). */
+  keptAsReplica (hex: string): boolean {
+    return this.opts.protects?.(hex) === true
+  }
+
   /** Why an image must stay: a mask of PINNED (replicas too), LEASED and BUSY; 0 when it may go. */
   private protection (record: ImageRecord, leased: boolean): number {
     let mask = 0

@@ -8,6 +8,7 @@ import type { NodeConfig } from '../node/options.js'
 import { checkHolder } from '../store/lease.js'
 import { parseDuration } from '../util/units.js'
 import { DAEMON_FILE, type DaemonInfo } from '../daemon/daemon-file.js'
+import type { PeerRow } from '../daemon/peer-names.js'
 import { ApiUnreachableError, ImgswarmError, UsageError } from '../errors.js'
 import type { PublishResult } from '../publish.js'
 import { createLogger, silentLogger } from '../util/log.js'
@@ -173,13 +174,14 @@ export const daemonCommands: Command[] = [
   },
   {
     name: 'peers',
-    summary: 'the daemon\'s connected peers',
+    summary: 'the daemon\'s connected peers: peer ID, node name, the addresses each listens on',
     usage: 'imgswarm peers [--json] [--api ADDR]',
+    details: 'A name is what the peer says of itself (--name) to members of its cluster; - when it did not say. --json also\ngives each connection\'s remote address (for an inbound one, an ephemeral port).',
     options: { api: { type: 'string' } },
     async run (ctx) {
-      const peers = await (await requireDaemon(ctx)).call<Array<{ peerId: string, addr: string, direction: string }>>('GET', '/v1/peers')
+      const peers = await (await requireDaemon(ctx)).call<PeerRow[]>('GET', '/v1/peers')
       if (ctx.json) printJson(ctx, peers)
-      else print(ctx, formatTable(['PEER', 'ADDRESS', 'DIRECTION'], peers.map(p => [p.peerId, p.addr, p.direction])))
+      else print(ctx, formatTable(['PEER', 'NAME', 'LISTENING ON', 'DIRECTION'], peers.map(p => [p.peerId, p.name ?? '-', p.addrs.join(',') || '-', p.direction])))
       return 0
     }
   },

@@ -23,9 +23,9 @@ function imageType (s: string | undefined): ImageType | undefined {
 
 const shortRef = (ref: string): string => ref.slice(0, 'sha256:'.length + 12)
 
-/** Why eviction keeps an image: `pinned`, `leased(N)`, both, or `-`. */
+/** Why eviction keeps an image: `pinned`, `replica` (the cluster's replica policy), `leased(N)`, or `-`. */
 function held (r: ImageListing): string {
-  const why = [...r.pinned ? ['pinned'] : [], ...r.leasedBy.length > 0 ? [`leased(${r.leasedBy.length})`] : []]
+  const why = [...r.pinned ? ['pinned'] : [], ...r.replica === true ? ['replica'] : [], ...r.leasedBy.length > 0 ? [`leased(${r.leasedBy.length})`] : []]
   return why.length > 0 ? why.join(',') : '-'
 }
 

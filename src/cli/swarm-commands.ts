@@ -1,4 +1,5 @@
 import type { ApiClient } from '../api/client.js'
+import type { PeerRow } from '../daemon/peer-names.js'
 import { UsageError } from '../errors.js'
 import type { NodePreheat, PreheatStatus } from '../swarm/preheat.js'
 import type { ReplicaPolicy } from '../swarm/replica-policies.js'
@@ -27,7 +28,8 @@ export const swarmCommands: Command[] = [
       const nodes = (list(ctx, 'nodes') ?? ['all']).flatMap(n => n.split(',')).map(n => n.trim()).filter(n => n !== '')
       const client = await requireDaemon(ctx)
       let status = await client.call<PreheatStatus>('POST', '/v1/preheat', { refs: ctx.positionals, nodes })
-      const live = !ctx.json && !ctx.quiet && process.stderr.isTTY === true ? liveDisplay() : undefined
+      const label = ctx.json ? (id: string) => id : await peerLabels(client)
+      const live = !ctx.json && !ctx.quiet && process.stderr.isTTY === true ? liveDisplay(label) : undefined
       try {
         while (!status.done) {
           live?.(status)
@@ -38,9 +40,9 @@ export const swarmCommands: Command[] = [
         live?.(undefined)
       }
       if (ctx.json) printJson(ctx, status)
-      else print(ctx, formatTable(['NODE', 'STATE', 'IMAGES', 'BYTES', 'REASON'], status.nodes.map(row)))
+      else print(ctx, formatTable(['NODE', 'STATE', 'IMAGES', 'BYTES', 'REASON'], status.nodes.map(n => row(n, label))))
       for (const p of status.problems) process.stderr.write(`imgswarm preheat: ${p}\n`)
-      for (const n of status.nodes) if (n.state !== 'done') process.stderr.write(`imgswarm preheat: ${n.peerId}: ${n.reason ?? n.state}\n`)
+      for (const n of status.nodes) if (n.state !== 'done') process.stderr.write(`imgswarm preheat: ${label(n.peerId)}: ${n.reason ?? n.state}\n`)
       return status.ok ? 0 : 1
     }
   },
@@ -76,19 +78,38 @@ async function listPolicies (ctx: CommandContext, client: ApiClient): Promise<nu
   const policies = await client.call<Array<ReplicaPolicy & { ref: string, holders?: string[] }>>('GET', '/v1/replicas')
   if (ctx.json) printJson(ctx, policies)
   else {
+    const label = await peerLabels(client)
     print(ctx, formatTable(['IMAGE', 'MIN', 'HOLDERS', 'SET BY', 'SET AT'], policies.map(p => [
-      p.ref, String(p.min), p.holders != null ? String(p.holders.length) : '?', p.by, new Date(p.ts).toISOString()
+      p.ref, String(p.min), p.holders != null ? String(p.holders.length) : '?', label(p.by), new Date(p.ts).toISOString()
     ])))
   }
   return 0
 }
 
-function row (n: NodePreheat): string[] {
+/**
+ * Shows a peer ID with its node name beside it: this node's from its status, connected peers' from
+ * `GET /v1/peers` (what they said of themselves); a peer that said nothing is shown by its ID alone.
+ */
+export async function peerLabels (client: ApiClient): Promise<(peerId: string) => string> {
+  const [status, peers] = await Promise.all([
+    client.call<{ name?: string, peerId: string }>('GET', '/v1/status'),
+    client.call<PeerRow[]>('GET', '/v1/peers')
+  ])
+  const names = new Map<string, string>()
+  for (const p of peers) if (p.name != null) names.set(p.peerId, p.name)
+  return id => {
+    if (id === status.peerId) return `${id} (${status.name != null ? `${status.name}, ` : ''}this node)`
+    const name = names.get(id)
+    return name != null ? `${id} (${name})` : id
+  }
+}
+
+function row (n: NodePreheat, label: (peerId: string) => string): string[] {
   const held = n.images.filter(i => i.state === 'available').length
   const bytes = n.images.reduce((s, i) => s + i.bytes.local + i.bytes.peer + i.bytes.origin, 0)
   const size = n.images.reduce((s, i) => s + (i.size ?? 0), 0)
   return [
-    `${n.peerId}${n.self ? ' (this node)' : ''}`,
+    label(n.peerId),
     n.state,
     `${held}/${n.images.length}`,
     size > 0 ? `${formatBytes(bytes)} / ${formatBytes(size)}` : formatBytes(bytes),
@@ -97,7 +118,7 @@ function row (n: NodePreheat): string[] {
 }
 
 /** One line per node on stderr, redrawn in place at each poll; `undefined` clears it. */
-function liveDisplay (): (status: PreheatStatus | undefined) => void {
+function liveDisplay (label: (peerId: string) => string): (status: PreheatStatus | undefined) => void {
   let drawn = 0
   // Each node's bytes at the first look, to tell its rate and ETA from.
   const first = new Map<string, { at: number, bytes: number }>()
@@ -111,7 +132,7 @@ function liveDisplay (): (status: PreheatStatus | undefined) => void {
       const rate = (bytes - seen.bytes) / Math.max(0.001, (Date.now() - seen.at) / 1000)
       const running = n.state === 'running'
       return [
-        ...row(n),
+        ...row(n, label),
         size > 0 ? `${Math.min(100, bytes / size * 100).toFixed(1)}%` : '-',
         running && rate > 0 ? `${formatBytes(rate)}/s` : '-',
         running && rate > 0 && size > 0 ? `${Math.max(0, Math.round((size - bytes) / rate))}s` : '-'

@@ -40,6 +40,7 @@ import { ImageEvents } from '../node/image-events.js'
 import { JobBoard } from '../node/job-board.js'
 import { Throughput } from '../node/throughput.js'
 import { OperatorView, withThroughput } from './operator-view.js'
+import { PeerNames } from './peer-names.js'
 
 import { DAEMON_FILE, type DaemonInfo } from './daemon-file.js'
 import { withDeadline } from '../util/deadline.js'
@@ -79,6 +80,8 @@ export class Daemon {
   readonly jobs: JobBoard
   /** The node's summary, its status and job routes, and the cluster page. */
   readonly operator: OperatorView
+  /** Peers' node names, shown beside their IDs. */
+  readonly peerNames: PeerNames
 
   private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, aliasAnnouncer?: GlanceAliasAnnouncer, swarm: Swarm, nbd?: NbdServer, events: ImageEvents, jobs: JobBoard, operator: OperatorView }) {
     this.nbd = parts.nbd
@@ -91,6 +94,7 @@ export class Daemon {
     this.replicas = parts.swarm.replicas
     this.local = parts.local
     this.peer = parts.peer
+    this.peerNames = new PeerNames(parts.peer)
     this.fetcher = parts.fetcher
     this.api = parts.api
     this.metrics = parts.metrics
@@ -450,10 +454,7 @@ function daemonRoutes (daemon: () => Daemon): Route[] {
     {
       method: 'GET',
       path: /^\/v1\/peers$/,
-      handle: async (_req, res) => {
-        const d = daemon()
-        sendJson(res, 200, d.peer.getConnections().map(c => ({ peerId: c.remotePeer.toString(), addr: c.remoteAddr.toString(), direction: c.direction, status: c.status })))
-      }
+      handle: async (_req, res) => { sendJson(res, 200, await daemon().peerNames.rows()) }
     },
     {
       method: 'GET',
