@@ -27,11 +27,26 @@ export interface ImportOptions extends ProgressOptions {
   chunker?: ChunkerParams
 }
 
-export type ImageDetails = ImageRecord & ImageUsage & { leases: Lease[], glanceIds?: string[] }
+/**
+ * What the fetch of an image in state `fetching` has so far (a daemon adds it while the fetch runs):
+ * bytes in all and by source (`local`: chunks already stored when it began), and the share of the image.
+ */
+export interface ReceivedSoFar {
+  bytes: number
+  local: number
+  peer: number
+  origin: number
+  /** 0–100; absent until the image's size is known. */
+  percent?: number
+}
 
-/** An image as `ls` shows it: its record, who leases it, and the Glance ids that name it (when any). */
-/** A stored image with its leases, Glance ids, and `replica: true` when the cluster's replica policy keeps it here. */
-export type ImageListing = ImageRecord & { leasedBy: string[], glanceIds?: string[], replica?: boolean }
+export type ImageDetails = ImageRecord & ImageUsage & { leases: Lease[], glanceIds?: string[], received?: ReceivedSoFar }
+
+/**
+ * An image as `ls` shows it: its record, who leases it, the Glance ids that name it (when any),
+ * `replica: true` when the cluster's replica policy keeps it here, and for a fetch in flight what it has so far.
+ */
+export type ImageListing = ImageRecord & { leasedBy: string[], glanceIds?: string[], replica?: boolean, received?: ReceivedSoFar }
 
 export interface LeaseOptions {
   /** Milliseconds until the lease lapses by itself; omitted, it lasts until released. */

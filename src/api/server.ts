@@ -3,7 +3,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import { chmod, chown, unlink } from 'node:fs/promises'
 import { IMAGE_TYPES, type ImageType } from '../chunks/manifest.js'
 import { ForbiddenError, UsageError } from '../errors.js'
-import type { LocalNode } from '../local-node.js'
+import type { LocalNode, ReceivedSoFar } from '../local-node.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { Manifest } from '../chunks/manifest.js'
 import { publishTo } from '../publish.js'
@@ -40,6 +40,8 @@ export interface ApiBackend {
   importDirs?: readonly string[]
   /** Origin URLs that `publish` may write to (the daemon's configuration); the first is the default. */
   publishOrigins?: readonly string[]
+  /** What the fetches in flight have so far, by image ref (`sha256:<hex>`), shown with images in state `fetching`. */
+  receiving?: () => Map<string, ReceivedSoFar>
 }
 
 export interface Route {
@@ -123,6 +125,16 @@ function ttlOf (body: { ttl?: unknown, ttlSeconds?: unknown }): number | undefin
   return undefined
 }
 
+/** Images in state `fetching`, with what their fetch has so far when one runs here. */
+function withReceived<T extends ImageRecord & { received?: ReceivedSoFar }> (images: T[], backend: ApiBackend): T[] {
+  if (backend.receiving == null || !images.some(r => r.state === 'fetching')) return images
+  const receiving = backend.receiving()
+  return images.map(r => {
+    const received = r.state === 'fetching' ? receiving.get(r.ref) : undefined
+    return received != null ? { ...r, received } : r
+  })
+}
+
 /** The routes every API serves: the store's operations and image streaming. */
 function coreRoutes (backend: ApiBackend): Route[] {
   const { local } = backend
@@ -130,7 +142,7 @@ function coreRoutes (backend: ApiBackend): Route[] {
     {
       method: 'GET',
       path: /^\/v1\/images$/,
-      handle: async (_req, res) => { sendJson(res, 200, await local.list()) }
+      handle: async (_req, res) => { sendJson(res, 200, withReceived(await local.list(), backend)) }
     },
     {
       method: 'POST',
@@ -157,7 +169,7 @@ function coreRoutes (backend: ApiBackend): Route[] {
     {
       method: 'GET',
       path: new RegExp(`^/v1/images/${REF}/info$`),
-      handle: async (_req, res, m) => { sendJson(res, 200, await local.inspect(param(m[1]))) }
+      handle: async (_req, res, m) => { sendJson(res, 200, withReceived([await local.inspect(param(m[1]))], backend)[0]) }
     },
     {
       method: 'HEAD',

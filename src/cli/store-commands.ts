@@ -1,6 +1,6 @@
 import { IMAGE_TYPES, type ImageType } from '../chunks/image-types.js'
 import { UsageError } from '../errors.js'
-import { LocalNode, type ImageListing } from '../local-node.js'
+import { LocalNode, type ImageListing, type ReceivedSoFar } from '../local-node.js'
 import { STORE_FORMAT_VERSION } from '../store/level-store.js'
 import type { MigrationProgress } from '../store/migrate-format-1.js'
 import type { ImageRecord } from '../store/image-record.js'
@@ -23,14 +23,24 @@ function imageType (s: string | undefined): ImageType | undefined {
 
 const shortRef = (ref: string): string => ref.slice(0, 'sha256:'.length + 12)
 
+/** The state, with how far a fetch in flight is: `fetching 42% (12.0 MiB)`. */
+function stateOf (r: ImageListing): string {
+  if (r.received == null) return r.state
+  return `${r.state} ${r.received.percent != null ? `${r.received.percent.toFixed(0)}% ` : ''}(${formatBytes(r.received.bytes)})`
+}
+
 /** Why eviction keeps an image: `pinned`, `replica` (the cluster's replica policy), `leased(N)`, or `-`. */
 function held (r: ImageListing): string {
   const why = [...r.pinned ? ['pinned'] : [], ...r.replica === true ? ['replica'] : [], ...r.leasedBy.length > 0 ? [`leased(${r.leasedBy.length})`] : []]
   return why.length > 0 ? why.join(',') : '-'
 }
 
-/** Bytes that came from the store itself, neighbour peers and the origin (`-` for records written before imgswarm kept them). */
-function sourceColumns (r: ImageRecord): string[] {
+/**
+ * Bytes that came from the store itself, neighbour peers and the origin (`-` for records written before
+ * imgswarm kept them); for an image being fetched, what its fetch has so far.
+ */
+function sourceColumns (r: ImageRecord & { received?: ReceivedSoFar }): string[] {
+  if (r.received != null) return [formatBytes(r.received.local), formatBytes(r.received.peer), formatBytes(r.received.origin)]
   const s = r.sources
   return s == null ? ['-', '-', '-'] : [formatBytes(s.local), formatBytes(s.peers), formatBytes(s.origin)]
 }
@@ -99,7 +109,7 @@ export const storeCommands: Command[] = [
       // The Glance ids column only where some image has one (a node with a Glance origin).
       const glance = images.some(r => (r.glanceIds?.length ?? 0) > 0)
       print(ctx, formatTable(['REF', 'TYPE', 'NAME', 'SIZE', 'STATE', 'HELD', 'HITS', 'LAST ACCESS', 'LOCAL', 'PEERS', 'ORIGIN', ...glance ? ['GLANCE ID'] : []], images.map(r => [
-        shortRef(r.ref), r.type, r.name === '' ? '-' : r.name, formatBytes(r.size), r.state, held(r), String(r.hits ?? 0),
+        shortRef(r.ref), r.type, r.name === '' ? '-' : r.name, formatBytes(r.size), stateOf(r), held(r), String(r.hits ?? 0),
         r.lastAccess.replace(/\.\d+Z$/, 'Z'), ...sourceColumns(r), ...glance ? [r.glanceIds?.join(',') ?? '-'] : []
       ])))
       return 0

@@ -226,7 +226,11 @@ export class Daemon {
           void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
         },
         importDirs: config.importDirs,
-        publishOrigins: [...(config.origin != null ? [config.origin] : []), ...config.publishOrigins]
+        publishOrigins: [...(config.origin != null ? [config.origin] : []), ...config.publishOrigins],
+        receiving: () => new Map(jobs.current().filter(j => j.image != null && !j.hit).map(j => {
+          const { local, peer, origin } = j.bytes
+          return [j.image!, { bytes: local + peer + origin, local, peer, origin, ...(j.percent != null ? { percent: j.percent } : {}) }]
+        }))
       }
       const guards = await apiGuards(config, apiAddress, apiGroup, log)
       const onApiError = (err: unknown): void => { log.error('API request failed', { err }) }
