@@ -6,6 +6,7 @@ import { fetchFromOrigin } from './origin-chunks.js'
 import { fetchFromPeers } from './peer-scheduler.js'
 import { hasBit, type PeerSource } from './sources.js'
 import type { Want } from './wants.js'
+import type { Clock } from './clock.js'
 
 /** What the demand loop needs of the fetch it runs inside (swarm-fetch.ts). */
 export interface DemandContext {
@@ -24,6 +25,8 @@ export interface DemandContext {
   badChunk: (peer: string) => void
   signal: AbortSignal
   log: Logger
+  /** Default the real clock. */
+  clock?: Clock
 }
 
 /** Urgent batches in flight at once (several readers, or one reader's reads in parallel). */
@@ -45,7 +48,7 @@ export async function demandLoop (c: DemandContext): Promise<void> {
       await Promise.race(running)
       continue
     }
-    await c.demand.next(250, c.signal)
+    await c.demand.next(250, c.signal, c.clock)
     const wants = new Map<string, Want>()
     for (const i of c.demand.take()) {
       const w = c.wantAt(i)
@@ -71,7 +74,7 @@ async function fetchUrgent (wants: Want[], c: DemandContext): Promise<void> {
       verified: c.verified,
       received: b => { c.received('peer', b) },
       badChunk: c.badChunk
-    }, { signal: c.signal, limits: URGENT_PEER_LIMITS, log: c.log })
+    }, { signal: c.signal, limits: URGENT_PEER_LIMITS, log: c.log, clock: c.clock })
     orphans = [...orphans, ...left]
   }
   // Only chunks still wanted: the fetch's own loops may have brought some meanwhile.

@@ -1,3 +1,5 @@
+import { realClock, type Clock } from './clock.js'
+
 /** Chunk indices wanted now, at most this many (a reader asks for a few MiB at a time). */
 const MAX_WANTED = 65_536
 
@@ -32,11 +34,11 @@ export class Demand {
   }
 
   /** Resolves when chunks are asked for, after `ms`, or when `signal` aborts. */
-  async next (ms: number, signal: AbortSignal): Promise<void> {
+  async next (ms: number, signal: AbortSignal, clock: Clock = realClock): Promise<void> {
     if (this.wanted.size > 0 || signal.aborted) return
     await new Promise<void>(resolve => {
-      const done = (): void => { clearTimeout(timer); signal.removeEventListener('abort', done); if (this.wake === done) this.wake = undefined; resolve() }
-      const timer = setTimeout(done, ms)
+      const done = (): void => { clock.clearTimer(timer); signal.removeEventListener('abort', done); if (this.wake === done) this.wake = undefined; resolve() }
+      const timer = clock.setTimer(done, ms)
       signal.addEventListener('abort', done, { once: true })
       this.wake = done
     })

@@ -1,4 +1,5 @@
 import { setBit, type PeerSource } from './sources.js'
+import { realClock, type Clock } from './clock.js'
 
 /** What this node knows of one peer's chunks of an image, kept current by its pushed updates (or polls). */
 export interface PeerView {
@@ -22,7 +23,7 @@ export class HaveFeed {
   private waiters: Array<() => void> = []
 
   /** `bits` is the fetch's own bitfield (shared, not copied): it is current whenever it is read. */
-  constructor (readonly manifestCid: string, readonly chunkCount: number, readonly bits: Uint8Array) {}
+  constructor (readonly manifestCid: string, readonly chunkCount: number, readonly bits: Uint8Array, readonly clock: Clock = realClock) {}
 
   /** Chunks now stored here: told to every neighbour subscribed. */
   stored (indices: number[]): void {
@@ -47,7 +48,7 @@ export class HaveFeed {
   setPeer (source: PeerSource, have: Uint8Array, fetching: boolean): PeerView {
     const old = this.peers.get(source.id)
     const gained = old == null || have.some((b, i) => (b & ~(old.have[i] ?? 0)) !== 0)
-    const view: PeerView = { source, have: Uint8Array.from(have), fetching, lastGain: gained || old == null ? Date.now() : old.lastGain, live: true }
+    const view: PeerView = { source, have: Uint8Array.from(have), fetching, lastGain: gained || old == null ? this.clock.now() : old.lastGain, live: true }
     this.peers.set(source.id, view)
     this.changed()
     return view
@@ -59,7 +60,7 @@ export class HaveFeed {
     if (view == null) return
     for (const [start, length] of runs) for (let i = start; i < start + length; i++) setBit(view.have, i)
     if (runs.length > 0) {
-      view.lastGain = Date.now()
+      view.lastGain = this.clock.now()
       this.changed()
     }
   }
@@ -72,7 +73,7 @@ export class HaveFeed {
     const spare = view.have.length * 8 - this.chunkCount
     if (spare > 0) view.have[view.have.length - 1] &= 0xff << spare
     view.fetching = false
-    view.lastGain = Date.now()
+    view.lastGain = this.clock.now()
     this.changed()
   }
 
@@ -89,12 +90,12 @@ export class HaveFeed {
   async nextChange (ms: number, signal?: AbortSignal): Promise<void> {
     await new Promise<void>(resolve => {
       const wake = (): void => {
-        clearTimeout(timer)
+        this.clock.clearTimer(timer)
         signal?.removeEventListener('abort', wake)
         this.waiters = this.waiters.filter(w => w !== wake)
         resolve()
       }
-      const timer = setTimeout(wake, ms)
+      const timer = this.clock.setTimer(wake, ms)
       signal?.addEventListener('abort', wake, { once: true })
       this.waiters.push(wake)
     })
@@ -111,8 +112,10 @@ export class HaveFeed {
 export class HaveFeeds {
   private readonly feeds = new Map<string, HaveFeed>()
 
+  constructor (private readonly clock: Clock = realClock) {}
+
   open (manifestCid: string, chunkCount: number, bits: Uint8Array): HaveFeed {
-    const feed = new HaveFeed(manifestCid, chunkCount, bits)
+    const feed = new HaveFeed(manifestCid, chunkCount, bits, this.clock)
     this.feeds.set(manifestCid, feed)
     return feed
   }

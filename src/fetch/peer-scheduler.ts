@@ -3,6 +3,7 @@ import { ChunkCorruptError } from '../errors.js'
 import type { Logger } from '../util/log.js'
 import { hasBit, type PeerSource } from './sources.js'
 import type { Want } from './wants.js'
+import { realClock, type Clock } from './clock.js'
 
 /** Bounds of the work given to one peer. Each is a trade-off between pipelining and fairness. */
 export interface PeerSchedulerLimits {
@@ -51,8 +52,9 @@ interface PeerState {
  * chunks go back to the queue for the other holders. Returns the wants that no live peer could
  * supply, for the origin.
  */
-export async function fetchFromPeers (wants: Want[], peers: Array<{ source: PeerSource, have: Uint8Array }>, events: PeerSchedulerEvents, options: { signal?: AbortSignal, limits?: Partial<PeerSchedulerLimits>, log?: Logger } = {}): Promise<Want[]> {
+export async function fetchFromPeers (wants: Want[], peers: Array<{ source: PeerSource, have: Uint8Array }>, events: PeerSchedulerEvents, options: { signal?: AbortSignal, limits?: Partial<PeerSchedulerLimits>, log?: Logger, clock?: Clock } = {}): Promise<Want[]> {
   const limits = { ...DEFAULT_PEER_LIMITS, ...options.limits }
+  const clock = options.clock ?? realClock
   const states: PeerState[] = peers.map(p => ({ ...p, inflight: 0, out: undefined }))
   const holds = (s: PeerState, w: Want): boolean => s.out === undefined && w.indices.some(i => hasBit(s.have, i))
   const holders = (w: Want): number => states.reduce((n, s) => n + (holds(s, w) ? 1 : 0), 0)
@@ -89,14 +91,14 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
     const controller = new AbortController()
     const onAbort = (): void => { controller.abort(options.signal?.reason) }
     options.signal?.addEventListener('abort', onAbort, { once: true })
-    let timer = setTimeout(() => controller.abort(new Error('stalled')), limits.stallMs)
+    let timer = clock.setTimer(() => { controller.abort(new Error('stalled')) }, limits.stallMs)
     const pending = new Map(batch.map(w => [w.key, w]))
     const got: VerifiedChunk[] = []
     const gotWants: Want[] = []
     try {
       for await (const reply of s.source.chunks(batch.map(w => w.digest), { signal: controller.signal })) {
-        clearTimeout(timer)
-        timer = setTimeout(() => controller.abort(new Error('stalled')), limits.stallMs)
+        clock.clearTimer(timer)
+        timer = clock.setTimer(() => { controller.abort(new Error('stalled')) }, limits.stallMs)
         const key = Buffer.from(reply.digest).toString('latin1')
         const want = pending.get(key)
         if (want == null) continue // an answer to something not asked: ignore
@@ -125,7 +127,7 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
         options.log?.info('peer failed; its chunks go to other holders', { peer: s.source.id, err })
       }
     } finally {
-      clearTimeout(timer)
+      clock.clearTimer(timer)
       options.signal?.removeEventListener('abort', onAbort)
     }
     if (pending.size > 0) requeue([...pending.values()])

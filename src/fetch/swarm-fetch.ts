@@ -11,7 +11,7 @@ import { rendezvousOwner } from './rendezvous.js'
 import { HaveFeed, type PeerView } from './have-feeds.js'
 import { hasBit, setBit, type HolderFinder, type PeerSource } from './sources.js'
 import type { Want } from './wants.js'
-import { withDeadline } from '../util/deadline.js'
+import { realClock, withClockDeadline, type Clock } from './clock.js'
 
 /** How a node shares the work of fetching one image with the other nodes fetching it. */
 export interface SwarmLimits {
@@ -71,6 +71,8 @@ export interface SwarmFetchOptions {
   originLimits?: Partial<OriginFetchLimits>
   /** Chunks that readers wait for: fetched first, beside the rest (see demand-fetch.ts). */
   demand?: Demand
+  /** Time for every wait and deadline here; default the feed's clock, else the real one (the simulator passes a virtual one). */
+  clock?: Clock
 }
 
 /** Listeners one fetch's signal may have at once before Node warns (see swarmFetch). */
@@ -107,6 +109,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   // by maxWatched and MAX_ROUNDS, far above Node's default of 10, which would print a plain-text warning.
   setMaxListeners(MAX_FETCH_LISTENERS, signal)
   const log = o.log ?? silentLogger
+  const clock = o.clock ?? o.feed?.clock ?? realClock
   const remaining = new Map(o.wants.map(w => [w.key, w]))
   const feed = o.feed ?? privateFeed(o)
   const busy = new Set<string>() // wants being fetched right now, by either loop
@@ -116,21 +119,17 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   const legacy = new Set<string>() // peers of the previous release: polled
   let sourcesAt = 0
   let firstLookAt = 0
-  let lastProgress = Date.now()
+  let lastProgress = clock.now()
   let polled = false
-  const started = Date.now()
+  const started = clock.now()
 
   const deliver = async (chunks: VerifiedChunk[], ws: Want[]): Promise<void> => {
     await o.deliver(chunks, ws)
     for (const w of ws) remaining.delete(w.key)
-    lastProgress = Date.now()
+    lastProgress = clock.now()
   }
   const sleep = async (ms: number): Promise<void> => {
-    await new Promise<void>(resolve => {
-      const wake = (): void => { clearTimeout(timer); signal.removeEventListener('abort', wake); resolve() }
-      const timer = setTimeout(wake, ms)
-      signal.addEventListener('abort', wake, { once: true })
-    })
+    await clock.sleep(ms, signal)
     signal.throwIfAborted()
   }
   const views = (): PeerView[] => [...feed.peers.values()].filter(v => !excluded.has(v.source.id) && v.source.id !== o.self)
@@ -140,10 +139,10 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   // A peer of the previous release: its `have` every pollMs, while this fetch runs.
   const pollPeer = async (source: PeerSource): Promise<void> => {
     while (remaining.size > 0 && !signal.aborted && !excluded.has(source.id)) {
-      const have = await withDeadline(Math.max(2000, limits.pollMs * 4), signal, async s => await source.have(o.manifestCid, o.chunkCount, { signal: s })).catch(() => undefined)
+      const have = await withClockDeadline(clock, Math.max(2000, limits.pollMs * 4), signal, async s => await source.have(o.manifestCid, o.chunkCount, { signal: s })).catch(() => undefined)
       if (have == null) {
         feed.peerGone(source.id, feed.peers.get(source.id)?.source)
-        quietUntil.set(source.id, Date.now() + REASK_MS)
+        quietUntil.set(source.id, clock.now() + REASK_MS)
         return
       }
       const view = feed.setPeer(source, have.bits, have.fetching)
@@ -156,13 +155,13 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       if (source.watchHave != null && !legacy.has(source.id)) {
         try {
           const known = await source.watchHave(feed, { signal })
-          if (!known) quietUntil.set(source.id, Date.now() + REASK_MS)
+          if (!known) quietUntil.set(source.id, clock.now() + REASK_MS)
           return
         } catch (err) {
           if (signal.aborted) return
           if (!(err instanceof ProtocolUnsupportedError)) {
             log.debug('have-updates stream failed', { peer: source.id, err })
-            quietUntil.set(source.id, Date.now() + Math.min(REASK_MS, limits.holdersEveryMs))
+            quietUntil.set(source.id, clock.now() + Math.min(REASK_MS, limits.holdersEveryMs))
             return
           }
           legacy.add(source.id)
@@ -176,7 +175,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   // Finds holders and watches the new ones (a peer that opened a stream to us is in the feed already).
   const discover = async (): Promise<void> => {
     const sources = (await o.holders.findHolders(o.hex, { signal }).catch(() => [] as PeerSource[])).filter(s => s.id !== o.self)
-    const now = Date.now()
+    const now = clock.now()
     for (const s of sources) {
       if (watching.size >= limits.maxWatched) break
       if (watching.has(s.id) || feed.peers.has(s.id) || excluded.has(s.id) || (quietUntil.get(s.id) ?? 0) > now) continue
@@ -195,20 +194,20 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
         received: b => { o.received('peer', b) },
         badChunk: peer => { excluded.add(peer); o.badChunk(peer) },
         peerOut: peer => { excluded.add(peer) }
-      }, { signal, limits: o.peerLimits, log })
+      }, { signal, limits: o.peerLimits, log, clock })
     } finally {
       for (const w of batch) busy.delete(w.key)
     }
   }
   const peerLoop = async (): Promise<void> => {
     while (remaining.size > 0) {
-      if (Date.now() - sourcesAt >= limits.holdersEveryMs) {
+      if (clock.now() - sourcesAt >= limits.holdersEveryMs) {
         await discover()
-        sourcesAt = Date.now()
+        sourcesAt = clock.now()
         if (firstLookAt === 0) firstLookAt = sourcesAt
       }
       // The origin waits for the first answers of the peers watched (or a second), to know who fetches too.
-      polled ||= Date.now() - firstLookAt >= FIRST_ANSWERS_MS || [...watching.keys()].every(id => feed.peers.has(id))
+      polled ||= clock.now() - firstLookAt >= FIRST_ANSWERS_MS || [...watching.keys()].every(id => feed.peers.has(id))
       if (rounds.size < MAX_ROUNDS) {
         const vs = views()
         const batch = [...remaining.values()].filter(w => !busy.has(w.key) && held(w, vs))
@@ -219,11 +218,11 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
           rounds.add(r)
         }
       }
-      const looked = Date.now()
+      const looked = clock.now()
       // Woken by a pushed update, a round's end, or pollMs (old peers' polls, the next refresh of holders).
       await Promise.race(rounds.size < MAX_ROUNDS ? [feed.nextChange(limits.pollMs, signal), ...rounds] : [...rounds])
       signal.throwIfAborted()
-      if (rounds.size > 0 && Date.now() - looked < MIN_LOOK_MS) await Promise.race([sleep(MIN_LOOK_MS - (Date.now() - looked)), ...rounds])
+      if (rounds.size > 0 && clock.now() - looked < MIN_LOOK_MS) await Promise.race([sleep(MIN_LOOK_MS - (clock.now() - looked)), ...rounds])
     }
     await Promise.all(rounds)
   }
@@ -235,7 +234,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     const vs = views()
     const fetching = vs.filter(v => v.fetching && v.live)
     const knowers = [o.self, ...fetching.map(v => v.source.id)]
-    const now = Date.now()
+    const now = clock.now()
     const starved = now - lastProgress > 4 * limits.stallMs && busy.size === 0
     const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w, vs)).sort((a, b) => a.offset - b.offset)
     for (const w of orphans) {
@@ -254,14 +253,14 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     const origin = o.origin
     while (remaining.size > 0) {
       const othersKnown = feed.peers.size > 0 || watching.size > 0
-      if (!polled || (othersKnown && Date.now() - started < limits.settleMs)) {
+      if (!polled || (othersKnown && clock.now() - started < limits.settleMs)) {
         await sleep(Math.min(limits.pollMs, 50))
         continue
       }
       if (origin == null) {
         // Only neighbours can help; give up once nothing arrives and nobody holds what is left.
         const vs = views()
-        const stuck = Date.now() - lastProgress > limits.stallMs && busy.size === 0 && ![...remaining.values()].some(w => held(w, vs))
+        const stuck = clock.now() - lastProgress > limits.stallMs && busy.size === 0 && ![...remaining.values()].some(w => held(w, vs))
         if (stuck) throw new NoSourceError(`${remaining.size} chunks of sha256:${o.hex} are held by no reachable peer and no origin is configured`)
         await sleep(limits.pollMs)
         continue
@@ -304,7 +303,8 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       received: o.received,
       badChunk: peer => { excluded.add(peer); o.badChunk(peer) },
       signal,
-      log
+      log,
+      clock
     })
   }
   // Wait for every loop to stop (the first failure aborts the others), so nothing still writes when this returns.
@@ -318,5 +318,5 @@ function privateFeed (o: SwarmFetchOptions): HaveFeed {
   const bits = new Uint8Array(Math.ceil(o.chunkCount / 8))
   const wanted = new Set(o.wants.flatMap(w => w.indices))
   for (let i = 0; i < o.chunkCount; i++) if (!wanted.has(i)) setBit(bits, i)
-  return new HaveFeed(o.manifestCid, o.chunkCount, bits)
+  return new HaveFeed(o.manifestCid, o.chunkCount, bits, o.clock)
 }
