@@ -38,7 +38,7 @@ export interface UiRoutesOptions {
 }
 
 /**
- * The cluster page: `GET /ui/` (the HTML; `?t=TOKEN` from `imgswarm ui` trades the token for a
+ * The cluster page: `GET /` (redirects to it), `GET /ui/` (the HTML; `?t=TOKEN` from `imgswarm ui` trades the token for a
  * session cookie), `/ui/app.js`, `/ui/app.css`, `/ui/state` (the state as JSON) and `/ui/events`
  * (server-sent events: `state` each second, `image` on each image event). Read-only: GET only. A
  * session cookie lets a browser in; without one the API's own access rules decide.
@@ -48,6 +48,16 @@ export function uiRoutes (options: UiRoutesOptions): Route[] {
   const grant = (req: IncomingMessage, url: URL): boolean => sessions.hasSession(req) || (url.pathname === '/ui/' && sessions.validLogin(url.searchParams.get('t')))
   let viewers = 0
   return [
+    {
+      // A browser pointed at the node's address finds the page; a session lets it in as it does the page.
+      method: 'GET',
+      path: /^\/$/,
+      grant: req => sessions.hasSession(req),
+      handle: async (_req, res) => {
+        res.writeHead(302, { location: '/ui/', 'content-type': 'text/html; charset=utf-8', ...PAGE_HEADERS })
+        res.end('<!doctype html><title>imgswarm</title><p><a href="/ui/">The cluster page</a></p>')
+      }
+    },
     {
       method: 'GET',
       path: /^\/ui$/,
