@@ -94,12 +94,12 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     const before = glance.fileRequests()
 
     const out = join(dir, 'first.img')
-    const first = await glanceDownload(api, TOKENS.alice.token, image.id, out, t)
-    t.equal(first.code, 0, `glance image-download exits 0 (${first.stderr.trim()})`)
+    const first = await download(api, TOKENS.alice.token, image.id, out, t)
+    t.equal(first.code, 0, `${first.by} exits 0 (${first.stderr.trim()})`)
     t.ok((await readFile(out)).equals(bytes), 'the bytes are the image')
     t.equal(glance.fileRequests() - before, 1, 'Glance served the file once, to the node')
 
-    const second = await glanceDownload(api, TOKENS.alice.token, image.id, join(dir, 'second.img'), t)
+    const second = await download(api, TOKENS.alice.token, image.id, join(dir, 'second.img'), t)
     t.equal(second.code, 0)
     t.ok((await readFile(join(dir, 'second.img'))).equals(bytes))
     t.equal(glance.fileRequests() - before, 1, 'the second download came from the node\'s store')
@@ -145,7 +145,7 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     t.match(bob.body, /^404 Not Found\n\nNo image found with ID/, 'in Glance\'s own words')
     t.notOk(bob.body.includes(Buffer.from(bytes.subarray(0, 64)).toString('latin1')), 'no image bytes')
     const bobCli = await glanceDownload(api, TOKENS.bob.token, image.id, join(dir, 'bob.img'), t)
-    t.not(bobCli.code, 0, 'glance image-download fails for bob')
+    if (bobCli !== undefined) t.not(bobCli.code, 0, 'glance image-download fails for bob')
     const nobody = await call(api, 'GET', `/v2/images/${image.id}/file`, 'stolen')
     t.equal(nobody.status, 401, 'an unknown token: 401 from Glance')
     const none = await call(api, 'GET', `/v2/images/${image.id}/file`)
@@ -166,7 +166,7 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     t.equal(refused.status, 502)
     t.match(refused.body, /^502 Bad Gateway\n\n.*hash to sha512:.*refused, nothing stored/s)
     const badCli = await glanceDownload(api, TOKENS.admin.token, bad.id, join(dir, 'bad.img'), t)
-    t.not(badCli.code, 0, 'glance image-download fails')
+    if (badCli !== undefined) t.not(badCli.code, 0, 'glance image-download fails')
     await t.rejects(node.client.inspect(bad.id), { code: 'IMGSWARM_IMAGE_NOT_FOUND' }, 'the node stored nothing under that id')
   })
 
@@ -226,14 +226,14 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     const glanceBytes = glance.fileBytes()
 
     const t0 = Date.now()
-    const first = await glanceDownload(apiA, TOKENS.alice.token, image.id, join(dir, 'a.img'), t)
-    t.equal(first.code, 0, `through the first node (${first.stderr.trim()})`)
+    const first = await download(apiA, TOKENS.alice.token, image.id, join(dir, 'a.img'), t)
+    t.equal(first.code, 0, `${first.by} through the first node (${first.stderr.trim()})`)
     t.equal(glance.fileRequests() - files, 1, 'the first node read the file from Glance once')
     t.comment(`first node: ${Date.now() - t0} ms`)
     const t1 = Date.now()
-    const second = await glanceDownload(apiB, TOKENS.alice.token, image.id, join(dir, 'b.img'), t)
-    t.equal(second.code, 0, `through the second node (${second.stderr.trim()})`)
-    t.ok((await readFile(join(dir, 'b.img'))).equals(bytes), 'glanceclient got the image, its hash checked')
+    const second = await download(apiB, TOKENS.alice.token, image.id, join(dir, 'b.img'), t)
+    t.equal(second.code, 0, `${second.by} through the second node (${second.stderr.trim()})`)
+    t.ok((await readFile(join(dir, 'b.img'))).equals(bytes), second.glanceclient ? 'glanceclient got the image, its hash checked' : 'the bytes are the image')
     t.equal(glance.fileRequests() - files, 1, 'no file request to Glance from the second node')
     t.equal(glance.fileBytes() - glanceBytes, bytes.length, 'Glance sent the image\'s bytes once in all')
     t.comment(`second node: ${Date.now() - t1} ms`)
@@ -356,14 +356,17 @@ t.test('a Glance that does not answer: the endpoint answers 504 in Glance\'s sha
   t.ok(Date.now() - t0 < 10_000, `within the timeout (${Date.now() - t0} ms)`)
 })
 
-/** `glance image-download` (python3-glanceclient, on Debian's python) against an endpoint. */
-async function glanceDownload (endpoint: string, token: string, id: string, file: string, t: Test): Promise<{ code: number, stdout: string, stderr: string }> {
+interface Download { code: number, stdout: string, stderr: string }
+
+/**
+ * `glance image-download` (python3-glanceclient, on Debian's python) against an endpoint: glanceclient
+ * as Nova calls it, with its own hash check. Where it is not installed, a skip says so and nothing runs.
+ */
+async function glanceDownload (endpoint: string, token: string, id: string, file: string, t: Test): Promise<Download | undefined> {
   const why = glanceClientMissing()
   if (why !== undefined) {
-    t.comment(`skipped glance image-download: ${why}`)
-    const r = await call(endpoint, 'GET', `/v2/images/${id}/file`, token)
-    if (r.status === 200) await writeFile(file, Buffer.from(r.body, 'latin1'))
-    return { code: r.status === 200 ? 0 : 1, stdout: '', stderr: r.body }
+    t.pass('glance image-download (glanceclient as Nova calls it, with its hash check)', { skip: why })
+    return undefined
   }
   return await new Promise((resolve, reject) => {
     const child = spawn(PYTHON, ['/usr/bin/glance', '--os-image-url', endpoint, '--os-auth-token', token, '--os-image-api-version', '2', 'image-download', '--file', file, id], {
@@ -378,4 +381,16 @@ async function glanceDownload (endpoint: string, token: string, id: string, file
     child.on('error', reject)
     child.on('close', code => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }) })
   })
+}
+
+/**
+ * The image through the endpoint by {@link glanceDownload}, or where glanceclient is missing (skipped,
+ * visibly) by a plain GET, so the node's side is still checked; `by` names which, for the messages.
+ */
+async function download (endpoint: string, token: string, id: string, file: string, t: Test): Promise<Download & { by: string, glanceclient: boolean }> {
+  const r = await glanceDownload(endpoint, token, id, file, t)
+  if (r !== undefined) return { ...r, by: 'glance image-download', glanceclient: true }
+  const got = await call(endpoint, 'GET', `/v2/images/${id}/file`, token)
+  if (got.status === 200) await writeFile(file, Buffer.from(got.body, 'latin1'))
+  return { code: got.status === 200 ? 0 : 1, stdout: '', stderr: got.status === 200 ? '' : got.body, by: 'a plain GET, not glanceclient', glanceclient: false }
 }
