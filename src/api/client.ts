@@ -47,6 +47,11 @@ export class ApiClient implements ImageService {
       const send = this.address.kind === 'tcp' && this.address.tls === true ? tlsRequest : request
       const req = send({ ...base, method, path, headers, signal: options.signal }, resolve)
       req.on('error', err => {
+        // The caller's own abort (Ctrl-C) is no fault of the daemon's: its reason goes up as it is.
+        if (options.signal?.aborted === true) {
+          reject(options.signal.reason)
+          return
+        }
         reject(new ApiUnreachableError(`cannot reach the imgswarm daemon at ${formatApiAddress(this.address)}: ${(err as Error).message}`, { cause: err }))
       })
       const body = options.body
@@ -98,7 +103,7 @@ export class ApiClient implements ImageService {
       const got = `sha256:${hash.digest('hex')}`
       if (got !== fullRef) throw new DigestMismatchError(`received bytes hash to ${got}, not ${fullRef}`)
     }
-    const body = cutShortAs(res, fullRef)
+    const body = cutShortAs(res, fullRef, options.signal)
     if (typeof target !== 'string') {
       for await (const piece of body) {
         hash.update(piece as Buffer)
@@ -189,11 +194,15 @@ export class ApiClient implements ImageService {
   async close (): Promise<void> {}
 }
 
-/** The body, with a transfer the daemon aborted (a failed fetch or check) reported as such. */
-async function * cutShortAs (res: IncomingMessage, ref: string): AsyncGenerator<Buffer> {
+/**
+ * The body, with a transfer the daemon aborted (a failed fetch or check) reported as such; one that
+ * the caller stopped through `signal` ends with the signal's reason.
+ */
+async function * cutShortAs (res: IncomingMessage, ref: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
   try {
     for await (const piece of res) yield piece as Buffer
   } catch (err) {
+    if (signal?.aborted === true) throw signal.reason
     throw new ApiError(`the daemon aborted the transfer of ${ref} (${(err as Error).message}); \`imgswarm inspect ${ref}\` tells why`, { cause: err })
   }
 }

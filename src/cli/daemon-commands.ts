@@ -129,15 +129,18 @@ export const daemonCommands: Command[] = [
         }
       }
       let failed = 0
+      const interrupted = ctx.signal.aborted
       results.forEach((r, i) => {
         if (r.status === 'fulfilled') {
           if (ctx.json) printJson(ctx, { ref: r.value.ref, file: target(refs[i]), size: r.value.size })
           else print(ctx, `${r.value.ref} ${target(refs[i])}`)
-        } else {
+        } else if (!interrupted) {
           failed++
           process.stderr.write(`imgswarm get: ${refs[i]}: ${(r.reason as Error).message}\n`)
         }
       })
+      // Ctrl-C: the files written stay (each is whole and checked); the others are not failures to list.
+      if (interrupted) throw ctx.signal.reason
       return failed === 0 ? 0 : 1
     }
   },

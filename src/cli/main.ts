@@ -94,7 +94,8 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
   } catch (err) {
     process.stderr.write(`imgswarm ${name}: ${describe(err)}\n`)
     if (env.IMGSWARM_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`)
-    return err instanceof UsageError ? 2 : 1
+    // 130: the shell's code for a command ended by SIGINT.
+    return err instanceof UsageError ? 2 : err instanceof InterruptedError ? 130 : 1
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
