@@ -16,7 +16,7 @@ import { glanceOrigin } from '../src/origin/glance-origin.js'
 import { openOrigin } from '../src/origin/open-origin.js'
 import { LevelStore } from '../src/store/level-store.js'
 import { formatApiAddress } from '../src/api/address.js'
-import { tempDir } from './helpers/cli.js'
+import { runCli, tempDir } from './helpers/cli.js'
 import { startDaemon, waitReady } from './helpers/daemons.js'
 import { seededBytes } from './helpers/data.js'
 import { PYTHON, TOKENS, call, glanceClientMissing, glanceMissing, startGlance, type Glance } from './helpers/glance.js'
@@ -208,6 +208,40 @@ t.test('against a real glance-api', { skip: missing ?? false }, async t => {
     seen = glance.fileTokens().length
     await node.daemon.fetcher.fetch(ref)
     t.same([...new Set(glance.fileTokens().slice(seen))], [TOKENS.admin.token], 'once her request ended, not hers any more')
+  })
+
+  t.test('imgswarm get takes a Glance id, through the daemon and in-process; an image not yet active is refused, saying why', async t => {
+    const dir = await tempDir(t)
+    const tokenFile = join(dir, 'glance-token')
+    await writeFile(tokenFile, TOKENS.admin.token)
+    const node = await startDaemon(t, { config: { origin: `glance+${glance.countingUrl}`, glanceTokenFile: tokenFile } })
+    const env = { IMGSWARM_DATA: node.dir }
+    const bytes = seededBytes(900_000, 'imgswarm get by Glance id')
+    const image = await glance.upload(bytes, { name: 'by-cli', token: TOKENS.alice.token })
+
+    const got = await runCli(['get', image.id, '-o', join(dir, 'got.img')], { env })
+    t.equal(got.code, 0, got.stderr)
+    t.ok((await readFile(join(dir, 'got.img'))).equals(bytes), 'through the daemon: the exact image')
+    t.same((await node.client.inspect(image.id)).glanceIds, [image.id], 'stored under its sha256, with the id')
+
+    // With no daemon, get runs a node in this process with the same flags.
+    const alone = await runCli(['get', image.id, '-o', join(dir, 'alone.img'), '--origin', `glance+${glance.url}`, '--glance-token-file', tokenFile, '--listen', '/ip4/127.0.0.1/tcp/0'], { env: { IMGSWARM_DATA: join(dir, 'alone') } })
+    t.equal(alone.code, 0, alone.stderr)
+    t.ok((await readFile(join(dir, 'alone.img'))).equals(bytes), 'in-process: the exact image')
+
+    // An image created but never uploaded stays "queued" in Glance.
+    const created = await call(glance.url, 'POST', '/v2/images', TOKENS.alice.token, JSON.stringify({ name: 'queued', disk_format: 'raw', container_format: 'bare' }), 'application/json')
+    t.equal(created.status, 201)
+    const queued = (JSON.parse(created.body) as { id: string, status: string })
+    t.equal(queued.status, 'queued')
+    await t.rejects(node.daemon.fetcher.fetch(queued.id), { code: 'IMGSWARM_IMAGE_NOT_AVAILABLE', message: `Glance image ${queued.id} is queued, not active` })
+    const refused = await runCli(['get', queued.id, '-o', join(dir, 'queued.img')], { env })
+    t.equal(refused.code, 1)
+    t.match(refused.stderr, `Glance image ${queued.id} is queued, not active`, 'the CLI says why')
+    const through = await call(formatApiAddress(node.daemon.api.address), 'GET', `/v2/images/${queued.id}/file`, TOKENS.alice.token)
+    t.equal(through.status, 204, 'the endpoint leaves it to Glance, which has no data for it')
+    t.equal(through.body, '')
+    await t.rejects(node.client.inspect(queued.id), { code: 'IMGSWARM_IMAGE_NOT_FOUND' }, 'nothing stored under it')
   })
 
   t.test('two nodes: the second gets a Glance image from the first, no byte from Glance; a false claim is caught', async t => {
