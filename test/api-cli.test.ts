@@ -77,3 +77,15 @@ t.test('get --dir fetches a spawn\'s images from the origin through the daemon',
   t.equal(bad.code, 2)
   t.match(bad.stderr, /-o takes one REF; use --dir DIR for several/)
 })
+
+t.test('get --dir with a missing directory is refused before any fetch starts', async t => {
+  const images = [seededBytes(600_000, 'no-dir')]
+  const { origin, refs } = await originWith(t, images)
+  const b = await startDaemon(t, { origin })
+  const missing = join(await tempDir(t), 'not-there')
+  const get = await runCli(['get', refs[0], '--dir', missing], { env: { IMGSWARM_DATA: b.dir } })
+  t.equal(get.code, 2, 'a usage error')
+  t.match(get.stderr, `imgswarm get: --dir ${missing} is not an existing directory`)
+  t.same(b.daemon.jobs.list(), [], 'no fetch was started')
+  t.same(await b.daemon.local.store.listImages(), [], 'nothing stored')
+})
