@@ -7,13 +7,14 @@ import { writeBundle, type WriteBundleOptions } from './bundle/bundle-writer.js'
 import type { BundleSummary } from './bundle/summary.js'
 import type { ChunkerParams } from './chunks/fastcdc.js'
 import type { ImageMeta } from './chunks/manifest.js'
-import { ChunkCorruptError, ChunkNotFoundError, DigestMismatchError, ImageNotAvailableError, ImageProtectedError, StoreCorruptError, UsageError } from './errors.js'
+import { ChunkCorruptError, ChunkNotFoundError, DigestMismatchError, ImageNotAvailableError, ImageNotFoundError, ImageProtectedError, StoreCorruptError, UsageError } from './errors.js'
 import type { AbortOptions } from './store/chunk-store.js'
 import { exportToFile, exportToStream } from './store/export-file.js'
 import { hexOf, type ImageRecord } from './store/image-record.js'
 import { ingest, type IngestResult } from './store/ingest.js'
 import { checkHolder, type Lease } from './store/lease.js'
 import { LevelStore, type GcResult, type OpenStoreOptions } from './store/level-store.js'
+import type { BootProfileSummary } from './store/boot-profiles.js'
 import { imageUsage, type ImageUsage } from './store/usage.js'
 import { verifyImages, type VerifyReport } from './store/verify.js'
 import { openInput } from './util/input.js'
@@ -40,7 +41,7 @@ export interface ReceivedSoFar {
   percent?: number
 }
 
-export type ImageDetails = ImageRecord & ImageUsage & { leases: Lease[], glanceIds?: string[], received?: ReceivedSoFar }
+export type ImageDetails = ImageRecord & ImageUsage & { leases: Lease[], glanceIds?: string[], profile?: { chunks: number, bytes: number, encodedBytes: number, recorded: string }, received?: ReceivedSoFar }
 
 /**
  * An image as `ls` shows it: its record, who leases it, the Glance ids that name it (when any),
@@ -167,7 +168,25 @@ export class LocalNode {
   async inspect (ref: string): Promise<ImageDetails> {
     const record = await this.store.resolve(ref)
     const glanceIds = await this.store.glanceAliases.idsOf(hexOf(record))
-    return { ...record, hits: record.hits ?? 0, ...await imageUsage(this.store, record), leases: await this.store.leasesOf(hexOf(record)), ...(glanceIds.length > 0 ? { glanceIds } : {}) }
+    const profile = await this.store.bootProfiles.load(hexOf(record), await this.store.getManifest(record)).catch(() => undefined)
+    return { ...record, hits: record.hits ?? 0, ...await imageUsage(this.store, record), leases: await this.store.leasesOf(hexOf(record)), ...(glanceIds.length > 0 ? { glanceIds } : {}), ...(profile != null ? { profile: { chunks: profile.chunks.length, bytes: profile.bytes, encodedBytes: profile.encodedBytes, recorded: profile.recorded } } : {}) }
+  }
+
+  /**
+   * The image's boot profile (the chunks a VM read first, in that order), checked against its manifest.
+   * @throws ImageNotFoundError when the image has none
+   */
+  async bootProfile (ref: string): Promise<BootProfileSummary> {
+    const record = await this.store.resolve(ref)
+    const p = await this.store.bootProfiles.load(hexOf(record), await this.store.getManifest(record))
+    if (p == null) throw new ImageNotFoundError(`${record.ref} has no boot profile (one is recorded from the reads of its first boot on a node)`)
+    return { ref: record.ref, manifest: p.manifest, recorded: p.recorded, chunks: p.chunks.length, bytes: p.bytes, encodedBytes: p.encodedBytes, order: p.chunks }
+  }
+
+  /** Drops the image's boot profile; `removed` is false when it had none. */
+  async removeBootProfile (ref: string): Promise<{ ref: string, removed: boolean }> {
+    const record = await this.store.resolve(ref)
+    return { ref: record.ref, removed: await this.store.bootProfiles.delete(hexOf(record)) }
   }
 
   /**

@@ -11,11 +11,13 @@ export interface PublishResult {
   origin: string
   size: number
   manifest: string
+  /** Bytes of the boot profile written beside the manifest, when the node had one. */
+  profileBytes?: number
 }
 
 /**
  * Uploads a stored image and its manifest to a writable origin, under the documented layout
- * (`sha256/<hex>` and `sha256/<hex>.manifest`). The bytes are read from the store, every chunk
+ * (`sha256/<hex>`, `sha256/<hex>.manifest`, and `sha256/<hex>.profile` when the node has a boot profile). The bytes are read from the store, every chunk
  * verified, and the origin checks the digest before the object becomes visible.
  */
 export async function publishImage (store: LevelStore, record: ImageRecord, origin: Origin, options: { signal?: AbortSignal } = {}): Promise<PublishResult> {
@@ -29,7 +31,14 @@ export async function publishImage (store: LevelStore, record: ImageRecord, orig
   }
   await origin.write(hex, bytes(), { ...options, size: record.size })
   await origin.writeManifest(hex, encodeManifest(manifest), options)
-  return { ref: record.ref, origin: origin.url, size: record.size, manifest: record.manifest }
+  // The boot profile goes beside the manifest where the node has one and the origin keeps them.
+  const profile = await store.bootProfiles.raw(hex)
+  let profileBytes: number | undefined
+  if (profile != null && origin.writeProfile != null) {
+    await origin.writeProfile(hex, profile, options)
+    profileBytes = profile.length
+  }
+  return { ref: record.ref, origin: origin.url, size: record.size, manifest: record.manifest, ...(profileBytes != null ? { profileBytes } : {}) }
 }
 
 /** {@link publishImage} to an origin given by URL, opened for the call. */

@@ -5,6 +5,7 @@ import type { BundleSummary } from './bundle/summary.js'
 import type { CacheReport } from './cache/evictor.js'
 import type { ImageDetails, ImageListing, ImportOptions, LeaseOptions, ProgressOptions } from './local-node.js'
 import type { Lease } from './store/lease.js'
+import type { BootProfileSummary } from './store/boot-profiles.js'
 import type { ImageRecord } from './store/image-record.js'
 import type { IngestResult } from './store/ingest.js'
 import type { GcResult } from './store/level-store.js'
@@ -21,6 +22,9 @@ export interface ImageService {
   export: (ref: string, target: string | Writable, options?: ProgressOptions) => Promise<ImageRecord>
   list: () => Promise<ImageListing[]>
   inspect: (ref: string) => Promise<ImageDetails>
+  /** The image's boot profile (ImageNotFoundError when it has none), and dropping it. */
+  bootProfile: (ref: string) => Promise<BootProfileSummary>
+  removeBootProfile: (ref: string) => Promise<{ ref: string, removed: boolean }>
   remove: (ref: string, options?: { force?: boolean }) => Promise<{ record: ImageRecord, freed: GcResult }>
   pin: (ref: string) => Promise<ImageRecord>
   unpin: (ref: string) => Promise<ImageRecord>

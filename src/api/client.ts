@@ -11,6 +11,7 @@ import { ApiError, ApiUnreachableError, DigestMismatchError, OutputError } from 
 import type { CacheReport } from '../cache/evictor.js'
 import type { ImageDetails, ImageListing, ImportOptions, LeaseOptions, ProgressOptions } from '../local-node.js'
 import type { ImageService } from '../service.js'
+import type { BootProfileSummary } from '../store/boot-profiles.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { IngestResult } from '../store/ingest.js'
 import type { Lease } from '../store/lease.js'
@@ -173,6 +174,8 @@ export class ApiClient implements ImageService {
   }
 
   async inspect (ref: string): Promise<ImageDetails> { return await this.call('GET', `/v1/images/${encodeURIComponent(ref)}/info`) }
+  async bootProfile (ref: string): Promise<BootProfileSummary> { return await this.call('GET', `/v1/images/${encodeURIComponent(ref)}/profile`) }
+  async removeBootProfile (ref: string): Promise<{ ref: string, removed: boolean }> { return await this.call('DELETE', `/v1/images/${encodeURIComponent(ref)}/profile`) }
   async remove (ref: string, options: { force?: boolean } = {}): Promise<{ record: ImageRecord, freed: GcResult }> {
     return await this.call('DELETE', `/v1/images/${encodeURIComponent(ref)}${options.force === true ? '?force=true' : ''}`)
   }

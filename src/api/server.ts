@@ -40,6 +40,10 @@ export interface ApiBackend {
   importDirs?: readonly string[]
   /** Origin URLs that `publish` may write to (the daemon's configuration); the first is the default. */
   publishOrigins?: readonly string[]
+  /** Told of every `Range` read of an image (a daemon records boot profiles from them). */
+  onRangeRead?: (record: ImageRecord, manifest: Manifest, offset: number, length: number) => void
+  /** Told when an image's boot profile is dropped (a daemon then records a new one at the next boot). */
+  onProfileRemoved?: (ref: string) => void
   /** What the fetches in flight have so far, by image ref (`sha256:<hex>`), shown with images in state `fetching`. */
   receiving?: () => Map<string, ReceivedSoFar>
 }
@@ -191,6 +195,7 @@ function coreRoutes (backend: ApiBackend): Route[] {
         const release = local.inUse.hold(record.ref.slice('sha256:'.length))
         res.once('close', release)
         const range = parseRange(req.headers.range, record.size)
+        if (range !== undefined && range !== 'unsatisfiable') backend.onRangeRead?.(record, manifest, range.start, range.end - range.start + 1)
         if (job != null && !job.finished && range === undefined) {
           // Stream verified chunks as they arrive; the digest check at the end decides how it ends.
           const headers = (): void => { res.writeHead(200, { ...imageHeaders(record), 'content-length': record.size }) }
@@ -229,6 +234,20 @@ function coreRoutes (backend: ApiBackend): Route[] {
       handle: async (_req, res, m, url) => {
         const { record, freed } = await local.remove(param(m[1]), { force: url.searchParams.get('force') === 'true' })
         sendJson(res, 200, { record, freed })
+      }
+    },
+    {
+      method: 'GET',
+      path: new RegExp(`^/v1/images/${REF}/profile$`),
+      handle: async (_req, res, m) => { sendJson(res, 200, await local.bootProfile(param(m[1]))) }
+    },
+    {
+      method: 'DELETE',
+      path: new RegExp(`^/v1/images/${REF}/profile$`),
+      handle: async (_req, res, m) => {
+        const out = await local.removeBootProfile(param(m[1]))
+        backend.onProfileRemoved?.(out.ref)
+        sendJson(res, 200, out)
       }
     },
     {

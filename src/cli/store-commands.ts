@@ -126,6 +126,38 @@ export const storeCommands: Command[] = [
     }
   },
   {
+    name: 'profile',
+    summary: 'show or drop an image\'s boot profile (the chunks its VMs read first)',
+    usage: 'imgswarm profile show|rm REF [--json]',
+    details: [
+      'show  the boot profile: the chunks a VM read in its first seconds (recorded on this node from',
+      '      NBD or HTTP range reads, or taken from a peer or the origin), which a fetch takes first.',
+      'rm    drops it; the next boot from this node records a new one.'
+    ].join('\n'),
+    options: {},
+    async run (ctx) {
+      const [sub, ...args] = ctx.positionals
+      if (sub !== 'show' && sub !== 'rm') throw new UsageError('profile needs a subcommand: show or rm (see imgswarm profile --help)')
+      if (args.length !== 1) throw new UsageError(`profile ${sub} takes exactly one REF, got ${args.length}`)
+      const node = await ctx.node()
+      if (sub === 'rm') {
+        const out = await node.removeBootProfile(args[0])
+        if (ctx.json) printJson(ctx, out)
+        else print(ctx, out.removed ? `dropped the boot profile of ${out.ref}` : `${out.ref} had no boot profile`)
+        return 0
+      }
+      const p = await node.bootProfile(args[0])
+      if (ctx.json) {
+        printJson(ctx, p)
+        return 0
+      }
+      print(ctx, `${p.ref}: boot profile of ${p.chunks} chunks (${formatBytes(p.bytes)}), ${formatBytes(p.encodedBytes)} stored, recorded ${p.recorded.replace(/\.\d+Z$/, 'Z')} under ${p.manifest}`)
+      const head = p.order.slice(0, 32).join(' ')
+      print(ctx, `read order: ${head}${p.order.length > 32 ? ` … (${p.order.length - 32} more)` : ''}`)
+      return 0
+    }
+  },
+  {
     name: 'rm',
     summary: 'remove an image and free the chunks no other image uses',
     usage: 'imgswarm rm REF [--force]',

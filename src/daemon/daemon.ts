@@ -13,6 +13,9 @@ import { GlanceImages } from '../fetch/glance-images.js'
 import { GlanceOrigin } from '../origin/glance-origin.js'
 import { glanceRoutes } from '../serve/glance-routes.js'
 import { askGlanceAlias, GlanceAliasAnnouncer, serveGlanceAliases } from '../peer/glance-alias-protocol.js'
+import { askBootProfile, serveBootProfiles } from '../peer/boot-profile-protocol.js'
+import { ProfilePrefetch } from '../fetch/profile-prefetch.js'
+import { BootRecorder } from '../serve/boot-recorder.js'
 import { LocalNode } from '../local-node.js'
 import { openOrigin } from '../origin/open-origin.js'
 import type { Origin } from '../origin/origin.js'
@@ -70,6 +73,10 @@ export class Daemon {
 
   private readonly announcer: Announcer
   private readonly aliasAnnouncer?: GlanceAliasAnnouncer
+  /** Records boot profiles from the first reads of images (NBD, HTTP ranges). */
+  readonly recorder: BootRecorder
+  /** Fetches a known boot profile's chunks first. */
+  readonly prefetch: ProfilePrefetch
   /** Preheats and minimum-replica policies (src/swarm). */
   readonly swarm: Swarm
   /** The cluster-wide replica policies: `replicas.protects(hex)` says whether eviction must keep an image. */
@@ -83,7 +90,9 @@ export class Daemon {
   /** Peers' node names, shown beside their IDs. */
   readonly peerNames: PeerNames
 
-  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, aliasAnnouncer?: GlanceAliasAnnouncer, swarm: Swarm, nbd?: NbdServer, events: ImageEvents, jobs: JobBoard, operator: OperatorView }) {
+  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, aliasAnnouncer?: GlanceAliasAnnouncer, swarm: Swarm, nbd?: NbdServer, events: ImageEvents, jobs: JobBoard, operator: OperatorView, recorder: BootRecorder, prefetch: ProfilePrefetch }) {
+    this.recorder = parts.recorder
+    this.prefetch = parts.prefetch
     this.nbd = parts.nbd
     this.events = parts.events
     this.jobs = parts.jobs
@@ -165,6 +174,10 @@ export class Daemon {
           admit: async image => await evictor.admit(image)
         })
         : undefined
+      // Boot profiles: recorded from the first reads of an image, fetched first by the next node.
+      const recorder = new BootRecorder({ profiles: local.store.bootProfiles, windowMs: config.bootProfileWindowMs, log })
+      const prefetch = new ProfilePrefetch({ profiles: local.store.bootProfiles, origin, log, askPeers: async (hex, accept, signal) => await askBootProfile(peer, hex, accept, { signal }) })
+      cleanups.push(async () => { prefetch.stop() })
       const fetcher = new Fetcher({
         glanceIds: glance != null ? async (id, o) => await glance.resolve(id, o) : undefined,
         store: local.store,
@@ -172,7 +185,7 @@ export class Daemon {
         origin,
         log,
         observer: withThroughput(metrics.observer(), throughput),
-        onJob: job => { jobs.add(job) },
+        onJob: job => { jobs.add(job); prefetch.watch(job) },
         selfId: peer.peerId.toString(),
         onState: r => {
           evictor.stateChanged()
@@ -190,6 +203,7 @@ export class Daemon {
       metrics.peerBoundGauges(() => peerDatastore(peer)?.counts(), () => limits.refusedRequests)
       await servePeers(peer, local.store, { log, served: bytes => { metrics.servedBytes.inc(bytes); throughput.add('served', bytes) }, haveOf: cid => fetcher.haveOf(cid), feeds: fetcher.feeds, limits, upload, inUse: local.inUse })
       if (glance != null) await serveGlanceAliases(peer, local.store, { limits, log })
+      await serveBootProfiles(peer, local.store, { limits, log })
       const member = clusterMember(config, exposedAt.length > 0)
       const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log, member, limits })
       cleanups.push(swarm.stop)
@@ -226,6 +240,8 @@ export class Daemon {
           void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
         },
         importDirs: config.importDirs,
+        onRangeRead: (record, manifest, offset, length) => { recorder.noteRead(record.ref.slice(7), manifest, record.manifest, offset, length) },
+        onProfileRemoved: r => { recorder.forget(r.slice(7)) },
         publishOrigins: [...(config.origin != null ? [config.origin] : []), ...config.publishOrigins],
         receiving: () => new Map(jobs.current().filter(j => j.image != null && !j.hit).map(j => {
           const { local, peer, origin } = j.bytes
@@ -238,7 +254,7 @@ export class Daemon {
       cleanups.push(async () => { await api.close() })
       await operator.listen(api.address, guards.access, onApiError)
       // Images as NBD exports: the same acquire as the API's image route, so opening one starts its fetch.
-      const exports = imageExports({ store: local.store, inUse: local.inUse, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal) })
+      const exports = imageExports({ store: local.store, inUse: local.inUse, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal), recorder })
       const nbd = nbdAddress == null
         ? undefined
         : await startNbdServer(exports, nbdAddress, { log, socketGid: apiGroup?.gid, groupGid: apiGroup?.gid }).catch(err => {
@@ -247,7 +263,7 @@ export class Daemon {
           log.warn('no NBD server: the default socket cannot be made (give --nbd)', { err })
           return undefined
         })
-      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, aliasAnnouncer, swarm, nbd, events, jobs, operator })
+      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, aliasAnnouncer, swarm, nbd, events, jobs, operator, recorder, prefetch })
       ref.daemon = daemon
       announcer.start()
       aliasAnnouncer?.start()
@@ -352,6 +368,7 @@ export class Daemon {
       this.log.info('stopping')
       this.announcer.stop()
       this.aliasAnnouncer?.stop()
+      this.prefetch.stop()
       this.local.evictor.stop()
       await this.swarm.stop().catch(err => { this.log.warn('swarm stop failed', { err }) })
       await this.operator.stop().catch(err => { this.log.warn('page stop failed', { err }) })
@@ -361,6 +378,8 @@ export class Daemon {
       await this.origin?.close?.().catch(() => {})
       await this.local.evictor.settled()
       await rm(join(this.local.store.dir!, DAEMON_FILE), { force: true })
+      // A recording still in its window keeps what it has (a VM stopped early, or a short test).
+      await this.recorder.flush()
       await this.local.close()
       this.log.info('stopped')
     })()

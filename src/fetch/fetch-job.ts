@@ -25,6 +25,8 @@ export interface FetchStatus {
   badChunks: number
   /** The image was already stored: nothing was fetched (its size shows under `local`). */
   hit?: boolean
+  /** The boot profile fetched first: how many chunks, and where it came from. */
+  profile?: { chunks: number, from: 'store' | 'peer' | 'origin' }
   /** Why the fetch waits before it starts (near the cache cap, for busy images to become evictable). */
   waiting?: string
   error?: string

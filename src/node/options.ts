@@ -1,5 +1,6 @@
 import { DEFAULT_GRACE_MS, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER } from '../cache/evictor.js'
 import { DEFAULT_REPLICA_INTERVAL_MS } from '../swarm/defaults.js'
+import { DEFAULT_PROFILE_WINDOW_MS } from '../serve/boot-recorder.js'
 import { LOG_LEVELS, type LogLevel } from '../util/log.js'
 import type { SizeLimit } from '../util/units.js'
 import { addresses, bool, choice, duration, list, millis, rate, share, sizeLimit, string, type Unit } from './option-units.js'
@@ -53,6 +54,8 @@ export interface NodeConfig {
   glanceTokenFile?: string
   /** Where images are served as NBD exports: `unix:PATH`, loopback `HOST:PORT` or `off`; `unix:<data>/nbd.sock` when absent. */
   nbd?: string
+  /** How long after an image's first read (NBD, HTTP ranges) the chunks read are recorded as its boot profile, in ms; 0 records none. */
+  bootProfileWindowMs: number
   /** The node's name, shown next to its peer ID; the host name when absent. */
   name?: string
   /** A loopback HOST:PORT for the cluster page when the API is a unix socket; none when absent. */
@@ -144,6 +147,7 @@ export const OPTIONS = [
     deprecated: { env: 'IMGSWARM_REPLICA_INTERVAL_MS', configKey: 'replicaIntervalMs', unit: millis(100) }
   }),
   option({ key: 'nbd', flag: 'nbd', env: 'IMGSWARM_NBD', configKey: 'nbd', unit: string, arg: 'ADDR', defaultText: 'unix:<data>/nbd.sock', help: 'serve every image as a read-only NBD export named by its ref: unix:PATH, loopback HOST:PORT, or off' }),
+  option({ key: 'bootProfileWindowMs', flag: 'boot-profile-window', env: 'IMGSWARM_BOOT_PROFILE_WINDOW', configKey: 'bootProfileWindow', unit: duration(0), default: DEFAULT_PROFILE_WINDOW_MS, help: 'record the chunks read this long after an image\'s first read (NBD, HTTP ranges) as its boot profile, fetched first by the next node; 0 records none' }),
   option({ key: 'apiGroup', flag: 'api-group', env: 'IMGSWARM_API_GROUP', configKey: 'apiGroup', unit: string, arg: 'GROUP', defaultText: 'none', help: 'members of this unix group may use the API with no token; the unix socket and api.token belong to it' }),
   option({ key: 'apiTokenFile', flag: 'api-token-file', env: 'IMGSWARM_API_TOKEN_FILE', configKey: 'apiTokenFile', unit: string, arg: 'FILE', defaultText: '<data>/api.token (made at start, 0640)', help: 'the token every other caller sends; required for an API beyond loopback' }),
   option({ key: 'apiTlsCert', flag: 'api-tls-cert', env: 'IMGSWARM_API_TLS_CERT', configKey: 'apiTlsCert', unit: string, arg: 'FILE', defaultText: 'none', help: 'serve the API over HTTPS with this PEM certificate (with --api-tls-key)' }),

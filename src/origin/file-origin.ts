@@ -8,7 +8,7 @@ import {
   OriginNotFoundError
 } from '../errors.js'
 import {
-  DEFAULT_TUNING, imageKey, manifestKey, type Origin, type OriginCallOptions, type OriginCapabilities,
+  DEFAULT_TUNING, imageKey, manifestKey, MAX_PROFILE_ENCODED, profileKey, type Origin, type OriginCallOptions, type OriginCapabilities,
   type OriginReadOptions, type OriginStat, type OriginTuning, type OriginWriteOptions
 } from './origin.js'
 import { TUNING_PARAMS, checkHex, defined, readParams } from './params.js'
@@ -89,17 +89,25 @@ class FileOrigin implements Origin {
 
   async readManifest (hex: string, options: OriginCallOptions = {}): Promise<Uint8Array | undefined> {
     checkHex(hex)
-    const path = this.path(manifestKey('', hex))
-    const max = this.tuning.maxManifestBytes
+    return await this.readSmall(this.path(manifestKey('', hex)), 'manifest', this.tuning.maxManifestBytes, options)
+  }
+
+  async readProfile (hex: string, options: OriginCallOptions = {}): Promise<Uint8Array | undefined> {
+    checkHex(hex)
+    return await this.readSmall(this.path(profileKey('', hex)), 'boot profile', MAX_PROFILE_ENCODED, options)
+  }
+
+  /** A small object (manifest, profile) whole, or undefined when missing. */
+  private async readSmall (path: string, what: string, max: number, options: OriginCallOptions): Promise<Uint8Array | undefined> {
     return await withRetries(async signal => {
       const st = await statFile(path)
       if (st === undefined) return undefined
-      if (st.size > max) throw new InvalidManifestError(`${path}: manifest of ${st.size} bytes is larger than the ${max} allowed`)
+      if (st.size > max) throw new InvalidManifestError(`${path}: ${what} of ${st.size} bytes is larger than the ${max} allowed`)
       const bytes = await readFile(path, { signal }).catch(err => {
         if (hasCode(err, 'ENOENT')) return undefined
         throw err
       })
-      if (bytes !== undefined && bytes.length > max) throw new InvalidManifestError(`${path}: manifest of ${bytes.length} bytes is larger than the ${max} allowed`)
+      if (bytes !== undefined && bytes.length > max) throw new InvalidManifestError(`${path}: ${what} of ${bytes.length} bytes is larger than the ${max} allowed`)
       return bytes === undefined ? undefined : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length)
     }, { ...this.tuning, what: path, signal: options.signal, mapError: err => mapFsError(err, path) })
   }
@@ -127,6 +135,13 @@ class FileOrigin implements Origin {
     checkHex(hex)
     const path = this.path(manifestKey('', hex))
     if (bytes.length > this.tuning.maxManifestBytes) throw new InvalidManifestError(`${path}: manifest of ${bytes.length} bytes is larger than the ${this.tuning.maxManifestBytes} allowed`)
+    await this.writeAtomically(path, async fh => { await writeAll(fh, bytes) }, options.signal)
+  }
+
+  async writeProfile (hex: string, bytes: Uint8Array, options: OriginCallOptions = {}): Promise<void> {
+    checkHex(hex)
+    const path = this.path(profileKey('', hex))
+    if (bytes.length > MAX_PROFILE_ENCODED) throw new InvalidManifestError(`${path}: boot profile of ${bytes.length} bytes is larger than the ${MAX_PROFILE_ENCODED} allowed`)
     await this.writeAtomically(path, async fh => { await writeAll(fh, bytes) }, options.signal)
   }
 

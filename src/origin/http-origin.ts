@@ -8,7 +8,7 @@ import {
   OriginRangeError
 } from '../errors.js'
 import {
-  DEFAULT_TUNING, imageKey, manifestKey, type Origin, type OriginCallOptions, type OriginCapabilities,
+  DEFAULT_TUNING, imageKey, manifestKey, MAX_PROFILE_ENCODED, profileKey, type Origin, type OriginCallOptions, type OriginCapabilities,
   type OriginReadOptions, type OriginStat, type OriginTuning
 } from './origin.js'
 import { parseContentRange } from './content-range.js'
@@ -120,8 +120,16 @@ class HttpOrigin implements Origin {
 
   async readManifest (hex: string, options: OriginCallOptions = {}): Promise<Uint8Array | undefined> {
     checkHex(hex)
-    const url = new URL(manifestKey('', hex), this.base)
-    const max = this.tuning.maxManifestBytes
+    return await this.readSmall(new URL(manifestKey('', hex), this.base), 'manifest', this.tuning.maxManifestBytes, options)
+  }
+
+  async readProfile (hex: string, options: OriginCallOptions = {}): Promise<Uint8Array | undefined> {
+    checkHex(hex)
+    return await this.readSmall(new URL(profileKey('', hex), this.base), 'boot profile', MAX_PROFILE_ENCODED, options)
+  }
+
+  /** A small object (manifest, profile) whole, or undefined when the server has none. */
+  private async readSmall (url: URL, what: string, max: number, options: OriginCallOptions): Promise<Uint8Array | undefined> {
     return await withRetries(async signal => {
       const res = await this.request('GET', url, {}, signal)
       if (res.statusCode === 404 || res.statusCode === 410) {
@@ -132,7 +140,7 @@ class HttpOrigin implements Origin {
       const declared = Number(res.headers['content-length'] ?? NaN)
       if (declared > max) {
         res.destroy()
-        throw new InvalidManifestError(`${url.href}: manifest of ${declared} bytes is larger than the ${max} allowed`)
+        throw new InvalidManifestError(`${url.href}: ${what} of ${declared} bytes is larger than the ${max} allowed`)
       }
       const pieces: Buffer[] = []
       let size = 0
@@ -140,11 +148,11 @@ class HttpOrigin implements Origin {
         size += piece.length
         if (size > max) {
           res.destroy()
-          throw new InvalidManifestError(`${url.href}: manifest larger than the ${max} bytes allowed`)
+          throw new InvalidManifestError(`${url.href}: ${what} larger than the ${max} bytes allowed`)
         }
         pieces.push(piece)
       }
-      if (!Number.isNaN(declared) && size !== declared) throw new OriginError(`${url.href}: manifest transfer ended after ${size} of ${declared} bytes`, { retryable: true })
+      if (!Number.isNaN(declared) && size !== declared) throw new OriginError(`${url.href}: ${what} transfer ended after ${size} of ${declared} bytes`, { retryable: true })
       const all = Buffer.concat(pieces)
       return new Uint8Array(all.buffer, all.byteOffset, all.length)
     }, this.retryOptions(url, options.signal))

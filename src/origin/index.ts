@@ -6,7 +6,7 @@ export type {
   Origin, OriginCallOptions, OriginCapabilities, OriginFactory, OriginReadOptions, OriginStat, OriginTuning,
   OriginWriteOptions
 } from './origin.js'
-export { MAX_MANIFEST_BYTES, imageKey, manifestKey, isImageHex } from './origin.js'
+export { MAX_MANIFEST_BYTES, MAX_PROFILE_ENCODED, imageKey, manifestKey, profileKey, isImageHex } from './origin.js'
 export { openOrigin, type OpenOriginOptions } from './open-origin.js'
 export { fileOrigin, type FileOriginOptions } from './file-origin.js'
 export { httpOrigin, type HttpOriginOptions } from './http-origin.js'

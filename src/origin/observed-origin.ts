@@ -22,6 +22,8 @@ export function observedOrigin (inner: Origin, failed: (op: OriginOp, why: Origi
   }
   const write = inner.write
   const writeManifest = inner.writeManifest
+  const readProfile = inner.readProfile
+  const writeProfile = inner.writeProfile
   return {
     url: inner.url,
     // A getter: a backend may learn at run time that its server ignores Range.
@@ -40,6 +42,8 @@ export function observedOrigin (inner: Origin, failed: (op: OriginOp, why: Origi
     readManifest: async (hex, options) => await watch('manifest', options, async () => await inner.readManifest(hex, options)),
     ...(write != null ? { write: async (hex, source, options) => await watch('write', options, async () => await write.call(inner, hex, source, options)) } : {}),
     ...(writeManifest != null ? { writeManifest: async (hex, bytes, options) => { await watch('write', options, async () => { await writeManifest.call(inner, hex, bytes, options) }) } } : {}),
+    ...(readProfile != null ? { readProfile: async (hex, options) => await watch('manifest', options, async () => await readProfile.call(inner, hex, options)) } : {}),
+    ...(writeProfile != null ? { writeProfile: async (hex, bytes, options) => { await watch('write', options, async () => { await writeProfile.call(inner, hex, bytes, options) }) } } : {}),
     ...(inner.close != null ? { close: inner.close.bind(inner) } : {})
   }
 }

@@ -9,8 +9,10 @@
  * ```
  * <prefix>/sha256/<64 hex>            the image bytes
  * <prefix>/sha256/<64 hex>.manifest   its manifest (dag-cbor), optional
+ * <prefix>/sha256/<64 hex>.profile    its boot profile (src/chunks/boot-profile.ts), optional
  * ```
  */
+import { MAX_PROFILE_ENCODED } from '../chunks/boot-profile.js'
 import { MAX_MANIFEST_BYTES } from '../chunks/manifest.js'
 
 /** Options every async origin method takes. */
@@ -98,6 +100,16 @@ export interface Origin {
   /** Stores the manifest of image `hex`, visible only once complete. Present when `capabilities.write`. */
   writeManifest? (hex: string, bytes: Uint8Array, options?: OriginCallOptions): Promise<void>
 
+  /**
+   * The image's boot profile as stored (unchecked: a hint the caller checks against its manifest),
+   * or `undefined` when there is none. Optional: a backend without it has no profiles.
+   * @throws InvalidManifestError when the object is larger than {@link MAX_PROFILE_ENCODED}
+   */
+  readProfile? (hex: string, options?: OriginCallOptions): Promise<Uint8Array | undefined>
+
+  /** Stores the boot profile of image `hex`, visible only once complete. Optional, and only where `capabilities.write`. */
+  writeProfile? (hex: string, bytes: Uint8Array, options?: OriginCallOptions): Promise<void>
+
   /** Releases connections and handles. The origin is not used afterwards. */
   close? (): Promise<void>
 }
@@ -110,6 +122,8 @@ export type OriginFactory = (url: string, options: Record<string, unknown>) => O
 
 /** Manifests larger than this are refused: the decoder's own bound (64 MiB, ~1.8 M chunks). */
 export { MAX_MANIFEST_BYTES }
+/** Boot profiles larger than this are refused. */
+export { MAX_PROFILE_ENCODED }
 
 /** Settings that every built-in backend takes, from options or from URL parameters of the same name. */
 export interface OriginTuning {
@@ -143,6 +157,11 @@ export function imageKey (prefix: string, hex: string): string {
 /** The object name of an image's manifest: `<prefix>/sha256/<hex>.manifest`. */
 export function manifestKey (prefix: string, hex: string): string {
   return `${imageKey(prefix, hex)}.manifest`
+}
+
+/** The object name of an image's boot profile: `<prefix>/sha256/<hex>.profile`. */
+export function profileKey (prefix: string, hex: string): string {
+  return `${imageKey(prefix, hex)}.profile`
 }
 
 /** Whether `hex` is 64 lower-case hex digits, the only form origins accept. */

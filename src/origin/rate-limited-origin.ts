@@ -28,6 +28,8 @@ export function rateLimitedOrigin (inner: Origin, bytesPerSecond: number): Origi
     },
     ...(inner.write != null ? { write: inner.write.bind(inner) } : {}),
     ...(inner.writeManifest != null ? { writeManifest: inner.writeManifest.bind(inner) } : {}),
+    ...(inner.readProfile != null ? { readProfile: inner.readProfile.bind(inner) } : {}),
+    ...(inner.writeProfile != null ? { writeProfile: inner.writeProfile.bind(inner) } : {}),
     ...(inner.close != null ? { close: inner.close.bind(inner) } : {})
   }
 }

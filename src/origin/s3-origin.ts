@@ -10,7 +10,7 @@ import {
   OriginNotFoundError, OriginRangeError
 } from '../errors.js'
 import {
-  DEFAULT_TUNING, imageKey, manifestKey, type Origin, type OriginCallOptions, type OriginCapabilities,
+  DEFAULT_TUNING, imageKey, manifestKey, MAX_PROFILE_ENCODED, profileKey, type Origin, type OriginCallOptions, type OriginCapabilities,
   type OriginReadOptions, type OriginStat, type OriginTuning, type OriginWriteOptions
 } from './origin.js'
 import { parseContentRange } from './content-range.js'
@@ -140,8 +140,16 @@ class S3Origin implements Origin {
 
   async readManifest (hex: string, options: OriginCallOptions = {}): Promise<Uint8Array | undefined> {
     checkHex(hex)
-    const key = manifestKey(this.prefix, hex)
-    const max = this.tuning.maxManifestBytes
+    return await this.readSmall(manifestKey(this.prefix, hex), 'manifest', this.tuning.maxManifestBytes, options)
+  }
+
+  async readProfile (hex: string, options: OriginCallOptions = {}): Promise<Uint8Array | undefined> {
+    checkHex(hex)
+    return await this.readSmall(profileKey(this.prefix, hex), 'boot profile', MAX_PROFILE_ENCODED, options)
+  }
+
+  /** A small object (manifest, profile) whole, or undefined when the bucket has none. */
+  private async readSmall (key: string, what: string, max: number, options: OriginCallOptions): Promise<Uint8Array | undefined> {
     return await withRetries(async signal => {
       let res: GetObjectCommandOutput
       try {
@@ -153,7 +161,7 @@ class S3Origin implements Origin {
       const body = res.Body as Readable
       if ((res.ContentLength ?? 0) > max) {
         body.destroy()
-        throw new InvalidManifestError(`${this.what(key)}: manifest of ${res.ContentLength} bytes is larger than the ${max} allowed`)
+        throw new InvalidManifestError(`${this.what(key)}: ${what} of ${res.ContentLength} bytes is larger than the ${max} allowed`)
       }
       addAbortSignal(signal, body)
       const pieces: Buffer[] = []
@@ -162,12 +170,12 @@ class S3Origin implements Origin {
         size += piece.length
         if (size > max) {
           body.destroy()
-          throw new InvalidManifestError(`${this.what(key)}: manifest larger than the ${max} bytes allowed`)
+          throw new InvalidManifestError(`${this.what(key)}: ${what} larger than the ${max} bytes allowed`)
         }
         pieces.push(piece)
       }
       if (res.ContentLength !== undefined && size !== res.ContentLength) {
-        throw new OriginError(`${this.what(key)}: manifest transfer ended after ${size} of ${res.ContentLength} bytes`, { retryable: true })
+        throw new OriginError(`${this.what(key)}: ${what} transfer ended after ${size} of ${res.ContentLength} bytes`, { retryable: true })
       }
       const all = Buffer.concat(pieces)
       return new Uint8Array(all.buffer, all.byteOffset, all.length)
@@ -256,6 +264,15 @@ class S3Origin implements Origin {
     checkHex(hex)
     const key = manifestKey(this.prefix, hex)
     if (bytes.length > this.tuning.maxManifestBytes) throw new InvalidManifestError(`${this.what(key)}: manifest of ${bytes.length} bytes is larger than the ${this.tuning.maxManifestBytes} allowed`)
+    await withRetries(async signal => {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: bytes, ContentLength: bytes.length }), { abortSignal: signal })
+    }, { ...this.retry(key, options.signal), deadline: false })
+  }
+
+  async writeProfile (hex: string, bytes: Uint8Array, options: OriginCallOptions = {}): Promise<void> {
+    checkHex(hex)
+    const key = profileKey(this.prefix, hex)
+    if (bytes.length > MAX_PROFILE_ENCODED) throw new InvalidManifestError(`${this.what(key)}: boot profile of ${bytes.length} bytes is larger than the ${MAX_PROFILE_ENCODED} allowed`)
     await withRetries(async signal => {
       await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: bytes, ContentLength: bytes.length }), { abortSignal: signal })
     }, { ...this.retry(key, options.signal), deadline: false })

@@ -4,6 +4,7 @@ import { parseImageNaming } from '../chunks/ref.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { LevelStore } from '../store/level-store.js'
+import type { BootRecorder } from './boot-recorder.js'
 import { ImageReader } from './image-reader.js'
 import type { NbdExport, NbdExports } from './nbd-connection.js'
 
@@ -15,6 +16,8 @@ export interface ImageExportsOptions {
   inUse: InUse
   /** The image, stored or being fetched: a fetch starts when the node does not hold it (the daemon's acquire). */
   acquire: (ref: string, signal: AbortSignal) => Promise<{ record: ImageRecord, manifest: Manifest, job?: FetchJob }>
+  /** Told of every read, to record the image's boot profile. */
+  recorder?: BootRecorder
 }
 
 /**
@@ -29,9 +32,13 @@ export function imageExports (o: ImageExportsOptions): NbdExports {
       const release = o.inUse.hold(record.ref.slice('sha256:'.length))
       const reader = new ImageReader({ store: o.store, manifest, job, manifestCid: record.manifest, namedCid: ref.kind === 'manifest' ? ref.cid.toString() : undefined })
       let closed = false
+      const hex = record.ref.slice('sha256:'.length)
       return {
         size: record.size,
-        read: async (offset, length, s) => await reader.read(offset, length, s),
+        read: async (offset, length, s) => {
+          o.recorder?.noteRead(hex, manifest, record.manifest, offset, length)
+          return await reader.read(offset, length, s)
+        },
         close: () => {
           if (closed) return
           closed = true

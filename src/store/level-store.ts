@@ -12,6 +12,7 @@ import { formatBytes } from '../util/format.js'
 import { RwLock } from '../util/rw-lock.js'
 import type { AbortOptions, ChunkStore } from './chunk-store.js'
 import { DiskGuard } from './disk-guard.js'
+import { BootProfiles } from './boot-profiles.js'
 import { GlanceAliases, type GlanceAlias } from './glance-aliases.js'
 import { hexOf, type ImageRecord } from './image-record.js'
 import { leaseExpired, type Lease } from './lease.js'
@@ -114,6 +115,8 @@ export class LevelStore implements ChunkStore {
   private readonly guard: DiskGuard | undefined
   /** Glance image ids of stored images (see {@link GlanceAliases}). */
   readonly glanceAliases: GlanceAliases
+  /** Boot profiles of stored images (see {@link BootProfiles}). */
+  readonly bootProfiles: BootProfiles
   /**
    * Bytes of chunks an import writes at once: half the write buffer, since a batch larger than the
    * buffer makes a memtable (and a level-0 table, mapped into memory when read) of its own size.
@@ -130,6 +133,7 @@ export class LevelStore implements ChunkStore {
     this.meta = db.sublevel<string, string>('meta', { keyEncoding: 'utf8', valueEncoding: 'utf8' }) as any
     this.leaseKeys = db.sublevel<string, Lease>('l', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any
     this.glanceAliases = new GlanceAliases(db.sublevel<string, GlanceAlias>('g', { keyEncoding: 'utf8', valueEncoding: 'json' }) as any, dir ?? 'memory')
+    this.bootProfiles = new BootProfiles(db.sublevel<string, Uint8Array>('p', { keyEncoding: 'utf8', valueEncoding: 'view' }) as any, dir ?? 'memory')
     const index = db.sublevel<Uint8Array, Uint8Array>('x', { keyEncoding: 'view', valueEncoding: 'view' }) as any
     this.guard = dir == null
       ? undefined
@@ -417,7 +421,7 @@ export class LevelStore implements ChunkStore {
     }).catch(() => {})
   }
 
-  /** Forgets an image (record, manifest and leases). Its chunks stay until the next {@link gc}. */
+  /** Forgets an image (record, manifest, boot profile and leases). Its chunks stay until the next {@link gc}. */
   private async removeImage (record: ImageRecord): Promise<void> {
     const hex = hexOf(record)
     const leases = await this.leasesOf(hex, { includeExpired: true })
@@ -425,6 +429,7 @@ export class LevelStore implements ChunkStore {
       await this.db.batch([
         { type: 'del', sublevel: this.images, key: hex } as BatchOp,
         { type: 'del', sublevel: this.manifests, key: hex } as BatchOp,
+        { type: 'del', sublevel: this.bootProfiles.sublevel, key: hex } as BatchOp,
         ...leases.map(l => ({ type: 'del', sublevel: this.leaseKeys, key: hex + l.holder }) as BatchOp)
       ])
     })
