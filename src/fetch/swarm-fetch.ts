@@ -117,8 +117,9 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   const watching = new Map<string, Promise<void>>() // peers whose stream (or poll) runs now
   const quietUntil = new Map<string, number>() // peers not to ask again before then
   const legacy = new Set<string>() // peers of the previous release: polled
-  let sourcesAt = 0
-  let firstLookAt = 0
+  // Never yet: a clock may start anywhere, at 0 too.
+  let sourcesAt = -Infinity
+  let firstLookAt = -Infinity
   let lastProgress = clock.now()
   let polled = false
   const started = clock.now()
@@ -204,7 +205,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       if (clock.now() - sourcesAt >= limits.holdersEveryMs) {
         await discover()
         sourcesAt = clock.now()
-        if (firstLookAt === 0) firstLookAt = sourcesAt
+        if (firstLookAt === -Infinity) firstLookAt = sourcesAt
       }
       // The origin waits for the first answers of the peers watched (or a second), to know who fetches too.
       polled ||= clock.now() - firstLookAt >= FIRST_ANSWERS_MS || [...watching.keys()].every(id => feed.peers.has(id))
@@ -241,7 +242,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       const g = groupOf(w)
       const owner = rendezvousOwner(`${o.hex}:${g}`, knowers)
       const mine = owner === o.self
-      const ownerStalled = !mine && now - (feed.peers.get(owner ?? '')?.lastGain ?? 0) > limits.stallMs
+      const ownerStalled = !mine && now - (feed.peers.get(owner ?? '')?.lastGain ?? -Infinity) > limits.stallMs
       if (mine || ownerStalled || starved) {
         log.debug('origin read', { image: `sha256:${o.hex}`, group: g, why: mine ? 'owner' : ownerStalled ? 'owner stalled' : 'starved', fetchingPeers: knowers.length - 1 })
         return orphans.filter(x => groupOf(x) === g)
