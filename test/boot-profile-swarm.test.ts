@@ -9,6 +9,7 @@ import { hexOf } from '../src/store/image-record.js'
 import { tempDir } from './helpers/cli.js'
 import { originWith, startDaemon, waitReady } from './helpers/daemons.js'
 import { seededBytes } from './helpers/data.js'
+import { RawNbd, infoPayload } from './helpers/nbd-client.js'
 
 const MiB = 1024 * 1024
 
@@ -68,7 +69,7 @@ t.test('a profile recorded on A from range reads of an image still arriving reac
   await waitFor('A has the image', async () => (await a.client.call<any>('GET', `/v1/images/${ref}/info`)).state === 'available' ? true : undefined)
 
   // B: A is its only source, at 4 MiB/s (~8 s for the image).
-  const b = await startDaemon(t, { bootstrap: [a.addr] })
+  const b = await startDaemon(t, { bootstrap: [a.addr], config: { bootProfileWindowMs: 1000 } })
   await waitReady(b)
   const job = b.daemon.fetcher.start(ref)
   const order = profile.order as number[]
@@ -76,6 +77,12 @@ t.test('a profile recorded on A from range reads of an image still arriving reac
   await job.promise
   const { storedThen, at: ms } = await seen
   const record = await b.daemon.local.store.resolve(ref)
+  const manifest = await b.daemon.local.store.getManifest(record)
+  const offsetOf = (i: number): number => {
+    let off = 0
+    for (let k = 0; k < i; k++) off += manifest.chunkLengths[k * 4] * 2 ** 24 + manifest.chunkLengths[k * 4 + 1] * 2 ** 16 + manifest.chunkLengths[k * 4 + 2] * 2 ** 8 + manifest.chunkLengths[k * 4 + 3]
+    return off
+  }
   t.same(job.status.profile, { chunks: profile.chunks, from: 'peer' }, 'B took A\'s profile from A')
   t.ok(storedThen < record.chunks / 2, `B had every profile chunk after ${ms} ms, with ${storedThen} of ${record.chunks} chunks stored (the profile lies in the image's second half)`)
   t.same((await b.client.call<any>('GET', `/v1/images/${ref}/profile`)).order, order, 'B keeps it, to pass on')
@@ -96,7 +103,20 @@ t.test('a profile recorded on A from range reads of an image still arriving reac
   t.ok(cThen.storedThen < record.chunks / 2, `C had every profile chunk after ${cThen.at} ms, with ${cThen.storedThen} of ${record.chunks} chunks stored`)
   t.equal(hexOf(await c.daemon.local.store.resolve(ref)), hex)
 
-  // profile rm through the API, and it is gone.
+  // profile rm through the API, and it is gone; the next reads, over NBD, record a new one.
   t.same(await b.client.call<any>('DELETE', `/v1/images/${ref}/profile`), { ref, removed: true })
   t.equal((await b.client.call<any>('GET', `/v1/images/${ref}/info`)).profile, undefined)
+  const nbd = await RawNbd.connect(join(b.dir, 'nbd.sock'))
+  t.teardown(() => { nbd.close() })
+  await nbd.handshake()
+  nbd.option(7, infoPayload(ref))
+  t.equal((await nbd.reply(30_000))?.type, 3)
+  t.equal((await nbd.reply())?.type, 1)
+  for (const [k, off] of [order[3], order[0]].map(i => offsetOf(i)).entries()) {
+    nbd.request(0, BigInt(k + 1), BigInt(off), 512)
+    t.equal((await nbd.simpleReply())?.error, 0)
+    t.ok((await nbd.read(512))?.equals(bytes.subarray(off, off + 512)), 'NBD read: right bytes')
+  }
+  const again = await waitFor('B\'s new profile', async () => await b.client.call<any>('GET', `/v1/images/${ref}/profile`))
+  t.same(again.order, [order[3], order[0]], 'recorded from NBD reads, in their order')
 })

@@ -1,5 +1,6 @@
 import { pathToFileURL } from 'node:url'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import t from 'tap'
 import {
   checkBootProfile, decodeBootProfile, encodeBootProfile, MAX_PROFILE_BYTES, MAX_PROFILE_CHUNKS, MAX_PROFILE_ENCODED, profileEntries
@@ -9,7 +10,9 @@ import { LocalNode } from '../src/local-node.js'
 import { fileOrigin } from '../src/origin/file-origin.js'
 import { publishImage } from '../src/publish.js'
 import { BootRecorder } from '../src/serve/boot-recorder.js'
+import { decodeProfileAnswer, decodeProfileRequest } from '../src/peer/boot-profile-protocol.js'
 import { tempDir } from './helpers/cli.js'
+import { fuzzParams, mutate, mutations, ownErrorOr } from './helpers/fuzz.js'
 import { seededBytes, streamOf } from './helpers/data.js'
 
 const MiB = 1024 * 1024
@@ -142,4 +145,24 @@ t.test('publish writes the profile beside the manifest; a file origin reads it b
   const second = await publishImage(node.store, record, origin)
   t.equal(second.profileBytes, bytes.length)
   t.same(Buffer.from((await origin.readProfile!(hex))!), Buffer.from(bytes), 'sha256/<hex>.profile holds it')
+})
+
+t.test('fuzz: mutated profiles and wire frames never throw a foreign error, and a checked profile names only the manifest\'s chunks', async t => {
+  const { manifest, cid } = await withImage(t, 2 * MiB, 'profile-fuzz')
+  const n = chunkCount(manifest)
+  const valid = encodeBootProfile(profileEntries(manifest, cid, [5, 0, 3, n - 1, 2]))
+  await fc.assert(fc.property(mutations, ops => {
+    const bytes = mutate(valid, ops)
+    const decoded = decodeBootProfile(bytes)
+    if (decoded == null) return true
+    const p = checkBootProfile(decoded, manifest, bytes.length)
+    const seen = new Set(p.chunks)
+    return seen.size === p.chunks.length && p.chunks.every(i => Number.isInteger(i) && i >= 0 && i < n) && p.chunks.length <= MAX_PROFILE_CHUNKS
+  }), fuzzParams(2000))
+  await fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), frame => {
+    const hex = ownErrorOr('decodeProfileRequest', () => decodeProfileRequest(frame))
+    const answer = decodeProfileAnswer(frame)
+    return (hex == null || /^[0-9a-f]{64}$/.test(hex)) && (answer == null || answer.length === frame.length - 1)
+  }), fuzzParams(2000))
+  t.pass('held')
 })
