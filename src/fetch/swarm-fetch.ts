@@ -230,6 +230,17 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
 
   // The origin: the groups this node owns, then, once the swarm stalls, any group left.
   const groupOf = (w: Want): number => Math.floor(w.offset / limits.groupBytes)
+  // Owners by group for the last set of knowers: it changes only when a fetching peer comes or
+  // goes, and hashing every knower for every orphan chunk at every look costs CPU that a
+  // starved machine lacks.
+  const owners = new Map<number, string | undefined>()
+  let ownersFor = ''
+  const ownerOf = (g: number, knowers: string[]): string | undefined => {
+    const set = knowers.join('\n')
+    if (set !== ownersFor) { owners.clear(); ownersFor = set }
+    if (!owners.has(g)) owners.set(g, rendezvousOwner(`${o.hex}:${g}`, knowers))
+    return owners.get(g)
+  }
   const nextGroup = (): Want[] | undefined => {
     // The nodes fetching the image now share its origin reads; a node that only holds part does not.
     const vs = views()
@@ -240,7 +251,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w, vs)).sort((a, b) => a.offset - b.offset)
     for (const w of orphans) {
       const g = groupOf(w)
-      const owner = rendezvousOwner(`${o.hex}:${g}`, knowers)
+      const owner = ownerOf(g, knowers)
       const mine = owner === o.self
       const ownerStalled = !mine && now - (feed.peers.get(owner ?? '')?.lastGain ?? -Infinity) > limits.stallMs
       if (mine || ownerStalled || starved) {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createCipheriv, createHash } from 'node:crypto'
 import { sha256 } from '../chunks/cid.js'
 import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from '../chunks/fastcdc.js'
 import { ManifestBuilder, encodeManifest, manifestCid, type Manifest } from '../chunks/manifest.js'
@@ -17,15 +17,10 @@ export interface BuiltImage extends MemoryImage {
   bytesOf: (digest: Uint8Array) => Uint8Array
 }
 
-/** `size` bytes that depend only on `seed`: no two chunks alike, the same on every run. */
+/** `size` bytes that depend only on `seed` (AES-128-CTR over zeros): no two chunks alike, the same on every run. */
 export function seededImageBytes (size: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(size)
-  let block = createHash('sha256').update(`imgswarm-sim-${seed}`).digest()
-  for (let off = 0; off < size; off += block.length) {
-    out.set(block.subarray(0, Math.min(block.length, size - off)), off)
-    block = createHash('sha256').update(block).digest()
-  }
-  return out
+  const key = createHash('sha256').update(`imgswarm-sim-${seed}`).digest()
+  return createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32)).update(Buffer.alloc(size))
 }
 
 /** Chunks `bytes` with the real chunker and builds its manifest. */
