@@ -59,7 +59,7 @@ t.test('a liar is dropped at its first bad chunk and the honest holder supplies 
   const left = await clock.run(fetchFromPeers(wantsOf(image), [
     { source: net.source('me', 'liar'), have: Uint8Array.from(all) },
     { source: net.source('me', 'honest'), have: Uint8Array.from(all) }
-  ], { ...noEvents, badChunk: p => { bad.push(p) }, deliver: async (_c, ws) => { for (const w of ws) got.add(w.key) } }, { clock }))
+  ], { ...noEvents, badChunk: p => { bad.push(p) }, deliver: async (_c, ws) => { for (const w of ws) got.add(w.key) } }, { clock, limits: { windowPerPeer: 1 } }))
   t.same(left, [])
   t.equal(got.size, image.wants.length, 'every chunk delivered, verified')
   t.same(new Set(bad), new Set(['liar']), 'the liar counted')
