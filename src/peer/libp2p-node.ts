@@ -16,6 +16,7 @@ import { redialBootstrap } from './bootstrap-redial.js'
 import { BoundedDatastore, type DhtLimits } from './dht-bounds.js'
 import { privateNetwork } from './pnet.js'
 import type { ConnectionGater, PeerId, PrivateKey } from './types.js'
+import { windowUpdatesAtHalf } from './yamux-window.js'
 
 /** The services every imgswarm node runs; `node.services.ping.ping(peer)` measures a round trip. */
 // A type alias, not an interface: libp2p's ServiceMap needs an index signature, which aliases get implicitly.
@@ -156,6 +157,7 @@ function buildInit (options: PeerNodeOptions): Libp2pOptions<PeerServices> {
     }
     return ma.toString()
   })
+  windowUpdatesAtHalf()
   const window = { ...DEFAULT_YAMUX, ...options.yamux }
   if (!(window.initialWindow >= 256 * 1024 && window.maxWindow >= window.initialWindow && window.maxWindow < 2 ** 32)) {
     throw new PeerConfigError(`invalid yamux windows ${window.initialWindow}/${window.maxWindow}: need 256 KiB <= initial <= max < 4 GiB`)
