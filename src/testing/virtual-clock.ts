@@ -1,6 +1,7 @@
 import { sleepWith, type Clock, type TimerHandle } from '../fetch/clock.js'
 
-interface Timer { due: number, seq: number, fn: () => void, live: boolean }
+/** `pos` is the timer's place in the heap, -1 once it fired or was cleared. */
+interface Timer { due: number, seq: number, fn: () => void, pos: number }
 
 /**
  * Simulated time for the fetch code: timers fire in order of their due time, and time jumps from one
@@ -23,20 +24,21 @@ export class VirtualClock implements Clock {
   now = (): number => this.t
 
   setTimer = (fn: () => void, ms: number): TimerHandle => {
-    const timer: Timer = { due: this.t + Math.max(0, ms), seq: this.seq++, fn, live: true }
+    const timer: Timer = { due: this.t + Math.max(0, ms), seq: this.seq++, fn, pos: -1 }
     this.push(timer)
     return timer
   }
 
   clearTimer = (handle: TimerHandle): void => {
-    if (handle != null) (handle as Timer).live = false
+    const timer = handle as Timer | undefined
+    if (timer != null && timer.pos >= 0) this.remove(timer.pos)
   }
 
   sleep = async (ms: number, signal?: AbortSignal): Promise<void> => { await sleepWith(this, ms, signal) }
 
   /** Timers not yet fired nor cleared. */
   get pending (): number {
-    return this.heap.reduce((n, t) => n + (t.live ? 1 : 0), 0)
+    return this.heap.length
   }
 
   /**
@@ -76,7 +78,6 @@ export class VirtualClock implements Clock {
 
   private fire (timer: Timer): void {
     this.t = Math.max(this.t, timer.due)
-    timer.live = false
     this.fired++
     timer.fn()
   }
@@ -85,41 +86,59 @@ export class VirtualClock implements Clock {
     return a.due < b.due || (a.due === b.due && a.seq < b.seq)
   }
 
-  private push (timer: Timer): void {
-    const h = this.heap
-    h.push(timer)
-    let i = h.length - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if (!this.less(h[i], h[parent])) break
-      [h[i], h[parent]] = [h[parent], h[i]]
-      i = parent
-    }
+  private place (timer: Timer, i: number): void {
+    this.heap[i] = timer
+    timer.pos = i
   }
 
-  /** The earliest live timer, taken off the heap (cleared ones are dropped on the way). */
-  private pop (): Timer | undefined {
+  private up (i: number): void {
     const h = this.heap
-    while (h.length > 0) {
-      const top = h[0]
-      const last = h.pop()!
-      if (h.length > 0) {
-        h[0] = last
-        let i = 0
-        while (true) {
-          const l = 2 * i + 1
-          const r = l + 1
-          let m = i
-          if (l < h.length && this.less(h[l], h[m])) m = l
-          if (r < h.length && this.less(h[r], h[m])) m = r
-          if (m === i) break;
-          [h[i], h[m]] = [h[m], h[i]]
-          i = m
-        }
-      }
-      if (top.live) return top
+    const timer = h[i]
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!this.less(timer, h[parent])) break
+      this.place(h[parent], i)
+      i = parent
     }
-    return undefined
+    this.place(timer, i)
+  }
+
+  private down (i: number): void {
+    const h = this.heap
+    const timer = h[i]
+    while (true) {
+      const l = 2 * i + 1
+      if (l >= h.length) break
+      const c = l + 1 < h.length && this.less(h[l + 1], h[l]) ? l + 1 : l
+      if (!this.less(h[c], timer)) break
+      this.place(h[c], i)
+      i = c
+    }
+    this.place(timer, i)
+  }
+
+  private push (timer: Timer): void {
+    this.heap.push(timer)
+    this.up(this.heap.length - 1)
+  }
+
+  /** Takes the timer at heap place `i` off the heap. */
+  private remove (i: number): Timer {
+    const h = this.heap
+    const timer = h[i]
+    const last = h.pop()!
+    if (i < h.length) {
+      this.place(last, i)
+      this.up(i)
+      this.down(last.pos)
+    }
+    timer.pos = -1
+    return timer
+  }
+
+  /** The earliest timer, taken off the heap. */
+  private pop (): Timer | undefined {
+    return this.heap.length > 0 ? this.remove(0) : undefined
   }
 }
 
