@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { DEFAULT_SWARM_LIMITS } from '../src/fetch/swarm-fetch.js'
 import { simulateSwarm } from '../src/testing/swarm-sim.js'
 
 /*
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     'join-spread-s': { type: 'string', default: '0' },
     die: { type: 'string', default: '0' },
     'die-within-s': { type: 'string', default: '5' },
+    limit: { type: 'string', multiple: true, default: [] },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false }
   }
@@ -27,9 +29,10 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(`usage: npm run sim:swarm -- --nodes N [--image-mib S] [--seed K] [--json]
   [--origin-mbit R] [--up-mbit R] [--down-mbit R] [--latency-ms L] [--dials D]
-  [--join-spread-s T] [--die K] [--die-within-s T]
+  [--join-spread-s T] [--die K] [--die-within-s T] [--limit NAME=VALUE ...]
 Defaults: 1 node, 32 MiB, seed 1, 100 Mbit/s origin and node links, 10 ms latency, 10 dials a node
-(about 20 neighbours), all nodes starting at t = 0, none dying.
+(about 20 neighbours), all nodes starting at t = 0, none dying. --limit sets one of the swarm
+fetch's limits (src/fetch/swarm-fetch.ts SwarmLimits), e.g. --limit stallMs=60000.
 `)
   process.exit(0)
 }
@@ -48,7 +51,18 @@ if (nodes < 1 || !Number.isInteger(nodes)) {
   process.exit(2)
 }
 
+const limits: Record<string, number> = {}
+for (const l of values.limit) {
+  const [name, value] = l.split('=')
+  if (!(name in DEFAULT_SWARM_LIMITS) || !Number.isFinite(Number(value))) {
+    process.stderr.write(`sim:swarm: --limit ${l}: not NAME=NUMBER with NAME one of ${Object.keys(DEFAULT_SWARM_LIMITS).join(', ')}\n`)
+    process.exit(2)
+  }
+  limits[name] = Number(value)
+}
+
 const result = await simulateSwarm({
+  limits,
   nodes,
   imageBytes: Math.round(num('image-mib') * 1024 * 1024),
   seed: num('seed'),
