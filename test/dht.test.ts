@@ -30,6 +30,28 @@ t.test('C finds the holder A through the DHT without being told of it', async t 
   t.ok(peers.some(p => p.peerId === a.daemon.peer.peerId.toString()), 'C is now connected to A')
 })
 
+t.test('C, not connected to the holder A, gets an image by its manifest CID through the DHT', async t => {
+  const bytes = seededBytes(3 * 1024 * 1024, 'dht-manifest-cid')
+  const b = await startDaemon(t)
+  const a = await startDaemon(t, { bootstrap: [b.addr] })
+  const c = await startDaemon(t, { bootstrap: [b.addr] })
+  await waitReady(a)
+  await waitReady(c)
+  const { record } = await a.client.importStream(streamOf(bytes), { meta: { type: 'machine', name: 'dht-cid' } })
+  await c.daemon.peer.hangUp(a.daemon.peer.peerId)
+  const before = await c.client.call<Array<{ peerId: string }>>('GET', '/v1/peers')
+  t.notOk(before.some(p => p.peerId === a.daemon.peer.peerId.toString()), 'C is not connected to A before the fetch')
+  // Named only by the manifest CID: the holders are looked up under that CID's provider records.
+  const res = await c.client.call<any>('POST', '/v1/fetch?wait=true', { refs: [record.manifest] })
+  t.equal(res.ok, true, JSON.stringify(res.images[0].error))
+  t.equal(res.images[0].bytes.peer >= bytes.length, true, 'every byte came from a peer')
+  const out = join(await tempDir(t), 'c.img')
+  await c.client.export(record.ref, out)
+  t.equal(sha256Ref(await readFile(out)), record.ref, 'the image, whole')
+  const peers = await c.client.call<Array<{ peerId: string }>>('GET', '/v1/peers')
+  t.ok(peers.some(p => p.peerId === a.daemon.peer.peerId.toString()), 'C is now connected to A')
+})
+
 t.test('holders of an image named by its manifest CID are looked up under that CID, not as a digest', async t => {
   const asked: string[] = []
   const fakeNode = {
