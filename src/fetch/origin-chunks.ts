@@ -17,14 +17,18 @@ export interface OriginFetchLimits {
   maxRangeBytes: number
   /** Range requests in flight at once. */
   concurrency: number
-  /** Verified chunks are stored in batches of about this many bytes. */
+  /**
+   * Verified chunks are stored in batches of about this many bytes. Neighbours hear of chunks only
+   * once they are stored, so a batch as large as an origin group (1 MiB) would hold every group's
+   * chunks back from the swarm until the whole group had arrived.
+   */
   deliverBytes: number
 }
 
 export const DEFAULT_ORIGIN_LIMITS: Readonly<OriginFetchLimits> = Object.freeze({
   maxRangeBytes: 16 * 1024 * 1024,
   concurrency: 3,
-  deliverBytes: 1024 * 1024
+  deliverBytes: 256 * 1024
 })
 
 interface Span { offset: number, length: number, wants: Want[] }

@@ -76,21 +76,24 @@ export class FairShareLinks {
   /** New rates for the transfers that send from `from` or receive at `to`. */
   private rerate (from: string, to: string): void {
     const now = this.clock.now()
-    const touched = new Set<Flow>([...(this.sending.get(from) ?? []), ...(this.receiving.get(to) ?? [])])
-    for (const f of touched) {
-      f.left = Math.max(0, f.left - f.rate * (now - f.at))
-      f.at = now
-      const up = this.capacity(f.from).up / (this.sending.get(f.from)?.size ?? 1)
-      const down = this.capacity(f.to).down / (this.receiving.get(f.to)?.size ?? 1)
-      f.rate = Math.min(up, down)
-      if (f.timer !== undefined) this.clock.clearTimer(f.timer)
-      f.timer = this.clock.setTimer(() => {
-        f.timer = undefined
-        f.left = 0
-        this.end(f)
-        f.done()
-      }, f.left / f.rate)
-    }
+    for (const f of this.sending.get(from) ?? []) this.rerateOne(f, now)
+    // Those that also send from `from` were re-rated above.
+    for (const f of this.receiving.get(to) ?? []) if (f.from !== from) this.rerateOne(f, now)
+  }
+
+  private rerateOne (f: Flow, now: number): void {
+    f.left = Math.max(0, f.left - f.rate * (now - f.at))
+    f.at = now
+    const up = this.capacity(f.from).up / (this.sending.get(f.from)?.size ?? 1)
+    const down = this.capacity(f.to).down / (this.receiving.get(f.to)?.size ?? 1)
+    f.rate = Math.min(up, down)
+    if (f.timer !== undefined) this.clock.clearTimer(f.timer)
+    f.timer = this.clock.setTimer(() => {
+      f.timer = undefined
+      f.left = 0
+      this.end(f)
+      f.done()
+    }, f.left / f.rate)
   }
 }
 
