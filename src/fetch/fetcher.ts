@@ -17,6 +17,7 @@ import type { PeerSchedulerLimits } from './peer-scheduler.js'
 import { hasBit, type HolderFinder, type PeerSource } from './sources.js'
 import { swarmFetch, type SwarmLimits } from './swarm-fetch.js'
 import { missingChunks, type Want } from './wants.js'
+import { SharedWants } from './shared-wants.js'
 import { withDeadline } from '../util/deadline.js'
 
 /** Hooks for metrics. Every method is optional to call cheaply on hot paths. */
@@ -116,6 +117,8 @@ export class Fetcher {
   private readonly holders: HolderFinder
   /** The have-feeds of the fetches running now (served to neighbours over have-updates). */
   readonly feeds = new HaveFeeds()
+  /** Chunks the fetches running now are getting: images fetched together move a shared chunk once. */
+  readonly shared = new SharedWants()
 
   constructor (options: FetcherOptions) {
     this.opts = options
@@ -471,7 +474,40 @@ export class Fetcher {
     }
   }
 
+  /**
+   * Gets the wanted chunks: those that another fetch of this node is getting now come from its copy
+   * (SharedWants), the rest from the swarm; a shared chunk that fetch let go is fetched here after.
+   */
   private async fetchWants (hex: string, manifestCid: string, manifest: Manifest, wants: Want[], job: FetchJob, whole: InOrderHash, feed: HaveFeed): Promise<void> {
+    const claimed = this.shared.claim(job, wants)
+    const mine = claimed.mine
+    let theirs = claimed.theirs
+    const leftover: Want[] = []
+    // Each shared chunk is taken as it is stored, and not kept after: nothing holds its bytes.
+    const waits = theirs.map(async ({ want, claimed }) => {
+      const chunk = await claimed
+      if (chunk == null || job.finished) {
+        leftover.push(want)
+        return
+      }
+      whole.add(want.indices, chunk.bytes)
+      job.chunkVerified(want.indices, chunk.bytes)
+      job.chunksStored(want.indices)
+      feed.stored(want.indices)
+      this.count(job, 'local', chunk.bytes.length * want.indices.length)
+    })
+    theirs = []
+    if (waits.length > 0) this.log.debug('chunks shared with another fetch', { image: digestRef(hex), shared: waits.length })
+    try {
+      if (mine.length > 0) await this.swarmWants(hex, manifestCid, manifest, mine, job, whole, feed)
+      await Promise.all(waits)
+    } finally {
+      this.shared.releaseAll(job, mine)
+    }
+    if (leftover.length > 0) await this.fetchWants(hex, manifestCid, manifest, leftover, job, whole, feed)
+  }
+
+  private async swarmWants (hex: string, manifestCid: string, manifest: Manifest, wants: Want[], job: FetchJob, whole: InOrderHash, feed: HaveFeed): Promise<void> {
     const { store } = this.opts
     const controller = new AbortController()
     this.log.debug('fetching chunks', { image: digestRef(hex), missing: wants.length })
@@ -494,6 +530,7 @@ export class Fetcher {
           const indices = ws.flatMap(w => w.indices)
           job.chunksStored(indices)
           feed.stored(indices)
+          this.shared.stored(job, chunks, ws)
         },
         received: (source, bytes) => { this.count(job, source, bytes) },
         badChunk: peer => { job.status.badChunks++; this.observer.badChunk(peer) },
