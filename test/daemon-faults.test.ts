@@ -7,6 +7,7 @@ import { breakingOrigin, countingOrigin, originWith, startDaemon, waitReady } fr
 import { startEvilPeer } from './helpers/evil-peer.js'
 import { asUserUnavailable, curlAs } from './helpers/as-user.js'
 import type { TestDaemon } from './helpers/daemons.js'
+import type { ImageEvent } from '../src/node/image-events.js'
 
 async function metricsText (d: TestDaemon): Promise<string> {
   return Buffer.concat(await (await d.client.send('GET', '/metrics')).toArray()).toString()
@@ -88,6 +89,17 @@ t.test('a peer that lies about a manifest: no wrong image is ever available', as
     await b.client.export(claim, again)
     t.ok((await readFile(again)).equals(real), 'the fetch went on to the real image, from the origin')
   })
+})
+
+t.test('an image read whole from an origin without manifests ends like any fetch: an available event at once', async t => {
+  const bytes = seededBytes(2 * 1024 * 1024, 'whole-stream')
+  const { origin, refs: [ref] } = await originWith(t, [bytes], { manifests: false })
+  const b = await startDaemon(t, { origin })
+  const events: ImageEvent[] = []
+  b.daemon.events.subscribe(e => { events.push(e) })
+  const res = await b.client.call<any>('POST', '/v1/fetch?wait=true', { refs: [ref] })
+  t.equal(res.ok, true, JSON.stringify(res.images[0].error))
+  t.same(events.filter(e => e.record.ref === ref).map(e => e.kind), ['available'], 'the event stream heard of it when the fetch ended, not at the next sweep')
 })
 
 t.test('a peer killed mid-transfer: the fetch completes from the origin', async t => {

@@ -404,13 +404,14 @@ export class Fetcher {
     }
     const previous = await this.opts.store.getRecord(hex)
     const meta = previous != null ? { type: previous.type, name: previous.name, format: previous.format } : { type: 'other' as const, name: '', format: '' }
-    let recorded = false
+    let recorded: ImageRecord | undefined
     try {
-      await ingest(this.opts.store, counted(), { meta, expectRef: digestRef(hex), from: 'origin' })
-      recorded = true
+      recorded = (await ingest(this.opts.store, counted(), { meta, expectRef: digestRef(hex), from: 'origin' })).record
     } finally {
-      admission?.release(recorded)
+      admission?.release(recorded != null)
     }
+    // The same end as a chunked fetch: announced, counted by the cache and told to the event stream now.
+    this.opts.onState?.(recorded)
   }
 
   private async fetchChunks (manifest: Manifest, job: FetchJob, previous: ImageRecord | undefined): Promise<void> {
