@@ -175,7 +175,7 @@ export async function simulateSwarm (options: Partial<SwarmSimOptions> = {}): Pr
     const right = image.digests.every(d => {
       const got = chunks.get(Buffer.from(d).toString('latin1'))
       const want = image.bytesOf(d)
-      return got === want || (got != null && Buffer.from(got).equals(want))
+      return got === want || (got != null && Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(want))
     })
     if (right) complete++
   }
