@@ -71,6 +71,13 @@ export interface SwarmFetchOptions {
   originLimits?: Partial<OriginFetchLimits>
   /** Chunks that readers wait for: fetched first, beside the rest (see demand-fetch.ts). */
   demand?: Demand
+  /**
+   * Every node known to fetch the image now, beyond the peers watched (the swarm simulator's
+   * experiment with ownership over the whole swarm; the daemon does not pass it). Origin groups are
+   * then owned among them all, and an owner this node does not watch is never judged stalled: only
+   * this node's own starvation sends it to the origin for such a group.
+   */
+  fetchers?: () => Iterable<string>
   /** Time for every wait and deadline here; default the feed's clock, else the real one (the simulator passes a virtual one). */
   clock?: Clock
 }
@@ -245,7 +252,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     // The nodes fetching the image now share its origin reads; a node that only holds part does not.
     const vs = views()
     const fetching = vs.filter(v => v.fetching && v.live)
-    const knowers = [o.self, ...fetching.map(v => v.source.id)]
+    const knowers = o.fetchers == null ? [o.self, ...fetching.map(v => v.source.id)] : [...new Set([o.self, ...fetching.map(v => v.source.id), ...o.fetchers()])].sort()
     const now = clock.now()
     const starved = now - lastProgress > 4 * limits.stallMs && busy.size === 0
     const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w, vs)).sort((a, b) => a.offset - b.offset)
@@ -253,7 +260,8 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       const g = groupOf(w)
       const owner = ownerOf(g, knowers)
       const mine = owner === o.self
-      const ownerStalled = !mine && now - (feed.peers.get(owner ?? '')?.lastGain ?? -Infinity) > limits.stallMs
+      const ownerView = feed.peers.get(owner ?? '')
+      const ownerStalled = !mine && (ownerView != null || o.fetchers == null) && now - (ownerView?.lastGain ?? -Infinity) > limits.stallMs
       if (mine || ownerStalled || starved) {
         log.debug('origin read', { image: `sha256:${o.hex}`, group: g, why: mine ? 'owner' : ownerStalled ? 'owner stalled' : 'starved', fetchingPeers: knowers.length - 1 })
         return orphans.filter(x => groupOf(x) === g)

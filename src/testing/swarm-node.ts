@@ -22,6 +22,8 @@ export interface MemoryFetchOptions {
   peerLimits?: Partial<PeerSchedulerLimits>
   originLimits?: Partial<OriginFetchLimits>
   log?: Logger
+  /** See SwarmFetchOptions.fetchers. */
+  fetchers?: () => Iterable<string>
 }
 
 /** What one node's fetch did. */
@@ -75,7 +77,8 @@ export async function memoryFetch (o: MemoryFetchOptions): Promise<MemoryFetchRe
       peerLimits: o.peerLimits,
       originLimits: o.originLimits,
       clock,
-      log: o.log
+      log: o.log,
+      fetchers: o.fetchers
     })
     ok = true
   } finally {
