@@ -46,6 +46,8 @@ import { OperatorView, withThroughput } from './operator-view.js'
 import { PeerNames } from './peer-names.js'
 
 import { DAEMON_FILE, type DaemonInfo } from './daemon-file.js'
+import { Lifecycle } from '../node/lifecycle.js'
+import type { ImageRecord } from '../store/image-record.js'
 import { withDeadline } from '../util/deadline.js'
 
 export { DAEMON_FILE, type DaemonInfo }
@@ -70,9 +72,9 @@ export class Daemon {
   private readonly log: Logger
   private ready = false
   private stopping?: Promise<void>
+  /** Every part, in the order built: stopped from this list (see Lifecycle). */
+  private readonly parts: Lifecycle
 
-  private readonly announcer: Announcer
-  private readonly aliasAnnouncer?: GlanceAliasAnnouncer
   /** Records boot profiles from the first reads of images (NBD, HTTP ranges). */
   readonly recorder: BootRecorder
   /** Fetches a known boot profile's chunks first. */
@@ -90,15 +92,14 @@ export class Daemon {
   /** Peers' node names, shown beside their IDs. */
   readonly peerNames: PeerNames
 
-  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, announcer: Announcer, aliasAnnouncer?: GlanceAliasAnnouncer, swarm: Swarm, nbd?: NbdServer, events: ImageEvents, jobs: JobBoard, operator: OperatorView, recorder: BootRecorder, prefetch: ProfilePrefetch }) {
+  private constructor (parts: { local: LocalNode, peer: PeerNode, fetcher: Fetcher, api: ApiServer, metrics: DaemonMetrics, origin?: Origin, log: Logger, swarm: Swarm, nbd?: NbdServer, events: ImageEvents, jobs: JobBoard, operator: OperatorView, recorder: BootRecorder, prefetch: ProfilePrefetch, parts: Lifecycle }) {
+    this.parts = parts.parts
     this.recorder = parts.recorder
     this.prefetch = parts.prefetch
     this.nbd = parts.nbd
     this.events = parts.events
     this.jobs = parts.jobs
     this.operator = parts.operator
-    this.announcer = parts.announcer
-    this.aliasAnnouncer = parts.aliasAnnouncer
     this.swarm = parts.swarm
     this.replicas = parts.swarm.replicas
     this.local = parts.local
@@ -140,10 +141,12 @@ export class Daemon {
         onEvicted: (record, freed) => { hooks.metrics?.evictions.inc(); hooks.metrics?.evictedBytes.inc(freed); events.emit('evicted', record, { freedBytes: freed }) }
       }
     })
-    const cleanups: Array<() => Promise<void>> = [async () => { await local.close() }]
+    // Every part is added as it is built; the same list stops them, after a failed start or at stop().
+    const parts = new Lifecycle(log)
+    parts.add('store', { stop: async () => { await local.close() } })
     try {
       const opened = overrides.origin ?? (config.origin != null ? await openOrigin(config.origin, { glanceTokenFile: config.glanceTokenFile }) : undefined)
-      if (opened?.close != null) cleanups.push(async () => { await opened.close?.() })
+      parts.add('origin', { stop: async () => { await opened?.close?.() } })
       const limited = opened != null && config.maxOriginRate != null ? rateLimitedOrigin(opened, config.maxOriginRate) : opened
       const { privateKey } = await loadOrCreateIdentity(config.data)
       const peer = await createPeerNode({
@@ -154,18 +157,23 @@ export class Daemon {
         swarmKey,
         allowPeers: config.allowPeers.length > 0 ? config.allowPeers : undefined
       })
-      cleanups.push(async () => { await peer.stop() })
+      parts.add('libp2p', { stop: async () => { await peer.stop() } })
       const cacheGauges = config.maxSize != null ? { used: () => local.evictor.lastUsed, cap: async () => await local.evictor.capBytes() } : undefined
       const metrics = new DaemonMetrics(local.store, () => peer.getConnections().length, cacheGauges)
       hooks.metrics = metrics
       const origin = limited != null ? observedOrigin(limited, (op, why) => { metrics.originFailed(op, why) }) : undefined
       const evictor = local.evictor
-      cleanups.push(async () => { evictor.stop(); await evictor.settled() })
+      parts.add('evictor', { start: () => { evictor.start() }, stop: async () => { evictor.stop(); await evictor.settled() } })
       const announcer = new Announcer(peer, local.store, log)
-      cleanups.push(async () => { announcer.stop() })
+      // An image now whole here, fetched or imported: neighbours hear of it, then the cap is enforced.
+      const stored = (r: ImageRecord): void => {
+        void announcer.announce(r.ref.slice(7), r.manifest, r.state)
+        void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
+      }
+      parts.add('DHT announcer', { start: () => { announcer.start() }, stop: () => { announcer.stop() } })
       // A Glance origin names images by id: the node maps ids to sha256 and serves Glance's API.
       const aliasAnnouncer = opened instanceof GlanceOrigin ? new GlanceAliasAnnouncer(peer, local.store, opened.endpoint, log) : undefined
-      if (aliasAnnouncer != null) cleanups.push(async () => { aliasAnnouncer.stop() })
+      if (aliasAnnouncer != null) parts.add('Glance alias announcer', { start: () => { aliasAnnouncer.start() }, stop: () => { aliasAnnouncer.stop() } })
       const glance = opened instanceof GlanceOrigin
         ? new GlanceImages(opened, local.store, {
           log,
@@ -177,7 +185,9 @@ export class Daemon {
       // Boot profiles: recorded from the first reads of an image, fetched first by the next node.
       const recorder = new BootRecorder({ profiles: local.store.bootProfiles, windowMs: config.bootProfileWindowMs, log })
       const prefetch = new ProfilePrefetch({ profiles: local.store.bootProfiles, origin, log, askPeers: async (hex, accept, signal) => await askBootProfile(peer, hex, accept, { signal }) })
-      cleanups.push(async () => { prefetch.stop() })
+      // A recording still in its window keeps what it has (a VM stopped early, or a short test).
+      parts.add('boot profile recorder', { stop: async () => { await recorder.flush() } })
+      parts.add('boot profile prefetch', { stop: () => { prefetch.stop() } })
       const fetcher = new Fetcher({
         glanceIds: glance != null ? async (id, o) => await glance.resolve(id, o) : undefined,
         store: local.store,
@@ -190,8 +200,8 @@ export class Daemon {
         onState: r => {
           evictor.stateChanged()
           events.emit(r.state, r)
-          if (r.state !== 'failed') void announcer.announce(r.ref.slice(7), r.manifest, r.state)
-          if (r.state === 'available') void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
+          if (r.state === 'fetching') void announcer.announce(r.ref.slice(7), r.manifest, r.state)
+          if (r.state === 'available') stored(r)
         },
         admit: async image => await evictor.admit(image).catch(err => {
           if (err instanceof CacheFullError) metrics.refusedFetches.inc()
@@ -206,7 +216,7 @@ export class Daemon {
       await serveBootProfiles(peer, local.store, { limits, log })
       const member = clusterMember(config, exposedAt.length > 0)
       const swarm = await startSwarm({ node: peer, store: local.store, fetcher, dataDir: config.data, replicaIntervalMs: config.replicaIntervalMs, log, member, limits })
-      cleanups.push(swarm.stop)
+      parts.add('swarm', { stop: swarm.stop })
       // Replicas the cluster's policy keeps here are never evicted.
       hooks.protects = hex => swarm.replicas.protects(hex)
       const ref: { daemon?: Daemon } = {}
@@ -224,7 +234,7 @@ export class Daemon {
         log,
         nodeStatus: () => { const d = ref.daemon!; return { ...d.info(), origin: d.origin?.url ?? null, ready: d.isReady, peers: d.peer.getConnections().length } }
       })
-      cleanups.push(async () => { await operator.stop() })
+      parts.add('cluster page', { stop: async () => { await operator.stop() } })
       metrics.replicaGauges(() => swarm.replicas.active().map(p => ({ min: p.min, holders: swarm.repair.state(p.image)?.holders.length })))
       // The API starts before the Daemon object exists (it needs the bound address); routes reach it late.
       const backend: ApiBackend = {
@@ -236,8 +246,7 @@ export class Daemon {
           : undefined,
         onImported: r => {
           events.emit('imported', r)
-          void announcer.announce(r.ref.slice(7), r.manifest, r.state)
-          void evictor.enforce().catch(err => { log.warn('eviction failed', { err }) })
+          stored(r)
         },
         importDirs: config.importDirs,
         onRangeRead: (record, manifest, offset, length) => { recorder.noteRead(record.ref.slice(7), manifest, record.manifest, offset, length) },
@@ -251,7 +260,7 @@ export class Daemon {
       const guards = await apiGuards(config, apiAddress, apiGroup, log)
       const onApiError = (err: unknown): void => { log.error('API request failed', { err }) }
       const api = await startApiServer(backend, apiAddress, { ...guards, onError: onApiError })
-      cleanups.push(async () => { await api.close() })
+      parts.add('API', { stop: async () => { await api.close() } })
       await operator.listen(api.address, guards.access, onApiError)
       // Images as NBD exports: the same acquire as the API's image route, so opening one starts its fetch.
       const exports = imageExports({ store: local.store, inUse: local.inUse, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal), recorder })
@@ -263,11 +272,12 @@ export class Daemon {
           log.warn('no NBD server: the default socket cannot be made (give --nbd)', { err })
           return undefined
         })
-      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, announcer, aliasAnnouncer, swarm, nbd, events, jobs, operator, recorder, prefetch })
+      parts.add('NBD server', { stop: async () => { await nbd?.close() } })
+      const daemon = new Daemon({ local, peer, fetcher, api, metrics, origin, log, swarm, nbd, events, jobs, operator, recorder, prefetch, parts })
       ref.daemon = daemon
-      announcer.start()
-      aliasAnnouncer?.start()
-      evictor.start()
+      await parts.start()
+      // Written last and removed first: while it exists, the CLI sends its commands to this API.
+      parts.add('daemon file', { stop: async () => { await rm(join(config.data, DAEMON_FILE), { force: true }) } })
       await writePrivateFile(join(config.data, DAEMON_FILE), JSON.stringify(daemon.info()) + '\n', 0o640)
       log.info('imgswarm daemon started', { ...daemon.info(), origin: origin?.url ?? null, maxSize: await evictor.capBytes() })
       if (exposedAt.length > 0 && config.swarmKey == null && config.allowPeers.length === 0) {
@@ -277,7 +287,7 @@ export class Daemon {
       void fetcher.resumeUnfinished().then(refs => { if (refs.length > 0) log.info('resuming unfinished fetches', { images: refs }) })
       return daemon
     } catch (err) {
-      for (const c of cleanups.reverse()) await c().catch(() => {})
+      await parts.stop()
       throw err
     }
   }
@@ -366,21 +376,7 @@ export class Daemon {
   async stop (): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('stopping')
-      this.announcer.stop()
-      this.aliasAnnouncer?.stop()
-      this.prefetch.stop()
-      this.local.evictor.stop()
-      await this.swarm.stop().catch(err => { this.log.warn('swarm stop failed', { err }) })
-      await this.operator.stop().catch(err => { this.log.warn('page stop failed', { err }) })
-      await this.api.close().catch(err => { this.log.warn('API close failed', { err }) })
-      await this.nbd?.close().catch(err => { this.log.warn('NBD server close failed', { err }) })
-      await Promise.resolve(this.peer.stop()).catch((err: unknown) => { this.log.warn("libp2p stop failed", { err }) })
-      await this.origin?.close?.().catch(() => {})
-      await this.local.evictor.settled()
-      await rm(join(this.local.store.dir!, DAEMON_FILE), { force: true })
-      // A recording still in its window keeps what it has (a VM stopped early, or a short test).
-      await this.recorder.flush()
-      await this.local.close()
+      await this.parts.stop()
       this.log.info('stopped')
     })()
     await this.stopping
