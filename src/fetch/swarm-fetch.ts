@@ -242,11 +242,13 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   // starved machine lacks.
   const owners = new Map<number, string | undefined>()
   let ownersFor = ''
-  const ownerOf = (g: number, knowers: string[]): string | undefined => {
+  const ownersAmong = (knowers: string[]): (g: number) => string | undefined => {
     const set = knowers.join('\n')
     if (set !== ownersFor) { owners.clear(); ownersFor = set }
-    if (!owners.has(g)) owners.set(g, rendezvousOwner(`${o.hex}:${g}`, knowers))
-    return owners.get(g)
+    return g => {
+      if (!owners.has(g)) owners.set(g, rendezvousOwner(`${o.hex}:${g}`, knowers))
+      return owners.get(g)
+    }
   }
   const nextGroup = (): Want[] | undefined => {
     // The nodes fetching the image now share its origin reads; a node that only holds part does not.
@@ -254,11 +256,12 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     const fetching = vs.filter(v => v.fetching && v.live)
     const knowers = o.fetchers == null ? [o.self, ...fetching.map(v => v.source.id)] : [...new Set([o.self, ...fetching.map(v => v.source.id), ...o.fetchers()])].sort()
     const now = clock.now()
+    const ownerOf = ownersAmong(knowers)
     const starved = now - lastProgress > 4 * limits.stallMs && busy.size === 0
     const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w, vs)).sort((a, b) => a.offset - b.offset)
     for (const w of orphans) {
       const g = groupOf(w)
-      const owner = ownerOf(g, knowers)
+      const owner = ownerOf(g)
       const mine = owner === o.self
       const ownerView = feed.peers.get(owner ?? '')
       const ownerStalled = !mine && (ownerView != null || o.fetchers == null) && now - (ownerView?.lastGain ?? -Infinity) > limits.stallMs

@@ -142,7 +142,8 @@ export async function simulateSwarm (options: Partial<SwarmSimOptions> = {}): Pr
       const origin = memoryOrigin([image], { link: links.transfer, reader: id, firstByte: async () => { await clock.sleep(2 * latencyMs) } }, meter)
       memoryFetch({ net, id, image, origin, clock, signal: controller.signal, holders: net.holders(id, () => neighbours.get(id)!), limits: o.limits, fetchers: o.globalOwners === true ? () => fetching : undefined })
         .then(r => {
-          fetching.delete(id)
+          // A node that finished stays among the owners: its groups were read, and a set that
+          // changed at every completion would have every node hash it anew.
           done.set(id, r.doneAt)
           peerBytes += r.fromPeers
           badChunks += r.badChunks.length
