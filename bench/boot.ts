@@ -64,6 +64,8 @@ async function main (): Promise<void> {
         if (lazy.line?.includes(MARKER) !== true) throw new Error(`lazy boot did not reach the marker: ${lazy.console}`)
         // node1 keeps the reads of that boot as the image's profile once its window ends.
         const profile = await waitForProfile(clients[1], record.ref)
+        // node1's fetch goes on after its marker: let it end, so node2's fetch has the link to itself.
+        await clients[1].call('POST', '/v1/fetch?wait=true', { refs: [record.ref] })
         const t0 = Date.now()
         await clients[2].call('POST', '/v1/fetch?wait=true', { refs: [record.ref] })
         const fetchMs = Date.now() - t0
