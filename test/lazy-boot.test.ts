@@ -49,5 +49,7 @@ t.test(`a VM boots from the NBD export of an image still arriving over a ${RATE}
 
   // The lazily booted node still ends with the whole image, checked.
   for (let i = 0; i < 600 && (await clients[1].call<any>('GET', `/v1/images/${record.ref}/info`)).state === 'fetching'; i++) await new Promise(resolve => setTimeout(resolve, 100))
-  t.equal((await clients[1].call<any>('GET', `/v1/images/${record.ref}/info`)).state, 'available', 'node1 holds the whole image in the end')
+  const end = await clients[1].call<any>('GET', `/v1/images/${record.ref}/info`)
+  t.equal(end.state, 'available', 'node1 holds the whole image in the end')
+  if (end.state !== 'available') t.comment(`node1: ${JSON.stringify(end.reason ?? end)}\nnode1 log: ${(await readFile(join(c, 'node1', 'daemon.log'), 'utf8').catch(() => '')).slice(-3000)}`)
 })
