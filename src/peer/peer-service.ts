@@ -6,10 +6,11 @@ import type { AbortOptions } from '../store/chunk-store.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { LevelStore } from '../store/level-store.js'
 import { silentLogger, type Logger } from '../util/log.js'
+import { Slots } from '../util/slots.js'
 import type { TokenBucket } from '../util/token-bucket.js'
 import type { HaveFeed, HaveFeeds } from '../fetch/have-feeds.js'
 import { Bitfield } from './bitfield.js'
-import { handle, onlyFrame, request } from './exchange.js'
+import { DEFAULT_MAX_STREAMS_PER_PEER, handle, onlyFrame, request } from './exchange.js'
 import { serveHaveUpdates, watchHave } from './have-updates.js'
 import type { PeerLimits } from './peer-limits.js'
 import {
@@ -185,9 +186,35 @@ export class LibpPeerSource implements PeerSource {
   async * chunks (digests: Uint8Array[], options?: AbortOptions): AsyncIterable<ChunkReply> {
     for (let i = 0; i < digests.length; i += MAX_CHUNK_BATCH) {
       const batch = digests.slice(i, i + MAX_CHUNK_BATCH)
-      yield * readChunksResponse(batch, request(this.node, this.peer, CHUNKS, [encodeChunksRequest({ digests: batch })], options))
+      const release = await chunkStreamSlots(this.node, this.id).acquire(options?.signal)
+      try {
+        yield * readChunksResponse(batch, request(this.node, this.peer, CHUNKS, [encodeChunksRequest({ digests: batch })], options))
+      } finally {
+        release()
+        forgetIdleSlots(this.node, this.id)
+      }
     }
   }
+}
+
+/**
+ * Chunk requests in flight to each peer, from all of this node's fetches together (rounds of a swarm
+ * fetch, a reader's urgent chunks, profile prefetches): a peer resets the streams past its limit of
+ * {@link DEFAULT_MAX_STREAMS_PER_PEER}, which would drop it as failed; past the limit, a request waits.
+ */
+const chunkSlots = new WeakMap<AnyLibp2p, Map<string, Slots>>()
+
+function chunkStreamSlots (node: AnyLibp2p, peer: string): Slots {
+  let byPeer = chunkSlots.get(node)
+  if (byPeer == null) chunkSlots.set(node, byPeer = new Map())
+  let slots = byPeer.get(peer)
+  if (slots == null) byPeer.set(peer, slots = new Slots(DEFAULT_MAX_STREAMS_PER_PEER))
+  return slots
+}
+
+function forgetIdleSlots (node: AnyLibp2p, peer: string): void {
+  const byPeer = chunkSlots.get(node)
+  if (byPeer?.get(peer)?.idle === true) byPeer.delete(peer)
 }
 
 /**
