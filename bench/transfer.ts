@@ -3,7 +3,8 @@
  * compute node does today: curl the file from a plain HTTP server to disk, then sha256sum it. Both
  * run in this script, on the same file, at each size; the table gives medians and the ratio, the CPU
  * seconds per GiB of both peers, the receiver's disk writes per image byte (/proc/PID/io), its peak
- * resident size (VmHWM: a fresh pair of daemons per size) and the time to the first byte of the GET.
+ * resident size (VmHWM: a fresh pair of daemons per size; beside it the peaks of its anonymous and file-backed
+ * parts, sampled every 100 ms) and the time to the first byte of the GET.
  * BENCH_SIZES (MiB, default "512,4096") sets the sizes, BENCH_RUNS the runs per size (default 3 below
  * 1 GiB, else 1), BENCH_DIR where the files go.
  */
@@ -43,6 +44,21 @@ function peakRss (pid: number): number {
   return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024
 }
 
+/** Samples a process's anonymous and file-backed resident sizes (mapped LevelDB tables show as file) every 100 ms. */
+function rssSampler (pid: number): { stop: () => { anon: number, file: number } } {
+  let anon = 0
+  let file = 0
+  const sample = (): void => {
+    try {
+      const s = readFileSync(`/proc/${pid}/status`, 'utf8')
+      anon = Math.max(anon, Number(/RssAnon:\s+(\d+)/.exec(s)?.[1] ?? 0) * 1024)
+      file = Math.max(file, Number(/RssFile:\s+(\d+)/.exec(s)?.[1] ?? 0) * 1024)
+    } catch {}
+  }
+  const timer = setInterval(sample, 100)
+  return { stop: () => { clearInterval(timer); sample(); return { anon, file } } }
+}
+
 /** BENCH_CPU_PROF=DIR writes a V8 CPU profile of each daemon there (read it in Chrome's DevTools). */
 function startDaemon (dir: string, extra: string[]): ChildProcess {
   const prof = process.env.BENCH_CPU_PROF
@@ -60,7 +76,7 @@ async function waitFor<T> (what: string, fn: () => Promise<T | undefined>, ms = 
   throw new Error(`timed out waiting for ${what}`)
 }
 
-interface SizeResult { size: number, baseline: number, p2p: number, ttfbMs: number, cpuA: number, cpuB: number, writes: number, rssB: number }
+interface SizeResult { size: number, baseline: number, p2p: number, ttfbMs: number, cpuA: number, cpuB: number, writes: number, rssB: number, anonB: number, fileB: number }
 
 async function measure (work: string, size: number): Promise<SizeResult> {
   const runs = Number(process.env.BENCH_RUNS ?? (size < GiB ? 3 : 1))
@@ -113,6 +129,7 @@ async function measure (work: string, size: number): Promise<SizeResult> {
     const cpuA: number[] = []
     const cpuB: number[] = []
     const writes: number[] = []
+    const sampler = rssSampler(b.pid!)
     for (let i = 0; i < runs; i++) {
       await client.remove(ref, { force: true }).catch(() => {})
       await client.gc()
@@ -136,7 +153,8 @@ async function measure (work: string, size: number): Promise<SizeResult> {
       if (`sha256:${sum}` !== ref) throw new Error('peer-to-peer copy is corrupt')
       await rm(join(work, 'p2p.out'), { force: true })
     }
-    return { size, baseline: median(baseline), p2p: median(p2p), ttfbMs: median(ttfb), cpuA: median(cpuA), cpuB: median(cpuB), writes: median(writes), rssB: peakRss(b.pid!) }
+    const parts = sampler.stop()
+    return { size, baseline: median(baseline), p2p: median(p2p), ttfbMs: median(ttfb), cpuA: median(cpuA), cpuB: median(cpuB), writes: median(writes), rssB: peakRss(b.pid!), anonB: parts.anon, fileB: parts.file }
   } finally {
     for (const c of children) c.kill('SIGTERM')
     await Promise.all(children.map(async c => { if (c.exitCode == null) await once(c, 'exit') }))
@@ -155,9 +173,9 @@ async function main (): Promise<void> {
       const r = await measure(work, mib * MiB)
       const mbps = (s: number): string => (r.size / 1e6 / s).toFixed(0)
       const perGiB = (cpu: number): string => (cpu / (r.size / GiB)).toFixed(1)
-      rows.push([`${mib} MiB`, `${r.baseline.toFixed(2)} s (${mbps(r.baseline)} MB/s)`, `${r.p2p.toFixed(2)} s (${mbps(r.p2p)} MB/s)`, (r.baseline / r.p2p).toFixed(2), r.ttfbMs.toFixed(0), `${perGiB(r.cpuA)} / ${perGiB(r.cpuB)}`, (r.writes / r.size).toFixed(2), (r.rssB / 1e6).toFixed(0)])
+      rows.push([`${mib} MiB`, `${r.baseline.toFixed(2)} s (${mbps(r.baseline)} MB/s)`, `${r.p2p.toFixed(2)} s (${mbps(r.p2p)} MB/s)`, (r.baseline / r.p2p).toFixed(2), r.ttfbMs.toFixed(0), `${perGiB(r.cpuA)} / ${perGiB(r.cpuB)}`, (r.writes / r.size).toFixed(2), `${(r.rssB / 1e6).toFixed(0)} (${(r.anonB / 1e6).toFixed(0)} / ${(r.fileB / 1e6).toFixed(0)})`])
     }
-    console.log(mdTable(['image', 'curl to disk + sha256sum (baseline)', 'imgswarm A → B, streamed to disk', 'ratio to baseline', 'first byte ms', 'CPU s/GiB sender / receiver', 'receiver disk writes / byte', 'receiver peak RSS MB'], rows))
+    console.log(mdTable(['image', 'curl to disk + sha256sum (baseline)', 'imgswarm A → B, streamed to disk', 'ratio to baseline', 'first byte ms', 'CPU s/GiB sender / receiver', 'receiver disk writes / byte', 'receiver peak RSS MB (anon / file)'], rows))
     console.log('\nEach imgswarm copy was checked with sha256sum; B verified every chunk and the whole-image digest on the way.')
   } finally {
     await rm(work, { recursive: true, force: true })

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { DigestMismatchError } from '../errors.js'
 import type { FetchJob } from '../fetch/fetch-job.js'
+import { AheadBuffer } from '../fetch/ahead-buffer.js'
 import { chunkCount, chunkEntries, type Manifest } from '../chunks/manifest.js'
 import type { ChunkStore } from '../store/chunk-store.js'
 import { readImage } from '../store/read-image.js'
@@ -103,7 +104,7 @@ async function progressOf (job: FetchJob, ms: number, signal?: AbortSignal): Pro
  * it (before it reaches the disk) when the reader is there, else from the store (verified on read like
  * any other), and the whole-image digest checked before the last chunk goes out. If the fetch fails, or
  * the digest does not match (a peer's manifest that lied about the image), the response is destroyed
- * rather than ended. Memory: at most EARLY_BYTES of chunks that arrived ahead of the reader.
+ * rather than ended. Memory: at most EARLY_BYTES of chunks that arrived ahead of the reader (the nearest).
  */
 export async function sendWholeImageWhileFetching (res: ServerResponse, store: ChunkStore, manifest: Manifest, job: FetchJob, sendHeaders: () => void, signal?: AbortSignal): Promise<void> {
   const out = new HeldBackWriter(res)
@@ -111,14 +112,9 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
   const digestAt = (i: number): Uint8Array => manifest.chunkDigests.subarray(i * 32, i * 32 + 32)
   let next = 0
   let started = false
-  const early = new Map<number, Uint8Array>()
-  let earlyBytes = 0
+  const early = new AheadBuffer(EARLY_BYTES)
   const onVerified = (indices: number[], bytes: Uint8Array): void => {
-    for (const i of indices) {
-      if (i < next || early.has(i) || earlyBytes + bytes.length > EARLY_BYTES) continue
-      early.set(i, bytes)
-      earlyBytes += bytes.length
-    }
+    for (const i of indices) early.offer(i, bytes, next)
   }
   const send = async (bytes: Uint8Array): Promise<void> => {
     // Headers wait for the first verified chunk, so a fetch that fails early answers with its error.
@@ -126,16 +122,11 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
     await out.write(bytes)
     next++
   }
-  const forgetPassed = (): void => {
-    for (const [i, b] of early) if (i < next) { early.delete(i); earlyBytes -= b.length }
-  }
   job.on('verified', onVerified)
   try {
     while (next < n) {
-      const held = early.get(next)
+      const held = early.take(next)
       if (held != null) {
-        early.delete(next)
-        earlyBytes -= held.length
         await send(held)
         continue
       }
@@ -150,7 +141,7 @@ export async function sendWholeImageWhileFetching (res: ServerResponse, store: C
       }
       if (run > 0) {
         for (const c of await store.getMany(window.slice(0, run).map(digestAt), { signal })) await send(c.bytes)
-        forgetPassed()
+        early.dropBefore(next)
         continue
       }
       await progressOf(job, 2000, signal)

@@ -1,8 +1,9 @@
 import { createHash, type Hash } from 'node:crypto'
 import { chunkCount, type Manifest } from '../chunks/manifest.js'
 import type { ChunkStore } from '../store/chunk-store.js'
+import { AheadBuffer } from './ahead-buffer.js'
 
-/** Chunks that arrived ahead of the hash's position are kept up to this many bytes; later ones are read back at the end. */
+/** Chunks that arrived ahead of the hash's position are kept up to this many bytes (the nearest); others are read back when the hash gets to them. */
 const AHEAD_BYTES = 32 * 1024 * 1024
 /** Chunks read from the store per request, when the hash must read them. */
 const READ_WINDOW = 32
@@ -17,8 +18,7 @@ export class InOrderHash {
   private readonly hash: Hash = createHash('sha256')
   private readonly n: number
   private next = 0
-  private readonly ahead = new Map<number, Uint8Array>()
-  private aheadBytes = 0
+  private readonly ahead = new AheadBuffer(AHEAD_BYTES)
   private pumping: Promise<void> = Promise.resolve()
   private running = false
 
@@ -29,13 +29,7 @@ export class InOrderHash {
 
   /** A verified chunk, at every index it stands at in the image. */
   add (indices: number[], bytes: Uint8Array): void {
-    for (const i of indices) {
-      if (i < this.next || this.ahead.has(i)) continue
-      // The chunk at the hash's position is always taken: it is what lets the hash move on.
-      if (i !== this.next && this.aheadBytes + bytes.length > AHEAD_BYTES) continue
-      this.ahead.set(i, bytes)
-      this.aheadBytes += bytes.length
-    }
+    for (const i of indices) this.ahead.offer(i, bytes, this.next)
     this.pump()
   }
 
@@ -58,10 +52,8 @@ export class InOrderHash {
     const run = async (): Promise<void> => {
       try {
         while (this.next < this.n) {
-          const held = this.ahead.get(this.next)
+          const held = this.ahead.take(this.next)
           if (held != null) {
-            this.ahead.delete(this.next)
-            this.aheadBytes -= held.length
             this.hash.update(held)
             this.next++
           } else if (this.stored(this.next)) {
@@ -85,8 +77,7 @@ export class InOrderHash {
     const digests: Uint8Array[] = []
     for (let i = this.next; i < this.next + count; i++) digests.push(this.digestAt(i))
     for (const c of await this.store.getMany(digests)) {
-      const early = this.ahead.get(this.next)
-      if (early != null) { this.ahead.delete(this.next); this.aheadBytes -= early.length }
+      this.ahead.take(this.next)
       this.hash.update(c.bytes)
       this.next++
     }
