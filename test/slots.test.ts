@@ -24,3 +24,31 @@ t.test('at most size holders; waiters in order; an aborted waiter leaves its pla
   releaseE()
   t.ok(slots.idle, 'every place back')
 })
+
+t.test('waiters that come first go ahead of the others, in their own order', async t => {
+  const slots = new Slots(1)
+  const release = await slots.acquire()
+  const order: string[] = []
+  const take = (name: string, first: boolean): Promise<void> => slots.acquire(undefined, first).then(r => { order.push(name); r() })
+  const all = [take('background 1', false), take('background 2', false), take('urgent 1', true), take('urgent 2', true)]
+  release()
+  await Promise.all(all)
+  t.same(order, ['urgent 1', 'urgent 2', 'background 1', 'background 2'])
+  t.ok(slots.idle)
+})
+
+t.test('an aborted first waiter leaves the order of the others intact', async t => {
+  const slots = new Slots(1)
+  const release = await slots.acquire()
+  const order: string[] = []
+  const gone = new AbortController()
+  const lost = slots.acquire(gone.signal, true)
+  const b = slots.acquire(undefined, false).then(r => { order.push('background'); r() })
+  const u = slots.acquire(undefined, true).then(r => { order.push('urgent'); r() })
+  gone.abort(new Error('left'))
+  await t.rejects(lost, { message: 'left' })
+  const u2 = slots.acquire(undefined, true).then(r => { order.push('urgent 2'); r() })
+  release()
+  await Promise.all([b, u, u2])
+  t.same(order, ['urgent', 'urgent 2', 'background'])
+})

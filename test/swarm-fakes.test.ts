@@ -1,5 +1,6 @@
 import t from 'tap'
 import { realClock } from '../src/fetch/clock.js'
+import { Demand } from '../src/fetch/demand.js'
 import { fetchFromPeers } from '../src/fetch/peer-scheduler.js'
 import { rendezvousOwner } from '../src/fetch/rendezvous.js'
 import { hasBit, type PeerSource } from '../src/fetch/sources.js'
@@ -133,4 +134,25 @@ t.test('a node that joins late takes the whole image from the others, nothing fr
   t.ok(second.doneAt > first.doneAt)
   const w: Want = image.wants[0]
   t.ok(hasBit(net.node('late').bitsOf(image), w.indices[0]))
+})
+
+t.test('background batches wait while urgent chunks are fetched, then finish the image', async t => {
+  const clock = new VirtualClock()
+  const net = new MemoryNetwork({ clock, latencyMs: 5 })
+  net.add('me')
+  net.add('all').hold(image, image.bytesOf)
+  const asked: string[] = []
+  const demand = new Demand()
+  let releaseUrgent!: () => void
+  const urgent = demand.urgently(async () => { await new Promise<void>(resolve => { releaseUrgent = resolve }) })
+  const got = new Set<string>()
+  const background = fetchFromPeers(wantsOf(image), [{ source: recorded(net.source('me', 'all'), asked), have: bitsFor(image, () => true) }], {
+    ...noEvents, deliver: async chunks => { for (const c of chunks) got.add(keyOf(c.digest)) }
+  }, { clock, yieldTo: demand })
+  await clock.advance(3000)
+  t.equal(asked.length, 0, 'no background request while an urgent fetch runs')
+  releaseUrgent()
+  await urgent
+  t.same(await clock.run(background), [])
+  t.equal(got.size, new Set(image.digests.map(keyOf)).size, 'every chunk arrived once the urgent fetch was done')
 })

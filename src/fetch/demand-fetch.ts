@@ -55,7 +55,7 @@ export async function demandLoop (c: DemandContext): Promise<void> {
       if (w != null) wants.set(w.key, w)
     }
     if (wants.size === 0) continue
-    const p: Promise<void> = fetchUrgent([...wants.values()], c).catch(err => {
+    const p: Promise<void> = c.demand.urgently(async () => { await fetchUrgent([...wants.values()], c) }).catch(err => {
       if (!c.signal.aborted) c.log.info('urgent chunks not fetched; they come with the rest', { image: `sha256:${c.hex}`, err })
     }).finally(() => { running.delete(p) })
     running.add(p)
@@ -74,7 +74,7 @@ async function fetchUrgent (wants: Want[], c: DemandContext): Promise<void> {
       verified: c.verified,
       received: b => { c.received('peer', b) },
       badChunk: c.badChunk
-    }, { signal: c.signal, limits: URGENT_PEER_LIMITS, log: c.log, clock: c.clock })
+    }, { signal: c.signal, limits: URGENT_PEER_LIMITS, log: c.log, clock: c.clock, urgent: true })
     orphans = [...orphans, ...left]
   }
   // Only chunks still wanted: the fetch's own loops may have brought some meanwhile.

@@ -4,6 +4,7 @@ import type { Logger } from '../util/log.js'
 import { hasBit, type PeerSource } from './sources.js'
 import type { Want } from './wants.js'
 import { realClock, type Clock } from './clock.js'
+import type { Urgency } from './demand.js'
 
 /** Bounds of the work given to one peer. Each is a trade-off between pipelining and fairness. */
 export interface PeerSchedulerLimits {
@@ -52,7 +53,21 @@ interface PeerState {
  * chunks go back to the queue for the other holders. Returns the wants that no live peer could
  * supply, for the origin.
  */
-export async function fetchFromPeers (wants: Want[], peers: Array<{ source: PeerSource, have: Uint8Array }>, events: PeerSchedulerEvents, options: { signal?: AbortSignal, limits?: Partial<PeerSchedulerLimits>, log?: Logger, clock?: Clock } = {}): Promise<Want[]> {
+export interface PeerSchedulerOptions {
+  signal?: AbortSignal
+  limits?: Partial<PeerSchedulerLimits>
+  log?: Logger
+  clock?: Clock
+  /** Background work: no new batch starts while urgent chunks are being fetched. */
+  yieldTo?: Urgency
+  /** Urgent work: its requests go ahead of background ones waiting for a peer's stream. */
+  urgent?: boolean
+}
+
+/** How long a yielding scheduler waits at most before it looks again. */
+const YIELD_MS = 1000
+
+export async function fetchFromPeers (wants: Want[], peers: Array<{ source: PeerSource, have: Uint8Array }>, events: PeerSchedulerEvents, options: PeerSchedulerOptions = {}): Promise<Want[]> {
   const limits = { ...DEFAULT_PEER_LIMITS, ...options.limits }
   const clock = options.clock ?? realClock
   const states: PeerState[] = peers.map(p => ({ ...p, inflight: 0, out: undefined }))
@@ -96,7 +111,7 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
     const got: VerifiedChunk[] = []
     const gotWants: Want[] = []
     try {
-      for await (const reply of s.source.chunks(batch.map(w => w.digest), { signal: controller.signal })) {
+      for await (const reply of s.source.chunks(batch.map(w => w.digest), { signal: controller.signal, urgent: options.urgent })) {
         clock.clearTimer(timer)
         timer = clock.setTimer(() => { controller.abort(new Error('stalled')) }, limits.stallMs)
         const key = Buffer.from(reply.digest).toString('latin1')
@@ -136,6 +151,7 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
   }
 
   const fill = (): void => {
+    if (options.yieldTo?.busy === true) return
     for (const s of states) {
       while (s.out === undefined && s.inflight < limits.windowPerPeer) {
         const batch = takeBatch(s)
@@ -151,8 +167,9 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
   }
 
   fill()
-  while (running.size > 0) {
-    await Promise.race(running)
+  while (running.size > 0 || (options.yieldTo?.busy === true && queue.length > 0)) {
+    if (running.size > 0) await Promise.race(running)
+    else await options.yieldTo!.quiet(YIELD_MS, options.signal ?? new AbortController().signal, clock)
     options.signal?.throwIfAborted()
     fill()
   }

@@ -26,8 +26,11 @@ export interface PeerSource {
    * significant bit first), or undefined when it does not know the manifest.
    */
   have: (manifestCid: string, chunkCount: number, options?: AbortOptions) => Promise<HaveAnswer | undefined>
-  /** Requests chunks by digest; replies come in request order, each with its bytes or marked missing. */
-  chunks: (digests: Uint8Array[], options?: AbortOptions) => AsyncIterable<ChunkReply>
+  /**
+   * Requests chunks by digest; replies come in request order, each with its bytes or marked missing.
+   * `urgent` requests (a reader waits for them) go ahead of others waiting for a stream to the peer.
+   */
+  chunks: (digests: Uint8Array[], options?: AbortOptions & { urgent?: boolean }) => AsyncIterable<ChunkReply>
   /**
    * Pushed have-updates, where the peer speaks them: keeps the peer's view in `feed` current (its
    * bitfield once, then each chunk it gains) while sending it this node's, until either side is done

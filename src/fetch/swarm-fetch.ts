@@ -202,7 +202,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
         received: b => { o.received('peer', b) },
         badChunk: peer => { excluded.add(peer); o.badChunk(peer) },
         peerOut: peer => { excluded.add(peer) }
-      }, { signal, limits: o.peerLimits, log, clock })
+      }, { signal, limits: o.peerLimits, log, clock, yieldTo: o.demand })
     } finally {
       for (const w of batch) busy.delete(w.key)
     }
@@ -286,6 +286,11 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
         const stuck = clock.now() - lastProgress > limits.stallMs && busy.size === 0 && ![...remaining.values()].some(w => held(w, vs))
         if (stuck) throw new NoSourceError(`${remaining.size} chunks of sha256:${o.hex} are held by no reachable peer and no origin is configured`)
         await sleep(limits.pollMs)
+        continue
+      }
+      // A reader's chunks first: on a thin link a group read now would queue ahead of them.
+      if (o.demand?.busy === true) {
+        await o.demand.quiet(limits.pollMs, signal, clock)
         continue
       }
       const group = nextGroup()

@@ -183,10 +183,10 @@ export class LibpPeerSource implements PeerSource {
     return { bits: answer.bitfield.bytes, fetching: answer.fetching }
   }
 
-  async * chunks (digests: Uint8Array[], options?: AbortOptions): AsyncIterable<ChunkReply> {
+  async * chunks (digests: Uint8Array[], options?: AbortOptions & { urgent?: boolean }): AsyncIterable<ChunkReply> {
     for (let i = 0; i < digests.length; i += MAX_CHUNK_BATCH) {
       const batch = digests.slice(i, i + MAX_CHUNK_BATCH)
-      const release = await chunkStreamSlots(this.node, this.id).acquire(options?.signal)
+      const release = await chunkStreamSlots(this.node, this.id).acquire(options?.signal, options?.urgent === true)
       try {
         yield * readChunksResponse(batch, request(this.node, this.peer, CHUNKS, [encodeChunksRequest({ digests: batch })], options))
       } finally {

@@ -1,10 +1,13 @@
 /**
- * At most `size` holders at once; the others wait in order. `acquire` resolves with the function that
- * gives the place back, and rejects with the signal's reason if it aborts while waiting.
+ * At most `size` holders at once; the others wait in order, those that come `first` ahead of the rest.
+ * `acquire` resolves with the function that gives the place back, and rejects with the signal's reason
+ * if it aborts while waiting.
  */
 export class Slots {
   private used = 0
   private readonly waiting: Array<() => void> = []
+  /** How many at the front of `waiting` came first. */
+  private firstWaiting = 0
 
   constructor (private readonly size: number) {}
 
@@ -13,7 +16,7 @@ export class Slots {
     return this.used === 0 && this.waiting.length === 0
   }
 
-  async acquire (signal?: AbortSignal): Promise<() => void> {
+  async acquire (signal?: AbortSignal, first = false): Promise<() => void> {
     signal?.throwIfAborted()
     if (this.used < this.size) {
       this.used++
@@ -24,9 +27,11 @@ export class Slots {
       const onAbort = (): void => {
         const i = this.waiting.indexOf(take)
         if (i >= 0) this.waiting.splice(i, 1)
+        if (i >= 0 && i < this.firstWaiting) this.firstWaiting--
         reject(signal?.reason)
       }
-      this.waiting.push(take)
+      if (first) this.waiting.splice(this.firstWaiting++, 0, take)
+      else this.waiting.push(take)
       signal?.addEventListener('abort', onAbort, { once: true })
     })
     return this.releaser() // the place was handed over by the releaser of the one before
@@ -38,6 +43,7 @@ export class Slots {
       if (done) return
       done = true
       const next = this.waiting.shift()
+      if (next != null && this.firstWaiting > 0) this.firstWaiting--
       if (next != null) next() // the place passes on; `used` stays
       else this.used--
     }
