@@ -60,7 +60,7 @@ async function main (): Promise<void> {
         const clients = info.nodes.map((n: { api: string }) => new ApiClient(parseApiAddress(n.api)))
         const { record } = await clients[0].importFile(set.disk, { meta: { type: 'machine', name: 'boot-disk', format: 'raw' } })
         let lazyBytes = NaN
-        const lazy = await bootFromNbd(set, join(dir, 'node1', 'nbd.sock'), record.manifest, join(work, `lazy-${rate}.log`), 300_000, async () => { lazyBytes = await receivedFromPeers(clients[1]) })
+        const lazy = await bootFromNbd(set, join(dir, 'node1', 'nbd.sock'), record.manifest, join(work, `lazy-${rate}.log`), 300_000, { onMarker: async () => { lazyBytes = await receivedFromPeers(clients[1]) } })
         if (lazy.line?.includes(MARKER) !== true) throw new Error(`lazy boot did not reach the marker: ${lazy.console}`)
         // node1 keeps the reads of that boot as the image's profile once its window ends.
         const profile = await waitForProfile(clients[1], record.ref)
@@ -74,7 +74,7 @@ async function main (): Promise<void> {
         const wholeMs = fetchMs + whole.markerMs!
         // node3 boots lazily too; its fetch finds node1's profile (from a peer) and takes those chunks first.
         let profiledBytes = NaN
-        const profiled = await bootFromNbd(set, join(dir, 'node3', 'nbd.sock'), record.manifest, join(work, `profiled-${rate}.log`), 300_000, async () => { profiledBytes = await receivedFromPeers(clients[3]) })
+        const profiled = await bootFromNbd(set, join(dir, 'node3', 'nbd.sock'), record.manifest, join(work, `profiled-${rate}.log`), 300_000, { onMarker: async () => { profiledBytes = await receivedFromPeers(clients[3]) } })
         if (profiled.line?.includes(MARKER) !== true) throw new Error(`lazy boot with a profile did not reach the marker: ${profiled.console}`)
         const used = ((await clients[3].call('GET', '/v1/fetch')) as Array<{ image?: string, profile?: { chunks: number, from: string } }>).find(j => j.image === record.ref)?.profile
         console.error(`profile: ${profile.chunks} chunks (${(profile.bytes / MiB).toFixed(1)} MiB) recorded on node1; node3's fetch took ${used != null ? `${used.chunks} chunks from ${used.from}` : 'none'}`)

@@ -25,6 +25,7 @@ function kernelVersion (): string | undefined {
 /** Why a VM cannot be booted here, or undefined when it can. */
 export function bootSkipReason (): string | undefined {
   if (spawnSync('qemu-system-x86_64', ['--version']).status !== 0) return 'qemu-system-x86_64 not found (apt-get install qemu-system-x86)'
+  if (spawnSync('qemu-img', ['--version']).status !== 0) return 'qemu-img not found (apt-get install qemu-utils)'
   for (const [tool, pkg] of [['mke2fs', 'e2fsprogs'], ['cpio', 'cpio']]) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} not found (apt-get install ${pkg})`
   const busybox = spawnSync('file', ['-L', '/bin/busybox'], { encoding: 'utf8' }).stdout
   if (!existsSync('/bin/busybox') || (busybox !== '' && !/statically linked|static-pie/.test(busybox))) return 'no static /bin/busybox (apt-get install busybox-static)'
@@ -39,7 +40,8 @@ function modulePath (version: string, name: string): string | undefined {
   return r.stdout.trim() || undefined
 }
 
-export interface BootSet { kernel: string, initrd: string, disk: string, payloadSha256: string }
+/** The disk comes raw (`disk`) and converted to qcow2 (`diskQcow2`): the two formats Nova boots from. */
+export interface BootSet { kernel: string, initrd: string, disk: string, diskQcow2: string, payloadSha256: string }
 
 /** Builds the set in `dir`: a disk of `diskMiB` MiB with about `dataMiB` MiB of random files. */
 export async function makeBootSet (dir: string, diskMiB: number, dataMiB: number): Promise<BootSet> {
@@ -78,9 +80,12 @@ export async function makeBootSet (dir: string, diskMiB: number, dataMiB: number
   const disk = join(dir, 'disk.img')
   const mk = spawnSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', root, disk, `${diskMiB}M`], { encoding: 'utf8' })
   if (mk.status !== 0) throw new Error(`mke2fs failed: ${mk.stderr}`)
+  const diskQcow2 = join(dir, 'disk.qcow2')
+  const convert = spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', disk, diskQcow2], { encoding: 'utf8' })
+  if (convert.status !== 0) throw new Error(`qemu-img convert failed: ${convert.stderr}`)
   const kernel = join('/boot', `vmlinuz-${version}`)
   await readdir(dir)
-  return { kernel, initrd, disk, payloadSha256 }
+  return { kernel, initrd, disk, diskQcow2, payloadSha256 }
 }
 
 export interface BootResult {
@@ -92,16 +97,18 @@ export interface BootResult {
 }
 
 /**
- * Boots the set under TCG with its disk from an NBD export (read-only), the serial console to a file,
- * and waits for the marker (at most `timeoutMs`); `onMarker` runs the moment it appears.
+ * Boots the set under TCG with its disk from an NBD export (read-only) of an image in `format` (default
+ * raw), the serial console to a file, and waits for the marker (at most `timeoutMs`); `onMarker` runs
+ * the moment it appears.
  */
-export async function bootFromNbd (set: BootSet, socket: string, exportName: string, consoleFile: string, timeoutMs: number, onMarker?: () => void | Promise<void>): Promise<BootResult> {
+export async function bootFromNbd (set: BootSet, socket: string, exportName: string, consoleFile: string, timeoutMs: number, options: { onMarker?: () => void | Promise<void>, format?: 'raw' | 'qcow2' } = {}): Promise<BootResult> {
+  const { onMarker, format = 'raw' } = options
   const started = Date.now()
   const qemu = spawn('qemu-system-x86_64', [
     '-m', '256', '-smp', '1', '-display', 'none', '-monitor', 'none', '-no-reboot', '-nic', 'none',
     '-serial', `file:${consoleFile}`,
     '-kernel', set.kernel, '-initrd', set.initrd, '-append', 'console=ttyS0 quiet panic=-1',
-    '-drive', `driver=raw,file.driver=nbd,file.server.type=unix,file.server.path=${socket},file.export=${exportName},if=virtio,read-only=on`
+    '-drive', `driver=${format},file.driver=nbd,file.server.type=unix,file.server.path=${socket},file.export=${exportName},if=virtio,read-only=on`
   ], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   qemu.stderr.on('data', b => { stderr += String(b) })
