@@ -3,7 +3,7 @@ import type { Test } from 'tap'
 import {
   DigestMismatchError, InvalidManifestError, InvalidRefError, OriginNotFoundError, OriginRangeError
 } from '../../src/errors.js'
-import type { Origin, OriginTuning } from '../../src/origin/origin.js'
+import { MAX_PROFILE_ENCODED, type Origin, type OriginTuning } from '../../src/origin/origin.js'
 import { seededBytes } from '../helpers/data.js'
 
 export interface OriginFixture {
@@ -223,6 +223,24 @@ export function originSuite (t: Test, options: OriginSuiteOptions): void {
 
       await f.origin.writeManifest(dataHex, Buffer.from('manifest bytes'))
       t.equal(Buffer.from(await f.origin.readManifest(dataHex) ?? []).toString(), 'manifest bytes', 'written manifest reads back')
+    })
+
+    t.test('boot profiles: absent, written, read back, and bounded', async t => {
+      const f = await open(t)
+      if (f.origin.readProfile === undefined) {
+        t.equal(f.origin.writeProfile, undefined, 'no writeProfile without readProfile')
+        return
+      }
+      t.equal(await f.origin.readProfile(absent), undefined, 'none for an image without one')
+      if (f.origin.writeProfile === undefined || !f.origin.capabilities.write) return
+      await f.put(hex, image)
+      const profile = seededBytes(5000, 'profile')
+      await f.origin.writeProfile(hex, profile)
+      const got = await f.origin.readProfile(hex)
+      t.ok(got !== undefined && Buffer.from(got).equals(profile), 'the written bytes come back')
+      await t.rejects(f.origin.writeProfile(hex, new Uint8Array(MAX_PROFILE_ENCODED + 1)), InvalidManifestError, 'a profile over the limit is refused')
+      const still = await f.origin.readProfile(hex)
+      t.ok(still !== undefined && Buffer.from(still).equals(profile), 'and the stored one is kept')
     })
 
     t.test('writes: wrong bytes and aborted writes leave nothing behind', { skip: readOnly }, async t => {
