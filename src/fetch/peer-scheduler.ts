@@ -47,12 +47,6 @@ interface PeerState {
   out: 'dead' | 'bad' | undefined
 }
 
-/**
- * Fetches chunks from the peers that hold them: several batches in flight per peer, rarest chunks
- * first, every chunk verified on arrival. A peer that fails, stalls or lies gets no more work, and its
- * chunks go back to the queue for the other holders. Returns the wants that no live peer could
- * supply, for the origin.
- */
 export interface PeerSchedulerOptions {
   signal?: AbortSignal
   limits?: Partial<PeerSchedulerLimits>
@@ -67,6 +61,12 @@ export interface PeerSchedulerOptions {
 /** How long a yielding scheduler waits at most before it looks again. */
 const YIELD_MS = 1000
 
+/**
+ * Fetches chunks from the peers that hold them: several batches in flight per peer, rarest chunks
+ * first, every chunk verified on arrival. A peer that fails, stalls or lies gets no more work, and its
+ * chunks go back to the queue for the other holders. Returns the wants that no live peer could
+ * supply, for the origin.
+ */
 export async function fetchFromPeers (wants: Want[], peers: Array<{ source: PeerSource, have: Uint8Array }>, events: PeerSchedulerEvents, options: PeerSchedulerOptions = {}): Promise<Want[]> {
   const limits = { ...DEFAULT_PEER_LIMITS, ...options.limits }
   const clock = options.clock ?? realClock
