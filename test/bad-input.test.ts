@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process'
 import { chmod, chown, mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Level } from 'level'
 import t from 'tap'
 import { LocalNode } from '../src/index.js'
@@ -18,6 +19,9 @@ function unprivilegedSkip (): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root to run a command as another user'
   const r = spawnSync('setpriv', ['--version'], { encoding: 'utf8', timeout: 10_000 })
   if (r.error != null || r.status !== 0) return 'needs setpriv (Debian package util-linux)'
+  // A checkout under a private directory (mktemp -d is 0700) is out of the user's reach.
+  const bin = fileURLToPath(new URL('../../bin/imgswarm', import.meta.url))
+  if (spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', 'test', '-r', bin], { timeout: 10_000 }).status !== 0) return `the user nobody cannot read ${bin}`
   return undefined
 }
 
