@@ -21,7 +21,7 @@ import { readState } from '../src/cluster/cluster-state.js'
 import { clusterDown, clusterUp } from '../src/cluster/cluster.js'
 import { LocalNode } from '../src/local-node.js'
 import { fileOrigin } from '../src/origin/file-origin.js'
-import { MiB, machine, mdTable, median, seededStream } from './util.js'
+import { GiB, MiB, machine, mdTable, median, seededStream } from './util.js'
 
 const execFile = promisify(execFileCb)
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -63,11 +63,20 @@ async function publishNew (dir: string, seed: string): Promise<string> {
   }
 }
 
-interface Row { n: number, swarmLast: number, swarmP50: number, originCopies: number, cpu: number, baseLast: number, baseP50: number, baseCopies: number }
+interface Row { n: number, swarmLast: number, swarmP50: number, originCopies: number, peerCopies: number, cpu: number, baseLast: number, baseP50: number, baseCopies: number }
 
 async function originStats (ns: string, url: string): Promise<{ bytes: number }> {
   const { stdout } = await execFile('ip', ['netns', 'exec', ns, 'curl', '-sS', `${url}/-/stats`])
   return JSON.parse(stdout) as { bytes: number }
+}
+
+/** Image bytes a node received from peers, from its own /metrics (imgswarm_fetched_bytes_total{source="peer"}). */
+async function peerBytes (client: ApiClient): Promise<number> {
+  const res = await client.send('GET', '/metrics')
+  let text = ''
+  for await (const part of res) text += String(part)
+  const m = /^imgswarm_fetched_bytes_total\{source="peer"\} (\S+)$/m.exec(text)
+  return m == null ? 0 : Number(m[1])
 }
 
 async function runOnce (n: number, work: string): Promise<Row> {
@@ -93,6 +102,7 @@ async function runOnce (n: number, work: string): Promise<Row> {
     }))
     const cpu = pids.reduce((s, p) => s + cpuSeconds(p), 0) - cpu0
     const after = await originStats(originNs.name, info.origin!)
+    const fromPeers = (await Promise.all(clients.map(peerBytes))).reduce((a, b) => a + b, 0)
     // Every node's copy is checked end to end.
     for (const c of clients) {
       const rec = await c.inspect(ref)
@@ -111,6 +121,7 @@ async function runOnce (n: number, work: string): Promise<Row> {
       swarmLast: Math.max(...done),
       swarmP50: median(done),
       originCopies: (after.bytes - before.bytes) / SIZE,
+      peerCopies: fromPeers / SIZE,
       cpu,
       baseLast: Math.max(...base),
       baseP50: median(base),
@@ -137,8 +148,8 @@ async function main (): Promise<void> {
   }
   const one = rows.find(r => r.n === 1) ?? rows[0]
   console.log(mdTable(
-    ['nodes', 'imgswarm: last node s', 'p50 s', 'last / N=1', 'origin egress (copies)', 'node CPU s', 'baseline: last s', 'p50 s', 'last / N=1', 'origin egress (copies)'],
-    rows.map(r => [r.n, r.swarmLast.toFixed(1), r.swarmP50.toFixed(1), (r.swarmLast / one.swarmLast).toFixed(2), r.originCopies.toFixed(2), r.cpu.toFixed(1), r.baseLast.toFixed(1), r.baseP50.toFixed(1), (r.baseLast / one.baseLast).toFixed(2), r.baseCopies.toFixed(2)])
+    ['nodes', 'imgswarm: last node s', 'p50 s', 'last / N=1', 'origin egress (copies)', 'received from peers (copies)', 'node CPU s', 'CPU s per node per GiB', 'baseline: last s', 'p50 s', 'last / N=1', 'origin egress (copies)'],
+    rows.map(r => [r.n, r.swarmLast.toFixed(1), r.swarmP50.toFixed(1), (r.swarmLast / one.swarmLast).toFixed(2), r.originCopies.toFixed(2), r.peerCopies.toFixed(2), r.cpu.toFixed(1), (r.cpu / r.n / (SIZE / GiB)).toFixed(1), r.baseLast.toFixed(1), r.baseP50.toFixed(1), (r.baseLast / one.baseLast).toFixed(2), r.baseCopies.toFixed(2)])
   ))
   const out = join(ROOT, 'bench', 'out')
   await mkdir(out, { recursive: true })

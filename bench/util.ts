@@ -18,6 +18,7 @@ export function mdTable (header: string[], rows: Array<Array<string | number>>):
 }
 
 export const MiB = 1024 * 1024
+export const GiB = 1024 * MiB
 
 /**
  * Deterministic pseudo-random bytes: AES-128-CTR over zeros, keyed by `seed`. Fast (GB/s), so a

@@ -21,6 +21,14 @@ const DHT_QUERY_MS = 5_000
 const MAX_PROVIDERS = 32
 /** Lookups for the same image within this time reuse the last answer. */
 const LOOKUP_CACHE_MS = 2_000
+/**
+ * A lookup that found no provider not already connected doubles that time, up to this: every node of
+ * a swarm asks every 2 s while it fetches, and each query and its answers cost every node on its path
+ * CPU (peer-store merges of the closer peers) that the transfer needs.
+ */
+const MAX_LOOKUP_CACHE_MS = 30_000
+/** Images whose lookup spacing is remembered. */
+const MAX_KEYS = 1024
 
 /**
  * Tells the DHT which images this node holds or is fetching, under the image CID and the manifest
@@ -83,7 +91,8 @@ export class DhtHolders implements HolderFinder {
   private readonly node: AnyLibp2p
   private readonly connected: Pick<ConnectedHolders, 'findHolders'>
   private readonly log: Logger
-  private readonly recent = new Map<string, number>()
+  /** By key: when the next lookup may run, and the wait after it if it finds nobody new. */
+  private readonly recent = new Map<string, { next: number, spacing: number }>()
   private readonly inflight = new Map<string, Promise<void>>()
 
   constructor (node: AnyLibp2p, connected: Pick<ConnectedHolders, 'findHolders'>, log: Logger = silentLogger) {
@@ -95,9 +104,13 @@ export class DhtHolders implements HolderFinder {
   /** `key` is an image digest (hex) or a manifest CID: both are announced (see {@link Announcer}). */
   async findHolders (key: string, options?: AbortOptions & { wait?: boolean }): Promise<PeerSource[]> {
     let lookup = this.inflight.get(key)
-    if (lookup == null && Date.now() - (this.recent.get(key) ?? 0) > LOOKUP_CACHE_MS) {
-      this.recent.set(key, Date.now())
-      lookup = this.dialProviders(key).catch((err: unknown) => { this.log.debug('DHT provider lookup failed', { key, err }) })
+    const last = this.recent.get(key)
+    if (lookup == null && Date.now() >= (last?.next ?? 0)) {
+      // Too many keys remembered (one per image looked up): forget the oldest.
+      if (last == null && this.recent.size >= MAX_KEYS) this.recent.delete(this.recent.keys().next().value as string)
+      lookup = this.dialProviders(key).then(
+        found => { this.spaceOut(key, found > 0 ? LOOKUP_CACHE_MS : Math.min(MAX_LOOKUP_CACHE_MS, 2 * (last?.spacing ?? LOOKUP_CACHE_MS / 2))) },
+        (err: unknown) => { this.spaceOut(key, LOOKUP_CACHE_MS); this.log.debug('DHT provider lookup failed', { key, err }) })
         .finally(() => { this.inflight.delete(key) })
       this.inflight.set(key, lookup)
     }
@@ -106,9 +119,15 @@ export class DhtHolders implements HolderFinder {
     return await this.connected.findHolders()
   }
 
-  private async dialProviders (key: string): Promise<void> {
+  private spaceOut (key: string, spacing: number): void {
+    this.recent.delete(key)
+    this.recent.set(key, { next: Date.now() + spacing, spacing })
+  }
+
+  /** Dials the providers not connected yet; resolves to how many there were. */
+  private async dialProviders (key: string): Promise<number> {
     const cid = /^[0-9a-f]{64}$/.test(key) ? imageCid(key) : CID.parse(key)
-    await withDeadline(DHT_QUERY_MS, undefined, async signal => {
+    return await withDeadline(DHT_QUERY_MS, undefined, async signal => {
       const dials: Array<Promise<unknown>> = []
       let n = 0
       for await (const provider of this.node.contentRouting.findProviders(cid, { signal })) {
@@ -118,6 +137,7 @@ export class DhtHolders implements HolderFinder {
         if (++n >= MAX_PROVIDERS) break
       }
       await Promise.all(dials)
+      return n
     })
   }
 }

@@ -15,6 +15,7 @@ import { PeerConfigError } from '../errors.js'
 import { redialBootstrap } from './bootstrap-redial.js'
 import { BoundedDatastore, type DhtLimits } from './dht-bounds.js'
 import { privateNetwork } from './pnet.js'
+import { readGathering } from './gathered-reads.js'
 import type { ConnectionGater, PeerId, PrivateKey } from './types.js'
 import { windowUpdatesAtHalf } from './yamux-window.js'
 
@@ -183,7 +184,8 @@ function buildInit (options: PeerNodeOptions): Libp2pOptions<PeerServices> {
         maxReadBufferLength: window.maxWindow + 1024 * 1024
       }
     })],
-    ...(options.swarmKey != null ? { connectionProtector: olderInterface<Protector>(privateNetwork(options.swarmKey)) } : {}),
+    // Every connection's reads gathered on slow links (gathered-reads.ts), then pnet with a swarm key.
+    connectionProtector: olderInterface<Protector>(readGathering(options.swarmKey != null ? privateNetwork(options.swarmKey) : undefined)),
     ...(options.allowPeers != null ? { connectionGater: allowListGater(options.allowPeers) } : {}),
     connectionManager: {
       allow: LOOPBACK_ALLOW,
