@@ -338,6 +338,13 @@ export class ForbiddenError extends ImgswarmError {
 }
 
 /** Every error class, for the documentation test and for programs that map codes. */
+/** The daemon is still starting: its API answers before every part behind it is up. Retry shortly. */
+export class DaemonStartingError extends ImgswarmError {
+  static readonly code = 'IMGSWARM_STARTING'
+  override name = 'DaemonStartingError'
+  constructor (message = 'the daemon is still starting; retry in a moment') { super(DaemonStartingError.code, message) }
+}
+
 export const errorClasses = [
   UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
   ImageProtectedError, ChunkNotFoundError, ChunkCorruptError, DigestMismatchError, InvalidManifestError,
@@ -346,7 +353,7 @@ export const errorClasses = [
   PeerIdentityError, PeerConfigError,
   OriginError, OriginNotFoundError, OriginRangeError, OriginAccessDeniedError, OriginTimeoutError, OriginConfigError,
   NoSourceError, ApiError, ApiUnreachableError, InterruptedError, ClusterError,
-  BundleInvalidError, BundleUntrustedError, OperatorKeyError, UnauthorizedError, ForbiddenError
+  BundleInvalidError, BundleUntrustedError, OperatorKeyError, UnauthorizedError, ForbiddenError, DaemonStartingError
 ] as const
 
 /** Whether `err` carries the Node.js system error code `code` (ENOENT, ENOSPC, …) on itself or its causes. */

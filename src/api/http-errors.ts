@@ -1,5 +1,5 @@
 import {
-  AmbiguousRefError, BundleInvalidError, BundleUntrustedError, CacheFullError, ImageNotAvailableError, ImageNotFoundError,
+  AmbiguousRefError, BundleInvalidError, DaemonStartingError, BundleUntrustedError, CacheFullError, ImageNotAvailableError, ImageNotFoundError,
   ForbiddenError, ImageProtectedError, ImgswarmError, InputError, InvalidRefError, OperatorKeyError, OutputError, StoreFullError, UnauthorizedError, UsageError, errorClasses
 } from '../errors.js'
 
@@ -12,6 +12,7 @@ export function statusOf (err: unknown): number {
   if (err instanceof BundleUntrustedError || err instanceof ForbiddenError) return 403
   if (err instanceof UnauthorizedError) return 401
   if (err instanceof StoreFullError || err instanceof CacheFullError) return 507
+  if (err instanceof DaemonStartingError) return 503
   if ((err as Error)?.name === 'AbortError') return 499
   return 500
 }

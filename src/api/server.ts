@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https'
 import { chmod, chown, unlink } from 'node:fs/promises'
 import { IMAGE_TYPES, type ImageType } from '../chunks/manifest.js'
-import { ForbiddenError, UsageError } from '../errors.js'
+import { DaemonStartingError, ForbiddenError, UsageError } from '../errors.js'
 import type { LocalNode, ReceivedSoFar } from '../local-node.js'
 import type { ImageRecord } from '../store/image-record.js'
 import type { Manifest } from '../chunks/manifest.js'
@@ -345,7 +345,8 @@ export async function startApiServer (backend: ApiBackend, address: ApiAddress, 
       return
     }
     const status = statusOf(err)
-    if (status >= 500) options.onError?.(err)
+    // A daemon still starting is not a fault to log: its callers are told to retry.
+    if (status >= 500 && !(err instanceof DaemonStartingError)) options.onError?.(err)
     sendJson(res, status, errorBody(err))
   }
   const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

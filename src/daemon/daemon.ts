@@ -7,7 +7,7 @@ import { formatApiAddress, isLocalOnly, parseApiAddress, type ApiAddress } from 
 import { API_TOKEN_FILE, ensureApiToken } from '../api/api-token.js'
 import { readJson, sendJson, startApiServer, type ApiBackend, type ApiServer, type ApiServerOptions, type Route } from '../api/server.js'
 import { parseImageNaming } from '../chunks/ref.js'
-import { CacheFullError, ImageNotFoundError, UsageError } from '../errors.js'
+import { CacheFullError, DaemonStartingError, ImageNotFoundError, UsageError } from '../errors.js'
 import { Fetcher } from '../fetch/fetcher.js'
 import { GlanceImages } from '../fetch/glance-images.js'
 import { GlanceOrigin } from '../origin/glance-origin.js'
@@ -220,6 +220,8 @@ export class Daemon {
       // Replicas the cluster's policy keeps here are never evicted.
       hooks.protects = hex => swarm.replicas.protects(hex)
       const ref: { daemon?: Daemon } = {}
+      // The API answers before the Daemon object exists; what reaches it in between is told to retry.
+      const started = (): Daemon => startedOr(ref.daemon)
       const operator = await OperatorView.start({
         name: config.name,
         ui: config.ui,
@@ -232,17 +234,17 @@ export class Daemon {
         member,
         limits,
         log,
-        nodeStatus: () => { const d = ref.daemon!; return { ...d.info(), origin: d.origin?.url ?? null, ready: d.isReady, peers: d.peer.getConnections().length } }
+        nodeStatus: () => { const d = started(); return { ...d.info(), origin: d.origin?.url ?? null, ready: d.isReady, peers: d.peer.getConnections().length } }
       })
       parts.add('cluster page', { stop: async () => { await operator.stop() } })
       metrics.replicaGauges(() => swarm.replicas.active().map(p => ({ min: p.min, holders: swarm.repair.state(p.image)?.holders.length })))
       // The API starts before the Daemon object exists (it needs the bound address); routes reach it late.
       const backend: ApiBackend = {
         local,
-        acquire: async (image, signal) => await ref.daemon!.acquire(image, signal),
-        extraRoutes: [...daemonRoutes(() => ref.daemon!), ...swarmRoutes(swarm, local.store), ...operator.routes(config.apiTlsCert != null)],
+        acquire: async (image, signal) => await started().acquire(image, signal),
+        extraRoutes: [...daemonRoutes(() => ref.daemon), ...swarmRoutes(swarm, local.store), ...operator.routes(config.apiTlsCert != null)],
         selfAuthorisedRoutes: glance != null && opened instanceof GlanceOrigin
-          ? glanceRoutes({ origin: opened, images: glance, local, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal), log })
+          ? glanceRoutes({ origin: opened, images: glance, local, acquire: async (image, signal) => await started().acquire(image, signal), log })
           : undefined,
         onImported: r => {
           events.emit('imported', r)
@@ -263,7 +265,7 @@ export class Daemon {
       parts.add('API', { stop: async () => { await api.close() } })
       await operator.listen(api.address, guards.access, onApiError)
       // Images as NBD exports: the same acquire as the API's image route, so opening one starts its fetch.
-      const exports = imageExports({ store: local.store, inUse: local.inUse, acquire: async (image, signal) => await ref.daemon!.acquire(image, signal), recorder })
+      const exports = imageExports({ store: local.store, inUse: local.inUse, acquire: async (image, signal) => await started().acquire(image, signal), recorder })
       const nbd = nbdAddress == null
         ? undefined
         : await startNbdServer(exports, nbdAddress, { log, socketGid: apiGroup?.gid, groupGid: apiGroup?.gid }).catch(err => {
@@ -433,7 +435,14 @@ async function apiGuards (config: NodeConfig, address: ApiAddress, group: UnixGr
   }
 }
 
-function daemonRoutes (daemon: () => Daemon): Route[] {
+/** The daemon once it is made; before, every caller is answered 503 {@link DaemonStartingError}. */
+function startedOr (daemon: Daemon | undefined): Daemon {
+  if (daemon == null) throw new DaemonStartingError()
+  return daemon
+}
+
+export function daemonRoutes (current: () => Daemon | undefined): Route[] {
+  const daemon = (): Daemon => startedOr(current())
   const sets = new FetchSets()
   return [
     {
@@ -479,7 +488,7 @@ function daemonRoutes (daemon: () => Daemon): Route[] {
       method: 'GET',
       path: /^\/healthz$/,
       handle: async (_req, res) => {
-        const ready = daemon().isReady
+        const ready = current()?.isReady ?? false
         sendJson(res, ready ? 200 : 503, { ready })
       }
     },
