@@ -16,6 +16,8 @@ export type ChunkHealth = 'ok' | 'missing' | 'corrupt'
 const KEY_BYTES = 40
 /** Bytes of an index value: the sequence number, then the chunk's length (4 bytes, big-endian). */
 const ENTRY_BYTES = 12
+/** An index value not yet known (never written: it is set before the entry leaves {@link LevelChunks.append}). */
+const NO_ENTRY = new Uint8Array(0)
 
 /** Checks the space a write of `bytes` needs, throwing StoreFullError when it is not there. */
 export type SpaceCheck = (bytes: number, what: string) => Promise<void>
@@ -70,7 +72,17 @@ export class LevelChunks implements ChunkStore {
   /** {@link unindexed} when the last full sweep started: what it may not have seen is above. */
   private sweptUpTo = 0
 
-  constructor (log: Db, catalog: Db, index: Sub<Uint8Array, Uint8Array>, where: string, checkSpace: SpaceCheck, unswept: UnsweptMark) {
+  /**
+   * Most bytes in one log batch. A batch larger than the write buffer makes a memtable, and then a
+   * level-0 table, of its own size, and every table read back is mapped into memory: peers deliver
+   * 4 MiB batches, which made the receiver's tables (and its resident size) 2.5x the buffer.
+   */
+  private readonly logBatchBytes: number
+  /** The last log write queued: writes go one after another (see {@link writeLog}). */
+  private logTurn: Promise<void> = Promise.resolve()
+
+  constructor (log: Db, catalog: Db, index: Sub<Uint8Array, Uint8Array>, where: string, checkSpace: SpaceCheck, unswept: UnsweptMark, logBatchBytes = 512 * 1024) {
+    this.logBatchBytes = logBatchBytes
     this.log = log
     this.catalog = catalog
     this.index = index
@@ -217,7 +229,7 @@ export class LevelChunks implements ChunkStore {
     if (chunks.length === 0) return { ops, elsewhere, waits }
     const present = await this.hasMany(chunks.map(c => c.digest), options)
     // From here to the pending marks, no await: two writers of the same chunk cannot both pass.
-    const writes: BatchOp[] = []
+    const fresh: Array<{ chunk: VerifiedChunk, op: BatchOp & { value: Uint8Array } }> = []
     const mine = new Set<string>()
     let bytes = 0
     chunks.forEach((c, i) => {
@@ -230,25 +242,44 @@ export class LevelChunks implements ChunkStore {
         return
       }
       if (present[i]) return
-      const seq = this.nextSeq++
       let settle!: () => void
       const done = new Promise<void>(resolve => { settle = resolve })
       this.pending.set(k, { done, settle })
       mine.add(k)
       bytes += c.bytes.length
-      writes.push({ type: 'put', key: logKey(seq, c.digest), value: c.bytes } as BatchOp)
-      ops.push({ type: 'put', sublevel: this.index, key: c.digest, value: indexEntry(seq, c.bytes.length) } as BatchOp)
+      // The entry's value (sequence, length) is set when the bytes get their place in the log.
+      const op = { type: 'put', sublevel: this.index, key: c.digest, value: NO_ENTRY } as unknown as BatchOp & { value: Uint8Array }
+      fresh.push({ chunk: c, op })
+      ops.push(op)
     })
-    if (writes.length === 0) return { ops, elsewhere, waits }
+    if (fresh.length === 0) return { ops, elsewhere, waits }
     try {
       await this.run('cannot store chunks', async () => { await this.markUnswept() })
       await this.checkSpace(bytes, 'cannot store chunks')
-      await this.run('cannot store chunks', async () => { await this.log.batch(writes) }, options)
+      for (const slice of slices(fresh, f => f.chunk.bytes.length, this.logBatchBytes)) await this.writeLog(slice, options)
     } catch (err) {
       this.settle(ops)
       throw err
     }
     return { ops, elsewhere, waits }
+  }
+
+  /**
+   * Writes one slice of chunks to the log, one slice at a time across writers, numbering them as it
+   * goes: keys then grow in the order LevelDB receives them, so no two level-0 tables overlap and
+   * compactions move tables down without rewriting them.
+   */
+  private async writeLog (slice: Array<{ chunk: VerifiedChunk, op: { value: Uint8Array } }>, options?: AbortOptions): Promise<void> {
+    const turn = this.logTurn.then(async () => {
+      const writes = slice.map(({ chunk, op }) => {
+        const seq = this.nextSeq++
+        op.value = indexEntry(seq, chunk.bytes.length)
+        return { type: 'put', key: logKey(seq, chunk.digest), value: chunk.bytes } as BatchOp
+      })
+      await this.run('cannot store chunks', async () => { await this.log.batch(writes) }, options)
+    })
+    this.logTurn = turn.catch(() => {})
+    await turn
   }
 
   /**
@@ -450,4 +481,23 @@ function lengthOf (entry: Uint8Array): number {
 
 function keyOf (digest: Uint8Array): string {
   return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1')
+}
+
+/** `items` in order, cut into runs of at most `maxBytes` (an item larger than that is a run alone). */
+function slices<T> (items: T[], size: (item: T) => number, maxBytes: number): T[][] {
+  const out: T[][] = []
+  let run: T[] = []
+  let bytes = 0
+  for (const item of items) {
+    const n = size(item)
+    if (run.length > 0 && bytes + n > maxBytes) {
+      out.push(run)
+      run = []
+      bytes = 0
+    }
+    run.push(item)
+    bytes += n
+  }
+  if (run.length > 0) out.push(run)
+  return out
 }

@@ -143,7 +143,7 @@ export class LevelStore implements ChunkStore {
       set: async () => { await this.meta.put(UNSWEPT_KEY, new Date().toISOString(), { sync: true } as any) },
       clear: async () => { await this.meta.del(UNSWEPT_KEY, { sync: true } as any) }
     }
-    this.chunkLog = new LevelChunks(log, db, index, dir ?? 'memory', async (n, what) => { await this.guard?.check(n, what) }, unswept)
+    this.chunkLog = new LevelChunks(log, db, index, dir ?? 'memory', async (n, what) => { await this.guard?.check(n, what) }, unswept, this.writeBatchBytes)
   }
 
   static async open (options: OpenStoreOptions = {}): Promise<LevelStore> {
