@@ -132,9 +132,10 @@ export const clusterCommands: Command[] = [
       '       imgswarm cluster down [--dir DIR] [--keep-logs]'
     ].join('\n'),
     details: [
-      `up starts N daemons (1 to ${MAX_NODES}), each bootstrapped from all the others, and returns once every node`,
-      'answers /healthz with 200 and has joined the swarm (connected to every other node up to 8 nodes; beyond,',
-      'to 4 peers, all nodes in one swarm: holders are found through the DHT). Each node keeps its data in DIR/nodeK, logs',
+      `up starts N daemons (1 to ${MAX_NODES}), each bootstrapped from all the others up to 8 nodes and beyond from`,
+      '~2·log2(N) of them (those 1, 2, 4, 8… places away round a ring), and returns once every node answers /healthz',
+      'with 200 and has joined the swarm (connected to every other node up to 8 nodes; beyond, to 4 peers, all',
+      'nodes in one swarm: holders are found through the DHT). Each node keeps its data in DIR/nodeK, logs',
       'to DIR/nodeK/daemon.log and answers on unix:DIR/nodeK/api.sock: use that as IMGSWARM_API (or --api).',
       '  --nodes N         how many nodes',
       '  --netns           (root) one network namespace per node, veth pairs on a bridge, addresses from',

@@ -275,11 +275,11 @@ async function build (file: StateFile, options: ClusterUpOptions, shaping: Shapi
   }
 
   progress(`starting ${n} daemon${n === 1 ? '' : 's'}`)
-  // Every node bootstraps from every other: all start at once, and of each pair at least the one that
-  // starts listening last reaches the other (a dial to a port nobody listens on yet fails at once).
-  const procs = await Promise.all(state.nodes.map(async node => {
+  // All start at once; of each pair that name each other, the one that starts listening last reaches
+  // the other (a dial to a port nobody listens on yet fails at once).
+  const procs = await Promise.all(state.nodes.map(async (node, k) => {
     signal?.throwIfAborted()
-    const bootstrap = state.nodes.filter(o => o !== node).flatMap(o => ['--bootstrap', `${o.listen}/p2p/${o.peerId}`])
+    const bootstrap = bootstrapOf(k, n).map(j => state.nodes[j]).flatMap(o => ['--bootstrap', `${o.listen}/p2p/${o.peerId}`])
     const argv = [
       process.execPath, BIN, 'daemon', '--data', node.data, '--listen', node.listen, '--api', node.api,
       ...bootstrap, ...(state.origin != null ? ['--origin', state.origin] : []), '--log-level', options.logLevel ?? 'info',
@@ -315,6 +315,24 @@ export const FULL_MESH_UP_TO = 8
 export function peersToJoin (n: number): number {
   if (n <= FULL_MESH_UP_TO) return n - 1
   return Math.min(n - 1, 4)
+}
+
+/**
+ * The nodes node `k` of `n` bootstraps from: every other one in a small cluster. In a larger one,
+ * every node dialling every other at start-up (n² noise handshakes at once) starved 64 nodes on two
+ * cores for minutes, so each names the nodes at distance 1, 2, 4, 8… either way round a ring: about
+ * 2·log2(n) of them, each pair named by both ends, and any node a few hops from any other. The DHT
+ * finds the rest.
+ */
+export function bootstrapOf (k: number, n: number): number[] {
+  if (n <= FULL_MESH_UP_TO) return Array.from({ length: n }, (_, j) => j).filter(j => j !== k)
+  const out = new Set<number>()
+  for (let d = 1; d < n; d *= 2) {
+    out.add((k + d) % n)
+    out.add((k - d + n) % n)
+  }
+  out.delete(k)
+  return [...out].sort((a, b) => a - b)
 }
 
 /**
