@@ -3,8 +3,11 @@ import { chunkCount, type Manifest } from '../chunks/manifest.js'
 import type { ChunkStore } from '../store/chunk-store.js'
 import { AheadBuffer } from './ahead-buffer.js'
 
-/** Chunks that arrived ahead of the hash's position are kept up to this many bytes (the nearest); others are read back when the hash gets to them. */
-const AHEAD_BYTES = 32 * 1024 * 1024
+/**
+ * Chunks that arrived ahead of the hash's position are kept up to this many bytes (the nearest); others
+ * are read back when the hash gets to them. 16 MiB covers the batches in flight from one peer (4 × 4 MiB).
+ */
+const AHEAD_BYTES = 16 * 1024 * 1024
 /** Chunks read from the store per request, when the hash must read them. */
 const READ_WINDOW = 32
 
