@@ -337,7 +337,6 @@ export class ForbiddenError extends ImgswarmError {
   constructor (message: string) { super(ForbiddenError.code, message) }
 }
 
-/** Every error class, for the documentation test and for programs that map codes. */
 /** The daemon is still starting: its API answers before every part behind it is up. Retry shortly. */
 export class DaemonStartingError extends ImgswarmError {
   static readonly code = 'IMGSWARM_STARTING'
@@ -345,6 +344,7 @@ export class DaemonStartingError extends ImgswarmError {
   constructor (message = 'the daemon is still starting; retry in a moment') { super(DaemonStartingError.code, message) }
 }
 
+/** Every error class, for the documentation test and for programs that map codes. */
 export const errorClasses = [
   UsageError, InvalidRefError, ImageNotFoundError, AmbiguousRefError, ImageNotAvailableError,
   ImageProtectedError, ChunkNotFoundError, ChunkCorruptError, DigestMismatchError, InvalidManifestError,

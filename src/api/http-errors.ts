@@ -1,5 +1,5 @@
 import {
-  AmbiguousRefError, BundleInvalidError, DaemonStartingError, BundleUntrustedError, CacheFullError, ImageNotAvailableError, ImageNotFoundError,
+  AmbiguousRefError, BundleInvalidError, BundleUntrustedError, CacheFullError, DaemonStartingError, ImageNotAvailableError, ImageNotFoundError,
   ForbiddenError, ImageProtectedError, ImgswarmError, InputError, InvalidRefError, OperatorKeyError, OutputError, StoreFullError, UnauthorizedError, UsageError, errorClasses
 } from '../errors.js'
 
