@@ -19,14 +19,13 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { parseApiAddress } from '../src/api/address.js'
 import { ApiClient } from '../src/api/client.js'
-import { MiB, machine, mdTable, median, seededStream } from './util.js'
+import { GiB, MiB, machine, mdTable, median, seededStream } from './util.js'
 
 // The HTTP server runs in this process: curl must not block its event loop.
 const execFile = promisify(execFileCb)
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const BIN = join(ROOT, 'bin', 'imgswarm')
 const SIZES = (process.env.BENCH_SIZES ?? process.env.IMGSWARM_BENCH_MIB ?? '512,4096').split(',').map(Number)
-const GiB = 1024 * MiB
 
 /** CPU seconds (user + system) a process has used, from /proc. */
 function cpuSeconds (pid: number): number {
