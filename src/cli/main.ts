@@ -91,7 +91,11 @@ export async function main (argv: string[], env: NodeJS.ProcessEnv = process.env
       node: async () => (await ctx.connection()).service
     }
     return await command.run(ctx)
-  } catch (err) {
+  } catch (thrown) {
+    // After SIGINT or SIGTERM the interruption is what to report: a stream it tore down may fail
+    // first with an error of its own ("Premature close"), which is only its consequence.
+    const reason: unknown = controller.signal.reason
+    const err = controller.signal.aborted && reason instanceof InterruptedError ? reason : thrown
     process.stderr.write(`imgswarm ${name}: ${describe(err)}\n`)
     if (env.IMGSWARM_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`)
     // 130: the shell's code for a command ended by SIGINT.
