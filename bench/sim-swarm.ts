@@ -21,7 +21,6 @@ const { values } = parseArgs({
     die: { type: 'string', default: '0' },
     'die-within-s': { type: 'string', default: '5' },
     limit: { type: 'string', multiple: true, default: [] },
-    'global-owners': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false }
   }
@@ -30,11 +29,10 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(`usage: npm run sim:swarm -- --nodes N [--image-mib S] [--seed K] [--json]
   [--origin-mbit R] [--up-mbit R] [--down-mbit R] [--latency-ms L] [--dials D]
-  [--join-spread-s T] [--die K] [--die-within-s T] [--limit NAME=VALUE ...] [--global-owners]
+  [--join-spread-s T] [--die K] [--die-within-s T] [--limit NAME=VALUE ...]
 Defaults: 1 node, 32 MiB, seed 1, 100 Mbit/s origin and node links, 10 ms latency, 10 dials a node
 (about 20 neighbours), all nodes starting at t = 0, none dying. --limit sets one of the swarm
-fetch's limits (src/fetch/swarm-fetch.ts SwarmLimits), e.g. --limit stallMs=60000. --global-owners
-owns origin groups among every node fetching, not each node's neighbours (an experiment).
+fetch's limits (src/fetch/swarm-fetch.ts SwarmLimits), e.g. --limit stallMs=60000.
 `)
   process.exit(0)
 }
@@ -65,7 +63,6 @@ for (const l of values.limit) {
 
 const result = await simulateSwarm({
   limits,
-  globalOwners: values['global-owners'],
   nodes,
   imageBytes: Math.round(num('image-mib') * 1024 * 1024),
   seed: num('seed'),

@@ -7,7 +7,7 @@ import { Bitfield } from '../src/peer/bitfield.js'
 import { encodeVarint, frameStream } from '../src/peer/frames.js'
 import { peerBits } from '../src/peer/have-updates.js'
 import {
-  MANIFEST_PIECE_BYTES, MAX_CHUNK_BATCH, MAX_ERROR_MESSAGE_BYTES, MAX_MANIFEST_CHUNKS, MAX_UPDATE_RUNS, decodeChunksRequest,
+  MANIFEST_PIECE_BYTES, MAX_CHUNK_BATCH, MAX_ERROR_MESSAGE_BYTES, MAX_MANIFEST_CHUNKS, MAX_CANDIDATE_ID_BYTES, MAX_FRAME_CANDIDATES, MAX_UPDATE_RUNS, decodeChunksRequest,
   decodeChunksResponse, decodeHaveRequest, decodeHaveResponse, decodeHaveUpdate, decodeHaveUpdatesRequest, decodeManifestRequest,
   decodeManifestResponse, encodeChunksRequest, encodeChunksResponse, encodeHaveRequest, encodeHaveResponse, encodeHaveUpdate,
   encodeHaveUpdatesRequest, encodeManifestRequest, encodeManifestResponse, indexRuns, isManifestCid, manifestResponseFrames,
@@ -267,7 +267,7 @@ t.test('bitfields from wire bytes', async () => {
 // have-updates: the first request frame, the update frames both ways, the requester's bitfield
 
 t.test('have-updates requests', async () => {
-  const valid = fc.record({ manifest: manifestCidArb, have: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: undefined }), fetching: fc.boolean() })
+  const valid = fc.record({ manifest: manifestCidArb, have: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: undefined }), fetching: fc.boolean(), candidates: fc.boolean() })
     .map(r => encodeHaveUpdatesRequest(r))
   await fc.assert(fc.property(requestFrames(valid), frame => stable(decodeHaveUpdatesRequest, encodeHaveUpdatesRequest, frame,
     r => isManifestCid(r.manifest) && (r.have === undefined || r.have instanceof Uint8Array) && typeof r.fetching === 'boolean')), fuzzParams(400))
@@ -298,9 +298,40 @@ t.test('have-updates: update frames', async () => {
     const u = ownErrorOr('decodeHaveUpdate', () => decodeHaveUpdate(frame, n))
     if (u === undefined) return true
     if (u.type === 'complete') return frame.length === 1
+    if (u.type === 'candidates') return candidatesValid(u.candidates, n) && same(encodeHaveUpdate(u), frame)
     return u.runs.length <= MAX_UPDATE_RUNS &&
       u.runs.every(([start, length]) => Number.isSafeInteger(start) && start >= 0 && length >= 1 && start + length <= n) &&
       same(encodeHaveUpdate(u), frame)
+  }), fuzzParams(500))
+})
+
+/** Candidates as a frame may carry them: at most the frame's limit, ids of 1 to 128 UTF-8 bytes, counts within the image. */
+function candidatesValid (candidates: Array<{ id: string, held: number }>, n: number): boolean {
+  return candidates.length <= MAX_FRAME_CANDIDATES && candidates.every(c => {
+    const bytes = Buffer.byteLength(c.id)
+    return bytes >= 1 && bytes <= MAX_CANDIDATE_ID_BYTES && Number.isSafeInteger(c.held) && c.held >= 0 && c.held <= n
+  })
+}
+
+t.test('have-updates: candidates frames', async () => {
+  const claimsOf = fc.integer({ min: 1, max: 3000 }).chain(n => fc.tuple(fc.constant(n),
+    fc.array(fc.record({ id: fc.string({ minLength: 1, maxLength: 40 }), held: fc.integer({ min: 0, max: n }) }), { maxLength: MAX_FRAME_CANDIDATES })))
+  // Valid frames decode to what they were made of.
+  await fc.assert(fc.property(claimsOf, ([n, candidates]) => {
+    const u = decodeHaveUpdate(encodeHaveUpdate({ type: 'candidates', candidates }), n)
+    return u.type === 'candidates' && JSON.stringify(u.candidates) === JSON.stringify(candidates)
+  }), fuzzParams(300))
+  // Hostile frames: within every bound and re-encoding to the same bytes, or a ProtocolError.
+  const frames = fc.oneof(
+    fc.tuple(claimsOf, mutations).map(([[n, candidates], ops]) => ({ n, frame: mutate(encodeHaveUpdate({ type: 'candidates', candidates }), ops) })),
+    fc.record({ n: fc.integer({ min: 1, max: 3000 }), frame: fc.uint8Array({ maxLength: 80 }).map(b => Uint8Array.of(0x0a, ...b)) })
+  )
+  await fc.assert(fc.property(frames, ({ n, frame }) => {
+    const u = ownErrorOr('decodeHaveUpdate', () => decodeHaveUpdate(frame, n))
+    if (u === undefined) return true
+    if (u.type === 'complete') return frame.length === 1
+    if (u.type === 'update') return same(encodeHaveUpdate(u), frame)
+    return candidatesValid(u.candidates, n) && same(encodeHaveUpdate(u), frame)
   }), fuzzParams(500))
 })
 

@@ -67,7 +67,7 @@ async function someManifestCid (): Promise<CID> {
   return CID.create(1, dagCbor.code, await sha256.digest(new TextEncoder().encode(String(Math.random()))))
 }
 
-t.test('update frames: runs round-trip, and a run past the image, too many runs or trailing bytes are refused', async t => {
+t.test('update frames: runs and candidates round-trip, and a run past the image, too many runs, a candidate out of bounds or trailing bytes are refused', async t => {
   const frame = encodeHaveUpdate({ type: 'update', runs: [[0, 3], [700, 1]] })
   t.same(decodeHaveUpdate(frame, 701), { type: 'update', runs: [[0, 3], [700, 1]] })
   t.same(decodeHaveUpdate(encodeHaveUpdate({ type: 'complete' }), 5), { type: 'complete' })
@@ -79,6 +79,11 @@ t.test('update frames: runs round-trip, and a run past the image, too many runs 
   const frames = indexRuns([...isolated, 1, 1])
   t.same(frames.map(f => f.length), [MAX_UPDATE_RUNS, MAX_UPDATE_RUNS, 1], 'indices in frames of at most 1024 runs')
   t.same(frames[0].slice(0, 2), [[0, 3], [4, 1]], 'consecutive indices make one run, duplicates count once')
+  const claims = encodeHaveUpdate({ type: 'candidates', candidates: [{ id: '12D3KooWexample', held: 5 }] })
+  t.same(decodeHaveUpdate(claims, 5), { type: 'candidates', candidates: [{ id: '12D3KooWexample', held: 5 }] })
+  t.throws(() => decodeHaveUpdate(claims, 4), /candidate 12D3KooWexample holds 5 chunks of an image of 4/)
+  t.throws(() => decodeHaveUpdate(Uint8Array.of(0x0a, 1, 0x81, 0x01, ...new Uint8Array(129), 0), 5), /a candidate id of 129 bytes/)
+  t.throws(() => decodeHaveUpdate(Uint8Array.of(0x0a, 65), 5), /65 candidates exceed the 64/)
 })
 
 t.test('a watch gets the bitfield once, then each stored chunk, then "complete"; this node\'s bits go the other way', async t => {
@@ -109,6 +114,49 @@ t.test('a watch gets the bitfield once, then each stored chunk, then "complete";
   t.equal(mine.peers.get(source.id)!.have.every((b, i) => b === (i < 2 ? 0xff : 0xf0)), true, 'and the view says every chunk')
   t.equal(mine.peers.get(source.id)!.fetching, false)
   await waitFor(() => theirs.peers.get(clientId) == null || !theirs.peers.get(clientId)!.live, 5000, 'the server to forget the stream')
+})
+
+t.test('candidates travel both ways over a real stream, and never to a requester that did not ask for them', async t => {
+  const [server, client] = await spawnPeers(t, 2, { connect: true })
+  const local = await LocalNode.open({ dir: await tempDir(t) })
+  t.teardown(async () => { await local.close() })
+  const feeds = new HaveFeeds()
+  const cid = await someManifestCid()
+  const theirs = feeds.open(cid.toString(), 20, new Uint8Array(3))
+  theirs.runAs(server.peerId.toString())
+  theirs.hearClaims([{ id: 'a-node-only-the-server-sees', held: 3 }])
+  await servePeers(server, local.store, { feeds })
+  const mine = new HaveFeed(cid.toString(), 20, new Uint8Array(3))
+  mine.runAs(client.peerId.toString())
+  const source = new LibpPeerSource(client, server.peerId)
+  const controller = new AbortController()
+  t.teardown(() => { controller.abort() })
+  const watching = source.watchHave!(mine, { signal: controller.signal })
+  await waitFor(() => mine.claims().some(c => c.id === 'a-node-only-the-server-sees'), 10_000, 'the server\'s candidates at the client')
+  t.equal(mine.claims().find(c => c.id === 'a-node-only-the-server-sees')?.held, 3, 'with the count the server heard')
+  mine.hearClaims([{ id: 'a-node-only-the-client-sees', held: 1 }])
+  await waitFor(() => theirs.claims().some(c => c.id === 'a-node-only-the-client-sees'), 10_000, 'the client\'s candidates at the server')
+  theirs.hearClaims([{ id: 'a-node-only-the-server-sees', held: 7 }])
+  await waitFor(() => mine.claims().find(c => c.id === 'a-node-only-the-server-sees')?.held === 7, 10_000, 'a count that rose, on the next beat')
+  controller.abort()
+  await watching.catch(() => {})
+
+  // A requester of the previous release does not say `candidates`: it gets the bitfield and updates only.
+  const kinds: number[] = []
+  async function * previous (): AsyncGenerator<Uint8Array> {
+    yield encodeHaveUpdatesRequest({ manifest: cid, have: new Uint8Array(3), fetching: true })
+    await new Promise(resolve => setTimeout(resolve, 1500))
+  }
+  const reading = (async () => { for await (const frame of request(client, server.peerId, HAVE_UPDATES, previous())) kinds.push(frame[0]) })()
+  await waitFor(() => kinds.length > 0, 5000, 'the bitfield')
+  theirs.hearClaims([{ id: 'news-after-the-stream-opened', held: 1 }])
+  theirs.bits[0] |= 0x80
+  theirs.stored([0])
+  await waitFor(() => kinds.length > 1, 5000, 'the update')
+  feeds.close(theirs, true)
+  await reading
+  t.notOk(kinds.includes(0x0a), `no candidates frame among kinds ${kinds.join(', ')}`)
+  t.ok(kinds.includes(0x08), 'the update came')
 })
 
 t.test('a peer that floods updates, or names chunks past the image, has its stream reset and its view dropped', async t => {

@@ -29,3 +29,21 @@ t.test('sim:swarm with late joiners and a node that dies: the survivors complete
   t.equal(r.died, 2)
   t.equal(r.nodesComplete, 10)
 })
+
+t.test('sim:swarm in a partial mesh (100 nodes, ~20 neighbours each): the candidates agree, so the origin sends about one copy', async t => {
+  // Owned among each node's neighbours only, this swarm read 8.6 copies from the origin.
+  const { stdout } = await promisify(execFile)(process.execPath, [script, '--nodes', '100', '--image-mib', '4', '--json'], { timeout: 120_000 })
+  const r = JSON.parse(stdout) as Record<string, number>
+  t.equal(r.nodesComplete, 100)
+  t.ok(r.originCopies >= 1 && r.originCopies <= 1.1, `origin copies ${r.originCopies}`)
+})
+
+t.test('sim:swarm in a partial mesh with nodes dying: their groups move to live candidates and the survivors complete', async t => {
+  // Half the nodes die in the first 1.5 s, owners among them: their groups wait a stall timeout (5 s), not the starvation rule's 20 s.
+  const { stdout } = await promisify(execFile)(process.execPath, [script, '--nodes', '60', '--image-mib', '4', '--die', '30', '--die-within-s', '1.5', '--json'], { timeout: 120_000 })
+  const r = JSON.parse(stdout) as Record<string, number>
+  t.equal(r.died, 30)
+  t.equal(r.nodesComplete, 30)
+  t.ok(r.lastNodeSeconds < 20, `last node at ${r.lastNodeSeconds} s`)
+  t.ok(r.originCopies < 1.5, `origin copies ${r.originCopies}: a dead owner's group is read again by one node, not by all`)
+})

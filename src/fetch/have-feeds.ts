@@ -1,5 +1,11 @@
-import { setBit, type PeerSource } from './sources.js'
+import { CLAIMS_SPACING_MS, Candidates, type CandidateClaim } from './candidates.js'
+import { hasBit, setBit, type PeerSource } from './sources.js'
 import { realClock, type Clock } from './clock.js'
+
+/** Origin-read candidates kept per image unless the fetch asks for another number (see Candidates). */
+export const DEFAULT_CANDIDATES = 32
+/** When a candidate is taken for stalled unless the fetch says otherwise (the swarm's stallMs). */
+const DEFAULT_STALL_MS = 5000
 
 /** What this node knows of one peer's chunks of an image, kept current by its pushed updates (or polls). */
 export interface PeerView {
@@ -12,34 +18,99 @@ export interface PeerView {
   lastGain: number
   /** Its stream is open (pushed) or it is polled; false once either ended. */
   live: boolean
+  /** Chunks it holds: the bits set in `have`. */
+  held: number
 }
+
+/**
+ * What a have-feed's subscriber is told: this node's new chunks, the end of its fetch, counts of
+ * candidates that rose ('claims': told on the next beat), or a candidate not known before ('candidates': told soon).
+ */
+export type FeedEvent = number[] | 'end' | 'claims' | 'candidates'
 
 /** One local image being fetched: its have-bitfield, its updates to neighbours, and what they hold. */
 export class HaveFeed {
   readonly peers = new Map<string, PeerView>()
   /** Undefined while fetching; true once the image is complete, false when its fetch failed. */
   outcome: boolean | undefined
-  private readonly listeners = new Set<(indices: number[] | 'end') => void>()
+  /** This node's id once its fetch runs: it is one of the candidates it tells of. */
+  self: string | undefined
+  private candidates: Candidates
+  private readonly listeners = new Set<(event: FeedEvent) => void>()
   private waiters: Array<() => void> = []
+  private selfHeld: number | undefined
+  /** Bumped at every change that may move the candidates: they are ranked once per version. */
+  private version = 0
+  private ranked: { version: number, at: number, claims: CandidateClaim[] } | undefined
 
   /** `bits` is the fetch's own bitfield (shared, not copied): it is current whenever it is read. */
-  constructor (readonly manifestCid: string, readonly chunkCount: number, readonly bits: Uint8Array, readonly clock: Clock = realClock) {}
+  constructor (readonly manifestCid: string, readonly chunkCount: number, readonly bits: Uint8Array, readonly clock: Clock = realClock) {
+    this.candidates = new Candidates(manifestCid, chunkCount, DEFAULT_CANDIDATES)
+  }
+
+  /** How long a candidate's count may stay still before it is taken for stalled. */
+  private stallMs = DEFAULT_STALL_MS
+
+  /** The fetch that runs on this feed: its node's id, how many candidates it keeps, and when one is stalled. */
+  runAs (self: string, candidates = DEFAULT_CANDIDATES, stallMs = DEFAULT_STALL_MS): void {
+    this.self = self
+    this.stallMs = stallMs
+    this.version++
+    if (candidates !== this.candidates.limit) this.candidates = new Candidates(this.manifestCid, this.chunkCount, candidates)
+  }
 
   /** Chunks now stored here: told to every neighbour subscribed. */
   stored (indices: number[]): void {
+    this.selfHeld = undefined
+    this.version++
     for (const l of this.listeners) l(indices)
+  }
+
+  /**
+   * The best live candidates this node knows (see Candidates.best): told to its neighbours, and the
+   * nodes among which it shares out the origin groups. Ranked again at each change, or when a stall
+   * may have become due.
+   */
+  claims (): CandidateClaim[] {
+    const now = this.clock.now()
+    if (this.ranked?.version !== this.version || now - this.ranked.at >= CLAIMS_SPACING_MS) {
+      this.ranked = { version: this.version, at: now, claims: this.candidates.best(this.direct(), now, this.stallMs, this.self) }
+    }
+    return this.ranked.claims
+  }
+
+  /** A neighbour's candidates: kept, and passed on if they change what this node knows. */
+  hearClaims (claims: readonly CandidateClaim[]): void {
+    const heard = this.candidates.hear(claims, this.clock.now(), this.self)
+    if (heard != null) this.tell(heard === 'new' ? 'candidates' : 'claims')
+  }
+
+  /** This node (counted live now) and the fetching peers it watches. */
+  private direct (): Array<{ id: string, held: number, risenAt: number }> {
+    const now = this.clock.now()
+    const out = [...this.peers.values()].filter(v => v.fetching && v.live).map(v => ({ id: v.source.id, held: v.held, risenAt: v.lastGain }))
+    if (this.self != null) {
+      this.selfHeld ??= countBits(this.bits, this.chunkCount)
+      out.push({ id: this.self, held: this.selfHeld, risenAt: now })
+    }
+    return out
+  }
+
+  private tell (event: FeedEvent): void {
+    this.version++
+    for (const l of [...this.listeners]) l(event)
   }
 
   /** The fetch ended: subscribers send "complete" (or just close) and stop. */
   end (complete: boolean): void {
     if (this.outcome !== undefined) return
     this.outcome = complete
-    for (const l of [...this.listeners]) l('end')
+    this.tell('end')
     this.changed()
   }
 
-  /** Listens for this node's new chunks; returns the unsubscribe function. */
-  subscribe (listener: (indices: number[] | 'end') => void): () => void {
+  /** Listens for this node's new chunks and news of candidates; returns the unsubscribe function. */
+  subscribe (listener: (event: FeedEvent) => void): () => void {
     this.listeners.add(listener)
     return () => { this.listeners.delete(listener) }
   }
@@ -48,9 +119,10 @@ export class HaveFeed {
   setPeer (source: PeerSource, have: Uint8Array, fetching: boolean): PeerView {
     const old = this.peers.get(source.id)
     const gained = old == null || have.some((b, i) => (b & ~(old.have[i] ?? 0)) !== 0)
-    const view: PeerView = { source, have: Uint8Array.from(have), fetching, lastGain: gained || old == null ? this.clock.now() : old.lastGain, live: true }
+    const view: PeerView = { source, have: Uint8Array.from(have), fetching, lastGain: gained || old == null ? this.clock.now() : old.lastGain, live: true, held: countBits(have, this.chunkCount) }
     this.peers.set(source.id, view)
     this.changed()
+    this.tell(old == null && fetching ? 'candidates' : 'claims')
     return view
   }
 
@@ -58,10 +130,17 @@ export class HaveFeed {
   gained (peer: string, runs: Array<[number, number]>): void {
     const view = this.peers.get(peer)
     if (view == null) return
-    for (const [start, length] of runs) for (let i = start; i < start + length; i++) setBit(view.have, i)
+    for (const [start, length] of runs) {
+      for (let i = start; i < start + length; i++) {
+        if (hasBit(view.have, i)) continue
+        setBit(view.have, i)
+        view.held++
+      }
+    }
     if (runs.length > 0) {
       view.lastGain = this.clock.now()
       this.changed()
+      if (view.fetching) this.tell('claims')
     }
   }
 
@@ -72,7 +151,9 @@ export class HaveFeed {
     view.have.fill(0xff)
     const spare = view.have.length * 8 - this.chunkCount
     if (spare > 0) view.have[view.have.length - 1] &= 0xff << spare
+    view.held = this.chunkCount
     view.fetching = false
+    this.version++
     view.lastGain = this.clock.now()
     this.changed()
   }
@@ -83,6 +164,7 @@ export class HaveFeed {
     if (view == null || (source != null && view.source !== source)) return
     if (view.fetching) this.peers.delete(peer)
     else view.live = false
+    this.version++
     this.changed()
   }
 
@@ -106,6 +188,13 @@ export class HaveFeed {
     this.waiters = []
     for (const wake of w) wake()
   }
+}
+
+/** Bits set among the first `n` of a bitfield. */
+function countBits (bits: Uint8Array, n: number): number {
+  let count = 0
+  for (let i = 0; i < n; i++) if (hasBit(bits, i)) count++
+  return count
 }
 
 /** The feeds of the images this node fetches now, by manifest CID (the have-updates protocol serves them). */

@@ -16,13 +16,16 @@ export interface PeerSchedulerLimits {
   batchBytes: number
   /** A batch that receives nothing for this long is abandoned and its chunks go to other holders. */
   stallMs: number
+  /** Batches in flight at once over all peers (and every call sharing `load`): more would only split the download link finer. */
+  maxInflight: number
 }
 
 export const DEFAULT_PEER_LIMITS: Readonly<PeerSchedulerLimits> = Object.freeze({
   windowPerPeer: 4,
   batchChunks: 32,
   batchBytes: 4 * 1024 * 1024,
-  stallMs: 10_000
+  stallMs: 10_000,
+  maxInflight: 8
 })
 
 /** What the scheduler reports as it goes. */
@@ -56,6 +59,8 @@ export interface PeerSchedulerOptions {
   yieldTo?: Urgency
   /** Urgent work: its requests go ahead of background ones waiting for a peer's stream. */
   urgent?: boolean
+  /** Batches in flight to each peer, shared by the calls that run at once: work goes to the least loaded holder first. */
+  load?: Map<string, number>
 }
 
 /** How long a yielding scheduler waits at most before it looks again. */
@@ -86,11 +91,13 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
   let queue = rank(wants)
   const running = new Set<Promise<void>>()
 
-  const takeBatch = (s: PeerState): Want[] => {
+  // A batch takes at most an even share of what is queued among the live holders, so that a small
+  // queue is spread over many peers instead of filling the first one's window.
+  const takeBatch = (s: PeerState, most: number): Want[] => {
     const batch: Want[] = []
     let bytes = 0
     queue = queue.filter(w => {
-      if (batch.length >= limits.batchChunks || bytes >= limits.batchBytes || !holds(s, w)) return true
+      if (batch.length >= most || bytes >= limits.batchBytes || !holds(s, w)) return true
       batch.push(w)
       bytes += w.length
       return false
@@ -132,7 +139,9 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
       }
     } catch (err) {
       options.signal?.throwIfAborted()
-      if (err instanceof ChunkCorruptError) {
+      if (s.out !== undefined) {
+        // Out already (another of its batches failed first): told once.
+      } else if (err instanceof ChunkCorruptError) {
         s.out = 'bad'
         events.badChunk(s.source.id)
         options.log?.warn('peer sent a corrupt chunk; dropped for this fetch', { peer: s.source.id })
@@ -150,19 +159,35 @@ export async function fetchFromPeers (wants: Want[], peers: Array<{ source: Peer
     if (got.length > 0) await events.deliver(got, gotWants, s.source.id)
   }
 
+  const load = options.load ?? new Map<string, number>()
+  const loadOf = (s: PeerState): number => load.get(s.source.id) ?? 0
   const fill = (): void => {
     if (options.yieldTo?.busy === true) return
-    for (const s of states) {
-      while (s.out === undefined && s.inflight < limits.windowPerPeer) {
-        const batch = takeBatch(s)
-        if (batch.length === 0) break
-        s.inflight++
-        const p: Promise<void> = runBatch(s, batch).finally(() => {
-          s.inflight--
-          running.delete(p)
-        })
-        running.add(p)
-      }
+    const live = states.filter(s => s.out === undefined).length
+    const share = Math.max(1, Math.min(limits.batchChunks, Math.ceil(queue.length / Math.max(1, live))))
+    // One batch at a time to the least loaded peer (across every call sharing `load`) that holds
+    // something queued, until every window is full or nothing queued is held by a peer with room.
+    const open = new Set(states.filter(s => s.out === undefined && s.inflight < limits.windowPerPeer))
+    let total = 0
+    for (const n of load.values()) total += n
+    while (open.size > 0 && queue.length > 0 && total < limits.maxInflight) {
+      let s: PeerState | undefined
+      for (const c of open) if (s == null || loadOf(c) < loadOf(s)) s = c
+      const batch = takeBatch(s!, share)
+      if (batch.length === 0) { open.delete(s!); continue }
+      const peer = s!
+      peer.inflight++
+      total++
+      load.set(peer.source.id, loadOf(peer) + 1)
+      if (peer.inflight >= limits.windowPerPeer) open.delete(peer)
+      const p: Promise<void> = runBatch(peer, batch).finally(() => {
+        peer.inflight--
+        const left = loadOf(peer) - 1
+        if (left > 0) load.set(peer.source.id, left)
+        else load.delete(peer.source.id)
+        running.delete(p)
+      })
+      running.add(p)
     }
   }
 

@@ -33,6 +33,8 @@ export interface SwarmLimits {
   originConcurrency: number
   /** Most peers watched (have-updates streams or polls) at once for one image: the neighbours a node exchanges updates with. */
   maxWatched: number
+  /** The fetching nodes with the best scores for the image that own its origin groups, agreed through the neighbours' have-updates (see candidates.ts). */
+  candidates: number
 }
 
 export const DEFAULT_SWARM_LIMITS: Readonly<SwarmLimits> = Object.freeze({
@@ -42,7 +44,8 @@ export const DEFAULT_SWARM_LIMITS: Readonly<SwarmLimits> = Object.freeze({
   stallMs: 5000,
   settleMs: 500,
   originConcurrency: 2,
-  maxWatched: 32
+  maxWatched: 32,
+  candidates: 32
 })
 
 export interface SwarmFetchOptions {
@@ -71,13 +74,6 @@ export interface SwarmFetchOptions {
   originLimits?: Partial<OriginFetchLimits>
   /** Chunks that readers wait for: fetched first, beside the rest (see demand-fetch.ts). */
   demand?: Demand
-  /**
-   * Every node known to fetch the image now, beyond the peers watched (the swarm simulator's
-   * experiment with ownership over the whole swarm; the daemon does not pass it). Origin groups are
-   * then owned among them all, and an owner this node does not watch is never judged stalled: only
-   * this node's own starvation sends it to the origin for such a group.
-   */
-  fetchers?: () => Iterable<string>
   /** Time for every wait and deadline here; default the feed's clock, else the real one (the simulator passes a virtual one). */
   clock?: Clock
 }
@@ -103,9 +99,10 @@ const FIRST_ANSWERS_MS = 1000
  * Each holder found is watched: over a have-updates stream it pushes its bitfield once and then every
  * chunk it gains (a peer of the previous release is polled every `pollMs` instead), and chunks any
  * holder has come from the holders. Chunks no holder has are read from the origin once per cluster:
- * each group of consecutive chunks belongs to one of the nodes fetching the image, by rendezvous
- * hashing; the others wait for the owner's copy and take it from the owner, unless the owner stalls
- * (gains nothing for `stallMs`), when they read its groups themselves.
+ * each group of consecutive chunks belongs to one of the candidates (the fetching nodes with the best
+ * scores for the image, agreed through the have-updates), by rendezvous hashing; the others wait for
+ * the owner's copy and take it from whoever has it. A candidate that gains nothing for `stallMs`
+ * drops out, and its groups move to another.
  */
 export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   const limits = { ...DEFAULT_SWARM_LIMITS, ...o.limits }
@@ -119,6 +116,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   const clock = o.clock ?? o.feed?.clock ?? realClock
   const remaining = new Map(o.wants.map(w => [w.key, w]))
   const feed = o.feed ?? privateFeed(o)
+  feed.runAs(o.self, limits.candidates, limits.stallMs)
   const busy = new Set<string>() // wants being fetched right now, by either loop
   const excluded = new Set<string>() // peers that failed or lied in this fetch
   const watching = new Map<string, Promise<void>>() // peers whose stream (or poll) runs now
@@ -194,6 +192,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   // Neighbours: whatever they hold. Each look starts a round for what became available since, while
   // earlier rounds still run (up to MAX_ROUNDS), so chunks flow on without waiting for a round to end.
   const rounds = new Set<Promise<void>>()
+  const load = new Map<string, number>() // batches in flight to each peer, over every round
   const round = async (batch: Want[], vs: PeerView[]): Promise<void> => {
     try {
       await fetchFromPeers(batch, vs.map(v => ({ source: v.source, have: Uint8Array.from(v.have) })), {
@@ -202,7 +201,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
         received: b => { o.received('peer', b) },
         badChunk: peer => { excluded.add(peer); o.badChunk(peer) },
         peerOut: peer => { excluded.add(peer) }
-      }, { signal, limits: o.peerLimits, log, clock, yieldTo: o.demand })
+      }, { signal, limits: o.peerLimits, log, clock, yieldTo: o.demand, load })
     } finally {
       for (const w of batch) busy.delete(w.key)
     }
@@ -237,36 +236,31 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
 
   // The origin: the groups this node owns, then, once the swarm stalls, any group left.
   const groupOf = (w: Want): number => Math.floor(w.offset / limits.groupBytes)
-  // Owners by group for the last set of knowers: it changes only when a fetching peer comes or
-  // goes, and hashing every knower for every orphan chunk at every look costs CPU that a
-  // starved machine lacks.
+  // Owners by group for the last set of candidates: it changes only when a candidate comes, goes or
+  // stalls, and a hash per candidate per orphan chunk at every look costs CPU a starved machine lacks.
   const owners = new Map<number, string | undefined>()
   let ownersFor = ''
-  const ownersAmong = (knowers: string[]): (g: number) => string | undefined => {
-    const set = knowers.join('\n')
+  const ownersAmong = (candidates: string[]): (g: number) => string | undefined => {
+    const set = candidates.join('\n')
     if (set !== ownersFor) { owners.clear(); ownersFor = set }
     return g => {
-      if (!owners.has(g)) owners.set(g, rendezvousOwner(`${o.hex}:${g}`, knowers))
+      if (!owners.has(g)) owners.set(g, rendezvousOwner(`${o.hex}:${g}`, candidates))
       return owners.get(g)
     }
   }
   const nextGroup = (): Want[] | undefined => {
-    // The nodes fetching the image now share its origin reads; a node that only holds part does not.
+    // The best live candidates this node knows, the same at every node once the have-updates have
+    // carried them across the mesh; one that stalls drops out and its groups move to another.
+    const candidates = feed.claims().map(c => c.id).sort()
+    const ownerOf = ownersAmong(candidates)
     const vs = views()
-    const fetching = vs.filter(v => v.fetching && v.live)
-    const knowers = o.fetchers == null ? [o.self, ...fetching.map(v => v.source.id)] : [...new Set([o.self, ...fetching.map(v => v.source.id), ...o.fetchers()])].sort()
-    const now = clock.now()
-    const ownerOf = ownersAmong(knowers)
-    const starved = now - lastProgress > 4 * limits.stallMs && busy.size === 0
+    const starved = clock.now() - lastProgress > 4 * limits.stallMs && busy.size === 0
     const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w, vs)).sort((a, b) => a.offset - b.offset)
     for (const w of orphans) {
       const g = groupOf(w)
-      const owner = ownerOf(g)
-      const mine = owner === o.self
-      const ownerView = feed.peers.get(owner ?? '')
-      const ownerStalled = !mine && (ownerView != null || o.fetchers == null) && now - (ownerView?.lastGain ?? -Infinity) > limits.stallMs
-      if (mine || ownerStalled || starved) {
-        log.debug('origin read', { image: `sha256:${o.hex}`, group: g, why: mine ? 'owner' : ownerStalled ? 'owner stalled' : 'starved', fetchingPeers: knowers.length - 1 })
+      const mine = ownerOf(g) === o.self
+      if (mine || starved) {
+        log.debug('origin read', { image: `sha256:${o.hex}`, group: g, why: mine ? 'owner' : 'starved', candidates: candidates.length })
         return orphans.filter(x => groupOf(x) === g)
       }
     }

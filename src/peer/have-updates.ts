@@ -1,5 +1,6 @@
 import { CID } from 'multiformats/cid'
 import { ProtocolError } from '../errors.js'
+import { CLAIMS_SPACING_MS, NEWS_SPACING_MS, nextBeat } from '../fetch/candidates.js'
 import type { HaveFeed, HaveFeeds } from '../fetch/have-feeds.js'
 import type { PeerSource } from '../fetch/sources.js'
 import type { AbortOptions } from '../store/chunk-store.js'
@@ -24,8 +25,8 @@ export const UPDATE_SPACING_MS = 100
 export const KEEPALIVE_MS = 10_000
 /** No frame (not even a keep-alive) for this long: the peer is gone, the stream is reset. */
 export const WATCH_TIMEOUT_MS = 3 * KEEPALIVE_MS
-/** Frames a second one side may send, sustained, and in a burst: well above the honest 10, far below a flood. */
-const FRAMES_PER_SECOND = 20
+/** Frames a second one side may send, sustained, and in a burst: above the honest 20 (10 of updates, 10 of candidates), far below a flood. */
+const FRAMES_PER_SECOND = 30
 const FRAME_BURST = 50
 /** Streams one peer may hold open to us: one per image it fetches together with us. */
 export const MAX_WATCH_STREAMS_PER_PEER = 8
@@ -35,6 +36,8 @@ export const MAX_WATCHERS_PER_IMAGE = 64
 /** A source of this node's updates for one stream: subscribed at once, so nothing between the bitfield and the first update is lost. */
 interface UpdateQueue {
   frames: AsyncIterable<Uint8Array>
+  /** From now on the frames carry this node's candidates too (the other side takes them). */
+  sendCandidates: () => void
   /** Stops the frames (they end without "complete"). */
   close: () => void
 }
@@ -43,11 +46,27 @@ function updateQueue (feed: HaveFeed, signal?: AbortSignal): UpdateQueue {
   let pending: number[] = []
   let ended = feed.outcome !== undefined
   let closed = false
+  let candidates = false
+  // When this node's candidates are due next (never while nothing changed), and what was sent last.
+  let claimsDue = Infinity
+  let claimsSentAt = -Infinity
+  let claimsSent = ''
+  let lastFrameAt = Date.now()
   let wake: (() => void) | undefined
   const poke = (): void => { const w = wake; wake = undefined; w?.() }
+  const claimsIn = (ms: number): void => {
+    if (!candidates) return
+    const due = Math.max(Date.now() + ms, claimsSentAt + NEWS_SPACING_MS)
+    if (due < claimsDue) { claimsDue = due; poke() }
+  }
   const unsubscribe = feed.subscribe(x => {
     if (x === 'end') ended = true
-    else for (const i of x) pending.push(i)
+    else if (x === 'candidates') claimsIn(NEWS_SPACING_MS)
+    else if (x === 'claims') claimsIn(nextBeat(Date.now(), CLAIMS_SPACING_MS))
+    else {
+      for (const i of x) pending.push(i)
+      claimsIn(nextBeat(Date.now(), CLAIMS_SPACING_MS))
+    }
     poke()
   })
   const close = (): void => { closed = true; poke() }
@@ -58,17 +77,36 @@ function updateQueue (feed: HaveFeed, signal?: AbortSignal): UpdateQueue {
       wake = () => { clearTimeout(timer); resolve() }
     })
   }
+  const claimsFrame = (): Uint8Array | undefined => {
+    claimsDue = Infinity
+    claimsSentAt = Date.now()
+    const claims = feed.claims()
+    const key = claims.map(c => `${c.id}:${c.held}`).join(',')
+    if (key === claimsSent) return undefined
+    claimsSent = key
+    return encodeHaveUpdate({ type: 'candidates', candidates: claims })
+  }
   async function * frames (): AsyncGenerator<Uint8Array> {
     try {
       while (!closed) {
-        if (pending.length === 0 && !ended) await pause(KEEPALIVE_MS)
-        if (closed) return
+        const now = Date.now()
+        if (pending.length === 0 && !ended && claimsDue > now && now - lastFrameAt < KEEPALIVE_MS) {
+          await pause(Math.min(claimsDue, lastFrameAt + KEEPALIVE_MS) - now)
+          continue
+        }
+        if (claimsDue <= now) {
+          const frame = claimsFrame()
+          if (frame != null) { lastFrameAt = now; yield frame }
+        }
         if (pending.length > 0) {
           const indices = pending
           pending = []
+          lastFrameAt = now
           for (const runs of indexRuns(indices)) yield encodeHaveUpdate({ type: 'update', runs })
-        } else if (!ended) {
+        } else if (!ended && now - lastFrameAt >= KEEPALIVE_MS) {
+          lastFrameAt = now
           yield encodeHaveUpdate({ type: 'update', runs: [] }) // keep-alive
+          continue
         }
         if (ended && pending.length === 0) {
           if (feed.outcome === true) yield encodeHaveUpdate({ type: 'complete' })
@@ -83,7 +121,12 @@ function updateQueue (feed: HaveFeed, signal?: AbortSignal): UpdateQueue {
       signal?.removeEventListener('abort', close)
     }
   }
-  return { frames: frames(), close }
+  const sendCandidates = (): void => {
+    if (candidates) return
+    candidates = true
+    claimsIn(0)
+  }
+  return { frames: frames(), sendCandidates, close }
 }
 
 /** A peer's frame rate, checked on arrival. */
@@ -111,7 +154,7 @@ export function peerBits (bytes: Uint8Array, chunkCount: number): Uint8Array {
  */
 export async function watchHave (node: AnyLibp2p, peer: PeerId, source: PeerSource, feed: HaveFeed, options: AbortOptions = {}): Promise<boolean> {
   const updates = updateQueue(feed, options.signal)
-  const first = encodeHaveUpdatesRequest({ manifest: CID.parse(feed.manifestCid), have: Uint8Array.from(feed.bits), fetching: feed.outcome === undefined })
+  const first = encodeHaveUpdatesRequest({ manifest: CID.parse(feed.manifestCid), have: Uint8Array.from(feed.bits), fetching: feed.outcome === undefined, candidates: true })
   async function * out (): AsyncGenerator<Uint8Array> {
     yield first
     yield * updates.frames
@@ -137,6 +180,10 @@ export async function watchHave (node: AnyLibp2p, peer: PeerId, source: PeerSour
       if (update.type === 'complete') {
         feed.peerComplete(source.id)
         updates.close()
+      } else if (update.type === 'candidates') {
+        // It takes candidates too (it sends them only to a requester that said it takes them).
+        updates.sendCandidates()
+        feed.hearClaims(update.candidates)
       } else {
         feed.gained(source.id, update.runs)
       }
@@ -176,6 +223,7 @@ export async function serveHaveUpdates (node: AnyLibp2p, o: HaveUpdatesServeOpti
     }
     const updates = updateQueue(feed, ctx.signal)
     await send(encodeHaveResponse({ type: 'have', bitfield: new Bitfield(feed.chunkCount, Uint8Array.from(feed.bits)), fetching: true }))
+    if (req.candidates === true) updates.sendCandidates()
     const source = req.have != null ? o.sourceFor(ctx.peer) : undefined
     if (source != null) feed.setPeer(source, peerBits(req.have!, feed.chunkCount), req.fetching)
     const checkRate = frameRate(`${HAVE_UPDATES.id} from ${ctx.peer.toString()}`)
@@ -188,6 +236,7 @@ export async function serveHaveUpdates (node: AnyLibp2p, o: HaveUpdatesServeOpti
         const update = decodeHaveUpdate(next.value, feed.chunkCount)
         if (source == null) continue
         if (update.type === 'complete') feed.peerComplete(source.id)
+        else if (update.type === 'candidates') feed.hearClaims(update.candidates)
         else feed.gained(source.id, update.runs)
       }
     })().finally(() => { updates.close() })

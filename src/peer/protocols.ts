@@ -110,6 +110,8 @@ const KIND = {
   update: 0x08,
   /** have-updates: the sender holds every chunk now; its last frame. */
   complete: 0x09,
+  /** have-updates: the best origin-read candidates the sender knows (see fetch/candidates.ts). */
+  candidates: 0x0a,
   error: 0xff
 } as const
 
@@ -305,14 +307,30 @@ export async function readHaveAnswer (frames: AsyncIterable<Uint8Array>): Promis
 // have-updates
 
 /** The requester's first frame: the image, and the requester's own bitfield when it is fetching it. */
-export interface HaveUpdatesRequest { manifest: CID, have?: Uint8Array, fetching: boolean }
+/**
+ * `candidates`: the requester takes candidates frames. A responder that sees it sends one after its
+ * bitfield, and the requester sends its own only once it has had one, so neither ever sends a node of
+ * the previous release a frame it does not know.
+ */
+export interface HaveUpdatesRequest { manifest: CID, have?: Uint8Array, fetching: boolean, candidates?: boolean }
 
-/** A later frame, either way: chunk index runs newly held, or "I hold them all now". */
-export type HaveUpdate = { type: 'update', runs: Array<[start: number, length: number]> } | { type: 'complete' }
+/** Most candidates in one frame, and the longest node id among them (a PeerId string is ~52 bytes). */
+export const MAX_FRAME_CANDIDATES = 64
+export const MAX_CANDIDATE_ID_BYTES = 128
+
+/**
+ * A later frame, either way: chunk index runs newly held, "I hold them all now", or the origin-read
+ * candidates the sender knows with the chunks each holds.
+ */
+export type HaveUpdate =
+  | { type: 'update', runs: Array<[start: number, length: number]> }
+  | { type: 'complete' }
+  | { type: 'candidates', candidates: Array<{ id: string, held: number }> }
 
 export function encodeHaveUpdatesRequest (req: HaveUpdatesRequest): Uint8Array {
   const o: Record<string, unknown> = { manifest: checkManifestCid(req.manifest), fetching: req.fetching }
   if (req.have != null) o.have = req.have
+  if (req.candidates === true) o.candidates = true
   return dagCbor.encode(o)
 }
 
@@ -320,11 +338,21 @@ export function decodeHaveUpdatesRequest (frame: Uint8Array): HaveUpdatesRequest
   const o = decodeRequestMap(frame, HAVE_UPDATES)
   if (o.have !== undefined && !(o.have instanceof Uint8Array)) throw new ProtocolError(`${HAVE_UPDATES.id}: have must be bytes`)
   if (o.fetching !== undefined && typeof o.fetching !== 'boolean') throw new ProtocolError(`${HAVE_UPDATES.id}: fetching must be a boolean`)
-  return { manifest: checkManifestCid(o.manifest), have: o.have as Uint8Array | undefined, fetching: o.fetching === true }
+  return { manifest: checkManifestCid(o.manifest), have: o.have as Uint8Array | undefined, fetching: o.fetching === true, candidates: o.candidates === true }
 }
 
 export function encodeHaveUpdate (msg: HaveUpdate): Uint8Array {
   if (msg.type === 'complete') return Uint8Array.of(KIND.complete)
+  if (msg.type === 'candidates') {
+    if (msg.candidates.length > MAX_FRAME_CANDIDATES) throw new RangeError(`${msg.candidates.length} candidates exceed ${MAX_FRAME_CANDIDATES} in one frame`)
+    const parts: Uint8Array[] = [encodeVarint(msg.candidates.length)]
+    for (const c of msg.candidates) {
+      const id = new TextEncoder().encode(c.id)
+      if (id.length === 0 || id.length > MAX_CANDIDATE_ID_BYTES || !Number.isSafeInteger(c.held) || c.held < 0) throw new RangeError(`invalid candidate ${c.id} holding ${c.held}`)
+      parts.push(encodeVarint(id.length), id, encodeVarint(c.held))
+    }
+    return withKind(KIND.candidates, ...parts)
+  }
   if (msg.runs.length > MAX_UPDATE_RUNS) throw new RangeError(`${msg.runs.length} runs exceed ${MAX_UPDATE_RUNS} in one update`)
   const parts: Uint8Array[] = [encodeVarint(msg.runs.length)]
   for (const [start, length] of msg.runs) {
@@ -335,33 +363,72 @@ export function encodeHaveUpdate (msg: HaveUpdate): Uint8Array {
 }
 
 /**
- * An update frame, its runs checked against the image's chunk count.
- * @throws ProtocolError for a malformed frame or a run past the last chunk
+ * A later have-updates frame, its runs and counts checked against the image's chunk count.
+ * @throws ProtocolError for a malformed frame, a run past the last chunk or a candidate out of bounds
  */
 export function decodeHaveUpdate (frame: Uint8Array, chunkCount: number): HaveUpdate {
   switch (kindOf(frame, HAVE_UPDATES)) {
     case KIND.complete: return expectBare(frame, HAVE_UPDATES, { type: 'complete' })
-    case KIND.update: {
-      let off = 1
-      const next = (what: string): number => {
-        const { value, length } = decodeVarint(frame, off, HAVE_UPDATES, what)
-        off += length
-        return value
-      }
-      const n = next('run count')
-      if (n > MAX_UPDATE_RUNS) throw new ProtocolError(`${HAVE_UPDATES.id}: ${n} runs exceed the ${MAX_UPDATE_RUNS} of one update`)
-      const runs: Array<[number, number]> = []
-      for (let i = 0; i < n; i++) {
-        const start = next('run start')
-        const length = next('run length')
-        if (length < 1 || start + length > chunkCount) throw new ProtocolError(`${HAVE_UPDATES.id}: run ${start}+${length} outside an image of ${chunkCount} chunks`)
-        runs.push([start, length])
-      }
-      if (off !== frame.length) throw new ProtocolError(`${HAVE_UPDATES.id}: trailing bytes after the runs`)
-      return { type: 'update', runs }
-    }
+    case KIND.update: return decodeRuns(frame, chunkCount)
+    case KIND.candidates: return decodeCandidates(frame, chunkCount)
     default: throw unknownKind(frame, HAVE_UPDATES)
   }
+}
+
+/** Reads the fields of a have-updates frame after its kind byte. */
+class FrameCursor {
+  off = 1
+  constructor (private readonly frame: Uint8Array) {}
+
+  varint (what: string): number {
+    const { value, length } = decodeVarint(this.frame, this.off, HAVE_UPDATES, what)
+    this.off += length
+    return value
+  }
+
+  end (what: string): void {
+    if (this.off !== this.frame.length) throw new ProtocolError(`${HAVE_UPDATES.id}: trailing bytes after the ${what}`)
+  }
+}
+
+function decodeRuns (frame: Uint8Array, chunkCount: number): HaveUpdate {
+  const c = new FrameCursor(frame)
+  const n = c.varint('run count')
+  if (n > MAX_UPDATE_RUNS) throw new ProtocolError(`${HAVE_UPDATES.id}: ${n} runs exceed the ${MAX_UPDATE_RUNS} of one update`)
+  const runs: Array<[number, number]> = []
+  for (let i = 0; i < n; i++) {
+    const start = c.varint('run start')
+    const length = c.varint('run length')
+    if (length < 1 || start + length > chunkCount) throw new ProtocolError(`${HAVE_UPDATES.id}: run ${start}+${length} outside an image of ${chunkCount} chunks`)
+    runs.push([start, length])
+  }
+  c.end('runs')
+  return { type: 'update', runs }
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+function decodeCandidates (frame: Uint8Array, chunkCount: number): HaveUpdate {
+  const c = new FrameCursor(frame)
+  const n = c.varint('candidate count')
+  if (n > MAX_FRAME_CANDIDATES) throw new ProtocolError(`${HAVE_UPDATES.id}: ${n} candidates exceed the ${MAX_FRAME_CANDIDATES} of one frame`)
+  const candidates: Array<{ id: string, held: number }> = []
+  for (let i = 0; i < n; i++) {
+    const length = c.varint('candidate id length')
+    if (length < 1 || length > MAX_CANDIDATE_ID_BYTES || c.off + length > frame.length) throw new ProtocolError(`${HAVE_UPDATES.id}: a candidate id of ${length} bytes (1 to ${MAX_CANDIDATE_ID_BYTES}, within the frame)`)
+    let id: string
+    try {
+      id = strictUtf8.decode(frame.subarray(c.off, c.off + length))
+    } catch {
+      throw new ProtocolError(`${HAVE_UPDATES.id}: a candidate id that is not UTF-8`)
+    }
+    c.off += length
+    const held = c.varint('candidate count of chunks')
+    if (held > chunkCount) throw new ProtocolError(`${HAVE_UPDATES.id}: candidate ${id} holds ${held} chunks of an image of ${chunkCount}`)
+    candidates.push({ id, held })
+  }
+  c.end('candidates')
+  return { type: 'candidates', candidates }
 }
 
 /** Sorted chunk indices as runs of consecutive indices, in frames of at most {@link MAX_UPDATE_RUNS} runs. */

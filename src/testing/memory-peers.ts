@@ -1,3 +1,4 @@
+import { CLAIMS_SPACING_MS, NEWS_SPACING_MS, nextBeat, type CandidateClaim } from '../fetch/candidates.js'
 import { realClock, type Clock } from '../fetch/clock.js'
 import { HaveFeed, HaveFeeds } from '../fetch/have-feeds.js'
 import { hasBit, setBit, type ChunkReply, type HaveAnswer, type HolderFinder, type PeerSource } from '../fetch/sources.js'
@@ -298,11 +299,13 @@ class MemoryPeerSource implements PeerSource {
       // Each side's updates reach the other a hop later, gathered as the wire protocol gathers them.
       stops.push(pushUpdates(net.clock, net.latency, theirs, {
         gained: runs => { if (open) feed.gained(this.id, runs) },
+        claims: claims => { if (open) feed.hearClaims(claims) },
         complete: () => { if (open) { feed.peerComplete(this.id); close() } },
         ended: close
       }))
       stops.push(pushUpdates(net.clock, net.latency, feed, {
         gained: runs => { if (open) theirs.gained(back.id, runs) },
+        claims: claims => { if (open) theirs.hearClaims(claims) },
         complete: () => { if (open) { theirs.peerComplete(back.id); close() } },
         ended: close
       }))
@@ -319,6 +322,7 @@ class MemoryPeerSource implements PeerSource {
 
 interface UpdateSink {
   gained: (runs: Array<[number, number]>) => void
+  claims: (claims: CandidateClaim[]) => void
   complete: () => void
   ended: () => void
 }
@@ -332,6 +336,25 @@ function pushUpdates (clock: Clock, latencyMs: number, feed: HaveFeed, sink: Upd
   const later = (fn: () => void): void => {
     clock.setTimer(() => { if (!stopped) fn() }, latencyMs)
   }
+  // Candidates on their own beat, as the wire protocol sends them: at most one message a spacing, only when they changed.
+  let claimsTimer: unknown
+  let claimsSent = ''
+  const sendClaims = (): void => {
+    claimsTimer = undefined
+    if (stopped) return
+    const claims = feed.claims()
+    const key = claims.map(c => `${c.id}:${c.held}`).join(',')
+    if (key === claimsSent) return
+    claimsSent = key
+    later(() => { sink.claims(claims) })
+  }
+  let claimsDue = Infinity
+  const claimsIn = (ms: number): void => {
+    if (claimsTimer != null && claimsDue <= clock.now() + ms) return
+    if (claimsTimer != null) clock.clearTimer(claimsTimer)
+    claimsDue = clock.now() + ms
+    claimsTimer = clock.setTimer(sendClaims, ms)
+  }
   const flush = (): void => {
     timer = undefined
     if (stopped || pending.length === 0) return
@@ -342,6 +365,9 @@ function pushUpdates (clock: Clock, latencyMs: number, feed: HaveFeed, sink: Upd
   }
   const unsubscribe = feed.subscribe(x => {
     if (stopped) return
+    if (x === 'candidates') { claimsIn(NEWS_SPACING_MS); return }
+    if (x !== 'end') claimsIn(nextBeat(clock.now(), CLAIMS_SPACING_MS))
+    if (x === 'claims') return
     if (x === 'end') {
       flush()
       const complete = feed.outcome === true
@@ -356,6 +382,7 @@ function pushUpdates (clock: Clock, latencyMs: number, feed: HaveFeed, sink: Upd
     stopped = true
     unsubscribe()
     if (timer != null) clock.clearTimer(timer)
+    if (claimsTimer != null) clock.clearTimer(claimsTimer)
   }
 }
 

@@ -22,8 +22,6 @@ export interface MemoryFetchOptions {
   peerLimits?: Partial<PeerSchedulerLimits>
   originLimits?: Partial<OriginFetchLimits>
   log?: Logger
-  /** See SwarmFetchOptions.fetchers. */
-  fetchers?: () => Iterable<string>
 }
 
 /** What one node's fetch did. */
@@ -77,8 +75,7 @@ export async function memoryFetch (o: MemoryFetchOptions): Promise<MemoryFetchRe
       peerLimits: o.peerLimits,
       originLimits: o.originLimits,
       clock,
-      log: o.log,
-      fetchers: o.fetchers
+      log: o.log
     })
     ok = true
   } finally {

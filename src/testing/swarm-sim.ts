@@ -22,8 +22,6 @@ export interface SwarmSimOptions {
   die: number
   dieWithinSeconds: number
   limits?: Partial<SwarmLimits>
-  /** Origin groups owned among every node fetching, not only among each node's neighbours (an experiment: see SwarmFetchOptions.fetchers). */
-  globalOwners?: boolean
   /** Told of progress now and then (to standard error, say). */
   progress?: (line: string) => void
 }
@@ -53,7 +51,6 @@ export interface SwarmSimResult {
   seed: number
   dials: number
   joinSpreadSeconds: number
-  globalOwners: boolean
   died: number
   /** Nodes (not killed) that ended holding every chunk, each byte-identical to the image's. */
   nodesComplete: number
@@ -125,7 +122,6 @@ export async function simulateSwarm (options: Partial<SwarmSimOptions> = {}): Pr
   while (dying.size < Math.min(o.die, o.nodes - 1)) dying.set(ids[1 + Math.floor(rand() * (o.nodes - 1))], rand() * o.dieWithinSeconds * 1000)
 
   const done = new Map<string, number>()
-  const fetching = new Set<string>()
   let peerBytes = 0
   let badChunks = 0
   let ended = 0
@@ -138,12 +134,9 @@ export async function simulateSwarm (options: Partial<SwarmSimOptions> = {}): Pr
     net.add(id)
     const controller = new AbortController()
     const start = (): void => {
-      fetching.add(id)
       const origin = memoryOrigin([image], { link: links.transfer, reader: id, firstByte: async () => { await clock.sleep(2 * latencyMs) } }, meter)
-      memoryFetch({ net, id, image, origin, clock, signal: controller.signal, holders: net.holders(id, () => neighbours.get(id)!), limits: o.limits, fetchers: o.globalOwners === true ? () => fetching : undefined })
+      memoryFetch({ net, id, image, origin, clock, signal: controller.signal, holders: net.holders(id, () => neighbours.get(id)!), limits: o.limits })
         .then(r => {
-          // A node that finished stays among the owners: its groups were read, and a set that
-          // changed at every completion would have every node hash it anew.
           done.set(id, r.doneAt)
           peerBytes += r.fromPeers
           badChunks += r.badChunks.length
@@ -155,7 +148,6 @@ export async function simulateSwarm (options: Partial<SwarmSimOptions> = {}): Pr
     if (dieAt != null) {
       clock.setTimer(() => {
         net.withdraw(image.hex, id)
-        fetching.delete(id)
         net.node(id).kill()
         controller.abort(new Error('killed'))
       }, dieAt)
@@ -205,7 +197,6 @@ export async function simulateSwarm (options: Partial<SwarmSimOptions> = {}): Pr
     seed: o.seed,
     dials: o.dials,
     joinSpreadSeconds: o.joinSpreadSeconds,
-    globalOwners: o.globalOwners === true,
     died: dying.size,
     nodesComplete: complete,
     lastNodeSeconds: round(last),
