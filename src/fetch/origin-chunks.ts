@@ -2,6 +2,7 @@ import { verifyChunk, type VerifiedChunk } from '../chunks/cid.js'
 import { OriginError } from '../errors.js'
 import type { Origin } from '../origin/origin.js'
 import type { Want } from './wants.js'
+import { realClock, type Clock } from './clock.js'
 
 export interface OriginFetchEvents {
   /** Verified chunks, to be stored before the call returns. */
@@ -23,12 +24,18 @@ export interface OriginFetchLimits {
    * chunks back from the swarm until the whole group had arrived.
    */
   deliverBytes: number
+  /**
+   * A chunk that arrives this long after the last batch was stored is stored at once, with what
+   * waits: a slow (or shared) origin's chunks reach the neighbours one by one, a fast one's in batches.
+   */
+  deliverMs: number
 }
 
 export const DEFAULT_ORIGIN_LIMITS: Readonly<OriginFetchLimits> = Object.freeze({
   maxRangeBytes: 16 * 1024 * 1024,
   concurrency: 3,
-  deliverBytes: 256 * 1024
+  deliverBytes: 256 * 1024,
+  deliverMs: 5
 })
 
 interface Span { offset: number, length: number, wants: Want[] }
@@ -53,12 +60,13 @@ export function coalesce (wants: Want[], max: number): Span[] {
  * the origin supports ranges, else one whole read that keeps only what is wanted — and verifies every
  * chunk against its digest before it is delivered.
  */
-export async function fetchFromOrigin (origin: Origin, hex: string, wants: Want[], events: OriginFetchEvents, options: { signal?: AbortSignal, limits?: Partial<OriginFetchLimits> } = {}): Promise<void> {
+export async function fetchFromOrigin (origin: Origin, hex: string, wants: Want[], events: OriginFetchEvents, options: { signal?: AbortSignal, limits?: Partial<OriginFetchLimits>, clock?: Clock } = {}): Promise<void> {
   if (wants.length === 0) return
   const limits = { ...DEFAULT_ORIGIN_LIMITS, ...options.limits }
+  const clock = options.clock ?? realClock
   if (!origin.capabilities.rangeRead) {
     const end = Math.max(...wants.map(w => w.offset + w.length))
-    await readSpan(origin, hex, { offset: 0, length: end, wants }, events, limits, options.signal, true)
+    await readSpan(origin, hex, { offset: 0, length: end, wants }, events, limits, clock, options.signal, true)
     return
   }
   const spans = coalesce(wants, limits.maxRangeBytes)
@@ -66,14 +74,14 @@ export async function fetchFromOrigin (origin: Origin, hex: string, wants: Want[
   const worker = async (): Promise<void> => {
     while (next < spans.length) {
       options.signal?.throwIfAborted()
-      await readSpan(origin, hex, spans[next++], events, limits, options.signal, false)
+      await readSpan(origin, hex, spans[next++], events, limits, clock, options.signal, false)
     }
   }
   await Promise.all(Array.from({ length: Math.min(limits.concurrency, spans.length) }, worker))
 }
 
 /** Reads one span and cuts it into the wanted chunks; with `sparse`, bytes between wants are skipped. */
-async function readSpan (origin: Origin, hex: string, span: Span, events: OriginFetchEvents, limits: OriginFetchLimits, signal: AbortSignal | undefined, sparse: boolean): Promise<void> {
+async function readSpan (origin: Origin, hex: string, span: Span, events: OriginFetchEvents, limits: OriginFetchLimits, clock: Clock, signal: AbortSignal | undefined, sparse: boolean): Promise<void> {
   const wants = [...span.wants].sort((a, b) => a.offset - b.offset)
   let wi = 0
   let pos = span.offset // image offset of the next byte to arrive
@@ -82,6 +90,7 @@ async function readSpan (origin: Origin, hex: string, span: Span, events: Origin
   let batch: VerifiedChunk[] = []
   let batchWants: Want[] = []
   let batchBytes = 0
+  let flushedAt = clock.now()
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return
     const [chunks, ws] = [batch, batchWants]
@@ -89,6 +98,7 @@ async function readSpan (origin: Origin, hex: string, span: Span, events: Origin
     batchWants = []
     batchBytes = 0
     await events.deliver(chunks, ws)
+    flushedAt = clock.now()
   }
   for await (const piece of origin.read(hex, { offset: span.offset, length: span.length, signal })) {
     events.received(piece.length)
@@ -118,7 +128,7 @@ async function readSpan (origin: Origin, hex: string, span: Span, events: Origin
         parts = []
         partBytes = 0
         wi++
-        if (batchBytes >= limits.deliverBytes) await flush()
+        if (batchBytes >= limits.deliverBytes || clock.now() - flushedAt >= limits.deliverMs) await flush()
       }
     }
     if (wi === wants.length) break

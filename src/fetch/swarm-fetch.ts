@@ -129,13 +129,20 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   let polled = false
   const started = clock.now()
 
+  // Wakes every loop's wait once nothing remains (or the fetch is stopped): the fetch ends with its
+  // last chunk, not at the next look.
+  const finished = new AbortController()
+  setMaxListeners(MAX_FETCH_LISTENERS, finished.signal)
+  const finish = (): void => { finished.abort() }
+  signal.addEventListener('abort', finish, { once: true })
   const deliver = async (chunks: VerifiedChunk[], ws: Want[]): Promise<void> => {
     await o.deliver(chunks, ws)
     for (const w of ws) remaining.delete(w.key)
     lastProgress = clock.now()
+    if (remaining.size === 0) finish()
   }
   const sleep = async (ms: number): Promise<void> => {
-    await clock.sleep(ms, signal)
+    await clock.sleep(ms, finished.signal)
     signal.throwIfAborted()
   }
   const views = (): PeerView[] => [...feed.peers.values()].filter(v => !excluded.has(v.source.id) && v.source.id !== o.self)
@@ -227,7 +234,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       }
       const looked = clock.now()
       // Woken by a pushed update, a round's end, or pollMs (old peers' polls, the next refresh of holders).
-      await Promise.race(rounds.size < MAX_ROUNDS ? [feed.nextChange(limits.pollMs, signal), ...rounds] : [...rounds])
+      await Promise.race(rounds.size < MAX_ROUNDS ? [feed.nextChange(limits.pollMs, finished.signal), ...rounds] : [...rounds])
       signal.throwIfAborted()
       if (rounds.size > 0 && clock.now() - looked < MIN_LOOK_MS) await Promise.race([sleep(MIN_LOOK_MS - (clock.now() - looked)), ...rounds])
     }
@@ -284,7 +291,8 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       }
       // A reader's chunks first: on a thin link a group read now would queue ahead of them.
       if (o.demand?.busy === true) {
-        await o.demand.quiet(limits.pollMs, signal, clock)
+        await o.demand.quiet(limits.pollMs, finished.signal, clock)
+        signal.throwIfAborted()
         continue
       }
       const group = nextGroup()
@@ -294,7 +302,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       }
       for (const w of group) busy.add(w.key)
       try {
-        await fetchFromOrigin(origin, o.hex, group, { deliver, verified: o.verified, received: b => { o.received('origin', b) } }, { signal: signal, limits: o.originLimits })
+        await fetchFromOrigin(origin, o.hex, group, { deliver, verified: o.verified, received: b => { o.received('origin', b) } }, { signal, limits: o.originLimits, clock })
       } finally {
         for (const w of group) busy.delete(w.key)
       }
@@ -330,7 +338,9 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
     })
   }
   // Wait for every loop to stop (the first failure aborts the others), so nothing still writes when this returns.
+  if (remaining.size === 0) finish()
   const results = await Promise.allSettled([guard(peerLoop), ...Array.from({ length: limits.originConcurrency }, async () => { await guard(originLoop) }), ...(o.demand != null ? [guard(urgent)] : [])])
+  signal.removeEventListener('abort', finish)
   const failed = results.find(r => r.status === 'rejected')
   if (failed != null) throw (inner.signal.reason ?? failed.reason)
 }

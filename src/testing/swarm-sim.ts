@@ -71,6 +71,9 @@ export interface SwarmSimResult {
   peakRssMiB: number
 }
 
+/** Origin reads arrive in pieces of this size, as a socket's reads do. */
+const ORIGIN_PIECE_BYTES = 64 * 1024
+
 /** A small seeded generator (mulberry32): the same swarm for the same seed. */
 function random (seed: number): () => number {
   let a = seed >>> 0
@@ -134,7 +137,7 @@ export async function simulateSwarm (options: Partial<SwarmSimOptions> = {}): Pr
     net.add(id)
     const controller = new AbortController()
     const start = (): void => {
-      const origin = memoryOrigin([image], { link: links.transfer, reader: id, firstByte: async () => { await clock.sleep(2 * latencyMs) } }, meter)
+      const origin = memoryOrigin([image], { link: links.transfer, reader: id, firstByte: async () => { await clock.sleep(2 * latencyMs) }, pieceBytes: ORIGIN_PIECE_BYTES }, meter)
       memoryFetch({ net, id, image, origin, clock, signal: controller.signal, holders: net.holders(id, () => neighbours.get(id)!), limits: o.limits })
         .then(r => {
           done.set(id, r.doneAt)
