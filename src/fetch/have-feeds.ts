@@ -39,6 +39,8 @@ export class HaveFeed {
   private readonly listeners = new Set<(event: FeedEvent) => void>()
   private waiters: Array<() => void> = []
   private selfHeld: number | undefined
+  /** How long a candidate's count may stay still before it is taken for stalled. */
+  private stallMs = DEFAULT_STALL_MS
   /** Bumped at every change that may move the candidates: they are ranked once per version. */
   private version = 0
   private ranked: { version: number, at: number, claims: CandidateClaim[] } | undefined
@@ -47,9 +49,6 @@ export class HaveFeed {
   constructor (readonly manifestCid: string, readonly chunkCount: number, readonly bits: Uint8Array, readonly clock: Clock = realClock) {
     this.candidates = new Candidates(manifestCid, chunkCount, DEFAULT_CANDIDATES)
   }
-
-  /** How long a candidate's count may stay still before it is taken for stalled. */
-  private stallMs = DEFAULT_STALL_MS
 
   /** The fetch that runs on this feed: its node's id, how many candidates it keeps, and when one is stalled. */
   runAs (self: string, candidates = DEFAULT_CANDIDATES, stallMs = DEFAULT_STALL_MS): void {

@@ -59,15 +59,17 @@ function updateQueue (feed: HaveFeed, signal?: AbortSignal): UpdateQueue {
     const due = Math.max(Date.now() + ms, claimsSentAt + NEWS_SPACING_MS)
     if (due < claimsDue) { claimsDue = due; poke() }
   }
+  // Only what must go out sooner than the loop's wait wakes it: news of candidates moves claimsDue
+  // (claimsIn pokes then), a neighbour's rising count usually does not.
   const unsubscribe = feed.subscribe(x => {
-    if (x === 'end') ended = true
-    else if (x === 'candidates') claimsIn(NEWS_SPACING_MS)
+    if (x === 'candidates') claimsIn(NEWS_SPACING_MS)
     else if (x === 'claims') claimsIn(nextBeat(Date.now(), CLAIMS_SPACING_MS))
     else {
-      for (const i of x) pending.push(i)
+      if (x === 'end') ended = true
+      else for (const i of x) pending.push(i)
       claimsIn(nextBeat(Date.now(), CLAIMS_SPACING_MS))
+      poke()
     }
-    poke()
   })
   const close = (): void => { closed = true; poke() }
   signal?.addEventListener('abort', close, { once: true })
