@@ -136,6 +136,39 @@ t.test('a node that joins late takes the whole image from the others, nothing fr
   t.ok(hasBit(net.node('late').bitsOf(image), w.indices[0]))
 })
 
+t.test('a group another node is reading is left to it, though a candidate that joins later now owns it', async t => {
+  const clock = new VirtualClock()
+  const net = new MemoryNetwork({ clock, latencyMs: 5 })
+  const meter = { bytes: 0, reads: 0 }
+  const groupBytes = 1024 * 1024
+  // Names such that the late node wins group 0, which the early one (alone at first) is reading.
+  const late = Array.from({ length: 50 }, (_, i) => `late-${i}`).find(id => rendezvousOwner(`${image.hex}:0`, ['early', id]) === id)!
+  net.add('early')
+  net.add(late)
+  const readBy = new Map<number, Set<string>>()
+  const originFor = (id: string): ReturnType<typeof memoryOrigin> => {
+    // A slow origin: 64 KiB every 250 ms, so a 1 MiB group takes 4 s.
+    const base = memoryOrigin([image], { pieceBytes: 64 * 1024, link: async () => { await clock.sleep(250) } }, meter)
+    return {
+      ...base,
+      read: (hex: string, o: { offset?: number, length?: number, signal?: AbortSignal } = {}) => {
+        const g = Math.floor((o.offset ?? 0) / groupBytes)
+        readBy.set(g, new Set([...(readBy.get(g) ?? []), id]))
+        return base.read(hex, o)
+      }
+    }
+  }
+  const early = memoryFetch({ net, id: 'early', image, origin: originFor('early'), clock, limits: { groupBytes } })
+  const joined = (async () => {
+    await clock.sleep(1000)
+    return await memoryFetch({ net, id: late, image, origin: originFor(late), clock, limits: { groupBytes } })
+  })()
+  await clock.run(Promise.all([early, joined]))
+  t.ok(holdsAll(net.node(late).bitsOf(image), image.digests.length), 'the late node holds the image')
+  t.same([...(readBy.get(0) ?? [])], ['early'], 'group 0 read by the early node only')
+  t.ok(meter.bytes <= image.bytes.length * 1.01, `the origin sent ${(meter.bytes / image.bytes.length).toFixed(2)} copies`)
+})
+
 t.test('background batches wait while urgent chunks are fetched, then finish the image', async t => {
   const clock = new VirtualClock()
   const net = new MemoryNetwork({ clock, latencyMs: 5 })

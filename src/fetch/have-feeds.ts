@@ -35,6 +35,11 @@ export class HaveFeed {
   outcome: boolean | undefined
   /** This node's id once its fetch runs: it is one of the candidates it tells of. */
   self: string | undefined
+  /**
+   * When a fetching peer was last heard to gain each chunk (-Infinity: never): a chunk this node lacks
+   * that another gained lately says that someone is reading its origin group now.
+   */
+  readonly gainedAt: Float64Array
   private candidates: Candidates
   private readonly listeners = new Set<(event: FeedEvent) => void>()
   private waiters: Array<() => void> = []
@@ -48,6 +53,7 @@ export class HaveFeed {
   /** `bits` is the fetch's own bitfield (shared, not copied): it is current whenever it is read. */
   constructor (readonly manifestCid: string, readonly chunkCount: number, readonly bits: Uint8Array, readonly clock: Clock = realClock) {
     this.candidates = new Candidates(manifestCid, chunkCount, DEFAULT_CANDIDATES)
+    this.gainedAt = new Float64Array(chunkCount).fill(-Infinity)
   }
 
   /** The fetch that runs on this feed: its node's id, how many candidates it keeps, and when one is stalled. */
@@ -118,6 +124,11 @@ export class HaveFeed {
   setPeer (source: PeerSource, have: Uint8Array, fetching: boolean): PeerView {
     const old = this.peers.get(source.id)
     const gained = old == null || have.some((b, i) => (b & ~(old.have[i] ?? 0)) !== 0)
+    if (fetching && gained) {
+      // What a fetching peer holds that it did not before (or at all, first heard): gained about now.
+      const now = this.clock.now()
+      for (let i = 0; i < this.chunkCount; i++) if (hasBit(have, i) && (old == null || !hasBit(old.have, i))) this.gainedAt[i] = now
+    }
     const view: PeerView = { source, have: Uint8Array.from(have), fetching, lastGain: gained || old == null ? this.clock.now() : old.lastGain, live: true, held: countBits(have, this.chunkCount) }
     this.peers.set(source.id, view)
     this.changed()
@@ -129,15 +140,17 @@ export class HaveFeed {
   gained (peer: string, runs: Array<[number, number]>): void {
     const view = this.peers.get(peer)
     if (view == null) return
+    const now = this.clock.now()
     for (const [start, length] of runs) {
       for (let i = start; i < start + length; i++) {
         if (hasBit(view.have, i)) continue
         setBit(view.have, i)
         view.held++
+        if (view.fetching) this.gainedAt[i] = now
       }
     }
     if (runs.length > 0) {
-      view.lastGain = this.clock.now()
+      view.lastGain = now
       this.changed()
       if (view.fetching) this.tell('claims')
     }

@@ -255,17 +255,31 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       return owners.get(g)
     }
   }
+  // A group another node is reading now: a fetching peer gained one of its chunks within stallMs, one
+  // that this node did not read from the origin itself (its neighbours copy those). An owner that
+  // inherits such a group (a candidate joined, and rendezvous moved it) leaves it to that reader until
+  // the reader stalls, instead of reading the rest a second time.
+  const wantsOfGroup = new Map<number, Want[]>()
+  for (const w of o.wants) {
+    const ws = wantsOfGroup.get(groupOf(w))
+    if (ws == null) wantsOfGroup.set(groupOf(w), [w])
+    else ws.push(w)
+  }
+  const readHere = new Set<string>()
+  const readElsewhere = (g: number, now: number): boolean =>
+    (wantsOfGroup.get(g) ?? []).some(w => !readHere.has(w.key) && w.indices.some(i => now - feed.gainedAt[i] <= limits.stallMs))
   const nextGroup = (): Want[] | undefined => {
     // The best live candidates this node knows, the same at every node once the have-updates have
     // carried them across the mesh; one that stalls drops out and its groups move to another.
     const candidates = feed.claims().map(c => c.id).sort()
     const ownerOf = ownersAmong(candidates)
     const vs = views()
-    const starved = clock.now() - lastProgress > 4 * limits.stallMs && busy.size === 0
+    const now = clock.now()
+    const starved = now - lastProgress > 4 * limits.stallMs && busy.size === 0
     const orphans = [...remaining.values()].filter(w => !busy.has(w.key) && !held(w, vs)).sort((a, b) => a.offset - b.offset)
     for (const w of orphans) {
       const g = groupOf(w)
-      const mine = ownerOf(g) === o.self
+      const mine = ownerOf(g) === o.self && !readElsewhere(g, now)
       if (mine || starved) {
         log.debug('origin read', { image: `sha256:${o.hex}`, group: g, why: mine ? 'owner' : 'starved', candidates: candidates.length })
         return orphans.filter(x => groupOf(x) === g)
@@ -302,7 +316,11 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
       }
       for (const w of group) busy.add(w.key)
       try {
-        await fetchFromOrigin(origin, o.hex, group, { deliver, verified: o.verified, received: b => { o.received('origin', b) } }, { signal, limits: o.originLimits, clock })
+        const stored = async (chunks: VerifiedChunk[], ws: Want[]): Promise<void> => {
+          for (const w of ws) readHere.add(w.key)
+          await deliver(chunks, ws)
+        }
+        await fetchFromOrigin(origin, o.hex, group, { deliver: stored, verified: o.verified, received: b => { o.received('origin', b) } }, { signal, limits: o.originLimits, clock })
       } finally {
         for (const w of group) busy.delete(w.key)
       }
