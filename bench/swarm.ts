@@ -4,12 +4,13 @@
  * holds a verified image, the median, the origin's egress and the nodes' CPU, next to the baseline in
  * the same testbed: every node downloading the image from the origin HTTP server with curl.
  * Settings: IMGSWARM_BENCH_NODES (default 1,2,4,8,16), IMGSWARM_BENCH_MIB (32), IMGSWARM_BENCH_RATE
- * (50mbit, every link both ways, the origin's too). Writes bench/out/swarm.dat and, where gnuplot is
- * installed, docs/bench-swarm.png.
+ * (50mbit, every link both ways, the origin's too), IMGSWARM_BENCH_LOG (the daemons' log level, default
+ * warn; each node's log is copied to bench/out/swarm-N-nodeK.log when it is set). Writes
+ * bench/out/swarm.dat and, where gnuplot is installed, docs/bench-swarm.png.
  */
 import { execFile as execFileCb, execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -28,6 +29,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const SIZES = (process.env.IMGSWARM_BENCH_NODES ?? '1,2,4,8,16').split(',').map(Number)
 const SIZE = Number(process.env.IMGSWARM_BENCH_MIB ?? 32) * MiB
 const RATE = process.env.IMGSWARM_BENCH_RATE ?? '50mbit'
+const LOG = process.env.IMGSWARM_BENCH_LOG as 'error' | 'warn' | 'info' | 'debug' | undefined
 
 function cpuSeconds (pid: number): number {
   try {
@@ -84,7 +86,7 @@ async function runOnce (n: number, work: string): Promise<Row> {
   await mkdir(originDir, { recursive: true })
   const ref = await publishNew(originDir, `swarm-${n}-${Date.now()}`)
   const dir = join(work, `cluster-${n}`)
-  const info = await clusterUp({ nodes: n, netns: true, rate: RATE, originDir, dir, logLevel: 'warn' })
+  const info = await clusterUp({ nodes: n, netns: true, rate: RATE, originDir, dir, logLevel: LOG ?? 'warn' })
   try {
     const state = (await readState(dir))!
     const originNs = state.resources.find(r => r.kind === 'netns' && r.name.endsWith('-origin')) as { name: string }
@@ -128,6 +130,12 @@ async function runOnce (n: number, work: string): Promise<Row> {
       baseCopies: n
     }
   } finally {
+    if (LOG != null) {
+      const out = join(ROOT, 'bench', 'out')
+      await mkdir(out, { recursive: true })
+      const state = await readState(dir)
+      for (const [k, node] of (state?.nodes ?? []).entries()) await copyFile(join(node.data, 'daemon.log'), join(out, `swarm-${n}-node${k}.log`)).catch(() => {})
+    }
     await clusterDown({ dir })
   }
 }

@@ -35,6 +35,8 @@ export class HaveFeed {
   outcome: boolean | undefined
   /** This node's id once its fetch runs: it is one of the candidates it tells of. */
   self: string | undefined
+  /** When this node last heard of a fetching node it did not know (a candidate, or a peer that fetches). */
+  newsAt = -Infinity
   /**
    * When a fetching peer was last heard to gain each chunk (-Infinity: never): a chunk this node lacks
    * that another gained lately says that someone is reading its origin group now.
@@ -103,6 +105,7 @@ export class HaveFeed {
 
   private tell (event: FeedEvent): void {
     this.version++
+    if (event === 'candidates') this.newsAt = this.clock.now()
     for (const l of [...this.listeners]) l(event)
   }
 

@@ -27,7 +27,7 @@ export interface SwarmLimits {
    * for four times this long, with nothing in flight, reads what is left.
    */
   stallMs: number
-  /** When other holders exist, the first origin read waits this long so that nodes starting together see each other. */
+  /** When other holders exist, the first origin read waits until this long has passed since the fetch began and since the last news of a fetching node, so that nodes starting together see each other. */
   settleMs: number
   /** Origin range reads in flight at once. */
   originConcurrency: number
@@ -91,6 +91,8 @@ const MAX_ROUNDS = 4
 const MIN_LOOK_MS = 250
 /** A peer that did not know the image, or whose stream failed, is not asked again for this long. */
 const REASK_MS = 10_000
+/** The first origin read waits for news of fetching nodes to stop, but for at most this many settleMs. */
+const MAX_SETTLE_WAITS = 10
 /** How long the first origin read waits for the first answers of the peers watched. */
 const FIRST_ANSWERS_MS = 1000
 
@@ -127,6 +129,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   let firstLookAt = -Infinity
   let lastProgress = clock.now()
   let polled = false
+  let readAny = false
   const started = clock.now()
 
   // Wakes every loop's wait once nothing remains (or the fetch is stopped): the fetch ends with its
@@ -290,8 +293,13 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
   const originLoop = async (): Promise<void> => {
     const origin = o.origin
     while (remaining.size > 0) {
+      // Before the first read, the candidates must have settled: settleMs with no news of a fetching
+      // node (at most MAX_SETTLE_WAITS of it): a node that reads while it knows few of them owns
+      // groups that another node, knowing more, reads too (under load, fetches begin seconds apart).
       const othersKnown = feed.peers.size > 0 || watching.size > 0
-      if (!polled || (othersKnown && clock.now() - started < limits.settleMs)) {
+      const now = clock.now()
+      const settling = !readAny && othersKnown && (now - started < limits.settleMs || (now - feed.newsAt < limits.settleMs && now - started < MAX_SETTLE_WAITS * limits.settleMs))
+      if (!polled || settling) {
         await sleep(Math.min(limits.pollMs, 50))
         continue
       }
@@ -315,6 +323,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
         continue
       }
       for (const w of group) busy.add(w.key)
+      readAny = true
       try {
         const stored = async (chunks: VerifiedChunk[], ws: Want[]): Promise<void> => {
           for (const w of ws) readHere.add(w.key)
