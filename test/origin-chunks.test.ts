@@ -1,4 +1,6 @@
 import t from 'tap'
+import { VerifiedArrays } from '../src/chunks/cid.js'
+import { ChunkCorruptError } from '../src/errors.js'
 import { fetchFromOrigin } from '../src/fetch/origin-chunks.js'
 import { buildImage, memoryOrigin, seededImageBytes, wantsOf } from '../src/testing/memory-image.js'
 import { VirtualClock } from '../src/testing/virtual-clock.js'
@@ -27,4 +29,16 @@ t.test('a slow origin\'s chunks are stored one by one, as they arrive; a fast on
   const chunkBytes = image.bytes.length / image.wants.length
   t.ok(fast.length <= Math.ceil(image.bytes.length / (256 * 1024)) + 1, `${fast.length} batches over a fast origin`)
   t.ok(Math.max(...fast) >= Math.floor(256 * 1024 / chunkBytes) - 1, 'each about 256 KiB of chunks')
+})
+
+t.test('VerifiedArrays: an array verified once is not hashed again for the same digest; a changed copy or another digest still fails', async t => {
+  const verified = new VerifiedArrays()
+  const [a, b] = image.wants
+  const bytes = image.bytesOf(a.digest)
+  const first = verified.verify(a.digest, bytes)
+  t.equal(verified.verify(a.digest, bytes), first, 'the same verified chunk, from memory')
+  const copy = Uint8Array.from(bytes)
+  copy[0] ^= 0xff
+  t.throws(() => verified.verify(a.digest, copy), ChunkCorruptError, 'a damaged copy is hashed, and fails')
+  t.throws(() => verified.verify(b.digest, bytes), ChunkCorruptError, 'the same array under another digest fails')
 })

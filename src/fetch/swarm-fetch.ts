@@ -76,6 +76,8 @@ export interface SwarmFetchOptions {
   demand?: Demand
   /** Time for every wait and deadline here; default the feed's clock, else the real one (the simulator passes a virtual one). */
   clock?: Clock
+  /** How chunks from peers are checked (see PeerSchedulerOptions.verify). */
+  verifyPeerChunk?: (expected: Uint8Array, bytes: Uint8Array) => VerifiedChunk
 }
 
 /** Listeners one fetch's signal may have at once before Node warns (see swarmFetch). */
@@ -211,7 +213,7 @@ export async function swarmFetch (o: SwarmFetchOptions): Promise<void> {
         received: b => { o.received('peer', b) },
         badChunk: peer => { excluded.add(peer); o.badChunk(peer) },
         peerOut: peer => { excluded.add(peer) }
-      }, { signal, limits: o.peerLimits, log, clock, yieldTo: o.demand, load })
+      }, { signal, limits: o.peerLimits, log, clock, yieldTo: o.demand, load, verify: o.verifyPeerChunk })
     } finally {
       for (const w of batch) busy.delete(w.key)
     }

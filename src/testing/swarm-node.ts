@@ -1,3 +1,4 @@
+import type { VerifiedChunk } from '../chunks/cid.js'
 import type { Clock } from '../fetch/clock.js'
 import type { OriginFetchLimits } from '../fetch/origin-chunks.js'
 import type { PeerSchedulerLimits } from '../fetch/peer-scheduler.js'
@@ -22,6 +23,8 @@ export interface MemoryFetchOptions {
   peerLimits?: Partial<PeerSchedulerLimits>
   originLimits?: Partial<OriginFetchLimits>
   log?: Logger
+  /** See SwarmFetchOptions.verifyPeerChunk. */
+  verifyPeerChunk?: (expected: Uint8Array, bytes: Uint8Array) => VerifiedChunk
 }
 
 /** What one node's fetch did. */
@@ -75,7 +78,8 @@ export async function memoryFetch (o: MemoryFetchOptions): Promise<MemoryFetchRe
       peerLimits: o.peerLimits,
       originLimits: o.originLimits,
       clock,
-      log: o.log
+      log: o.log,
+      verifyPeerChunk: o.verifyPeerChunk
     })
     ok = true
   } finally {

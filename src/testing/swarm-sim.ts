@@ -1,3 +1,4 @@
+import { VerifiedArrays } from '../chunks/cid.js'
 import { realClock } from '../fetch/clock.js'
 import type { SwarmLimits } from '../fetch/swarm-fetch.js'
 import { FairShareLinks } from './fair-share.js'
@@ -105,6 +106,8 @@ export async function simulateSwarm (options: Partial<SwarmSimOptions> = {}): Pr
   const net = new MemoryNetwork({ clock, latencyMs, link: links.transfer })
   const image = buildImage(seededImageBytes(o.imageBytes, o.seed))
   const meter = { bytes: 0, reads: 0 }
+  // Every node checks every chunk it receives, but an array it is handed again is not hashed again.
+  const verified = new VerifiedArrays()
 
   const ids = Array.from({ length: o.nodes }, (_, i) => `node-${String(i).padStart(5, '0')}`)
   const neighbours = new Map(ids.map(id => [id, new Set<string>()]))
@@ -138,7 +141,7 @@ export async function simulateSwarm (options: Partial<SwarmSimOptions> = {}): Pr
     const controller = new AbortController()
     const start = (): void => {
       const origin = memoryOrigin([image], { link: links.transfer, reader: id, firstByte: async () => { await clock.sleep(2 * latencyMs) }, pieceBytes: ORIGIN_PIECE_BYTES }, meter)
-      memoryFetch({ net, id, image, origin, clock, signal: controller.signal, holders: net.holders(id, () => neighbours.get(id)!), limits: o.limits })
+      memoryFetch({ net, id, image, origin, clock, signal: controller.signal, holders: net.holders(id, () => neighbours.get(id)!), limits: o.limits, verifyPeerChunk: verified.verify })
         .then(r => {
           done.set(id, r.doneAt)
           peerBytes += r.fromPeers
