@@ -1,6 +1,7 @@
 import t from 'tap'
 import { Candidates, type CandidateClaim } from '../src/fetch/candidates.js'
 import { HaveFeed } from '../src/fetch/have-feeds.js'
+import type { PeerSource } from '../src/fetch/sources.js'
 import { VirtualClock } from '../src/testing/virtual-clock.js'
 
 const ids = (claims: CandidateClaim[]): string[] => claims.map(c => c.id)
@@ -66,4 +67,15 @@ t.test('a feed tells its subscribers of new candidates at once and of counts on 
   feed.bits[0] = 0xe0
   feed.stored([0, 1, 2])
   t.equal(feed.claims().find(c => c.id === 'self')?.held, 3, 'its own count follows what it stored')
+})
+
+t.test('a fetching peer\'s first bitfield: its count, and its chunks as gained now', async t => {
+  const clock = new VirtualClock()
+  const feed = new HaveFeed('cid', 13, new Uint8Array(2), clock)
+  const source = { id: 'peer', manifest: async () => undefined, have: async () => undefined, chunks: () => [] } as unknown as PeerSource
+  const view = feed.setPeer(source, Uint8Array.of(0xff, 0xa8), true) // chunks 0-7, 8, 10, 12
+  t.equal(view.held, 11)
+  t.same([...feed.gainedAt].map(x => x === clock.now()), [true, true, true, true, true, true, true, true, true, false, true, false, true])
+  feed.gained('peer', [[9, 1], [8, 1]])
+  t.equal(feed.peers.get('peer')?.held, 12, 'a chunk it held already is not counted twice')
 })

@@ -31,6 +31,11 @@ export const NEWS_SPACING_MS = 100
 /** Most claims in one message (a limit above this is cut to it). */
 export const MAX_CLAIMS = 64
 
+/** Claims as one string, to tell whether a message would say anything new. */
+export function claimsKey (claims: readonly CandidateClaim[]): string {
+  return claims.map(c => `${c.id}:${c.held}`).join(',')
+}
+
 /**
  * How long from `now` until the next multiple of `spacing`: every stream of a feed tells its
  * candidates on the same beat, so they are ranked once for all of them.

@@ -1,4 +1,4 @@
-import { CLAIMS_SPACING_MS, Candidates, type CandidateClaim } from './candidates.js'
+import { CLAIMS_SPACING_MS, Candidates, type CandidateClaim, type DirectCandidate } from './candidates.js'
 import { hasBit, setBit, type PeerSource } from './sources.js'
 import { realClock, type Clock } from './clock.js'
 
@@ -33,8 +33,6 @@ export class HaveFeed {
   readonly peers = new Map<string, PeerView>()
   /** Undefined while fetching; true once the image is complete, false when its fetch failed. */
   outcome: boolean | undefined
-  /** This node's id once its fetch runs: it is one of the candidates it tells of. */
-  self: string | undefined
   /** When this node last heard of a fetching node it did not know (a candidate, or a peer that fetches). */
   newsAt = -Infinity
   /**
@@ -42,6 +40,8 @@ export class HaveFeed {
    * that another gained lately says that someone is reading its origin group now.
    */
   readonly gainedAt: Float64Array
+  /** This node's id once its fetch runs: it is one of the candidates it tells of. */
+  private self: string | undefined
   private candidates: Candidates
   private readonly listeners = new Set<(event: FeedEvent) => void>()
   private waiters: Array<() => void> = []
@@ -93,7 +93,7 @@ export class HaveFeed {
   }
 
   /** This node (counted live now) and the fetching peers it watches. */
-  private direct (): Array<{ id: string, held: number, risenAt: number }> {
+  private direct (): DirectCandidate[] {
     const now = this.clock.now()
     const out = [...this.peers.values()].filter(v => v.fetching && v.live).map(v => ({ id: v.source.id, held: v.held, risenAt: v.lastGain }))
     if (this.self != null) {
@@ -129,8 +129,13 @@ export class HaveFeed {
     const gained = old == null || have.some((b, i) => (b & ~(old.have[i] ?? 0)) !== 0)
     if (fetching && gained) {
       // What a fetching peer holds that it did not before (or at all, first heard): gained about now.
+      // A byte at a time: a polled peer of the previous release sends its whole bitfield 4 times a second.
       const now = this.clock.now()
-      for (let i = 0; i < this.chunkCount; i++) if (hasBit(have, i) && (old == null || !hasBit(old.have, i))) this.gainedAt[i] = now
+      for (let j = 0; j < have.length; j++) {
+        const fresh = have[j] & ~(old?.have[j] ?? 0)
+        if (fresh === 0) continue
+        for (let b = 0; b < 8; b++) if ((fresh & (0x80 >> b)) !== 0 && j * 8 + b < this.chunkCount) this.gainedAt[j * 8 + b] = now
+      }
     }
     const view: PeerView = { source, have: Uint8Array.from(have), fetching, lastGain: gained || old == null ? this.clock.now() : old.lastGain, live: true, held: countBits(have, this.chunkCount) }
     this.peers.set(source.id, view)
@@ -205,10 +210,15 @@ export class HaveFeed {
   }
 }
 
-/** Bits set among the first `n` of a bitfield. */
+/** Bits set in each byte value. */
+const BITS_IN = Uint8Array.from({ length: 256 }, (_, b) => { let n = 0; for (let x = b; x !== 0; x >>= 1) n += x & 1; return n })
+
+/** Bits set among the first `n` of a bitfield, a byte at a time. */
 function countBits (bits: Uint8Array, n: number): number {
+  const whole = n >> 3
   let count = 0
-  for (let i = 0; i < n; i++) if (hasBit(bits, i)) count++
+  for (let j = 0; j < whole && j < bits.length; j++) count += BITS_IN[bits[j]]
+  if ((n & 7) !== 0 && whole < bits.length) count += BITS_IN[bits[whole] & (0xff << (8 - (n & 7)))]
   return count
 }
 

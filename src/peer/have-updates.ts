@@ -1,6 +1,6 @@
 import { CID } from 'multiformats/cid'
 import { ProtocolError } from '../errors.js'
-import { CLAIMS_SPACING_MS, NEWS_SPACING_MS, nextBeat } from '../fetch/candidates.js'
+import { CLAIMS_SPACING_MS, NEWS_SPACING_MS, claimsKey, nextBeat } from '../fetch/candidates.js'
 import type { HaveFeed, HaveFeeds } from '../fetch/have-feeds.js'
 import type { PeerSource } from '../fetch/sources.js'
 import type { AbortOptions } from '../store/chunk-store.js'
@@ -83,7 +83,7 @@ function updateQueue (feed: HaveFeed, signal?: AbortSignal): UpdateQueue {
     claimsDue = Infinity
     claimsSentAt = Date.now()
     const claims = feed.claims()
-    const key = claims.map(c => `${c.id}:${c.held}`).join(',')
+    const key = claimsKey(claims)
     if (key === claimsSent) return undefined
     claimsSent = key
     return encodeHaveUpdate({ type: 'candidates', candidates: claims })

@@ -3,6 +3,7 @@ import { CID } from 'multiformats/cid'
 import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
 import { MAX_CHUNK_SIZE } from '../chunks/fastcdc.js'
 import { MAX_MANIFEST_BYTES } from '../chunks/manifest.js'
+import { MAX_CLAIMS } from '../fetch/candidates.js'
 import { ProtocolError, RemoteError } from '../errors.js'
 import { describe } from '../util/format.js'
 import { Bitfield } from './bitfield.js'
@@ -314,8 +315,8 @@ export async function readHaveAnswer (frames: AsyncIterable<Uint8Array>): Promis
  */
 export interface HaveUpdatesRequest { manifest: CID, have?: Uint8Array, fetching: boolean, candidates?: boolean }
 
-/** Most candidates in one frame, and the longest node id among them (a PeerId string is ~52 bytes). */
-export const MAX_FRAME_CANDIDATES = 64
+/** Most candidates in one frame (as many as a fetch may keep), and the longest node id among them (a PeerId string is ~52 bytes). */
+export const MAX_FRAME_CANDIDATES = MAX_CLAIMS
 export const MAX_CANDIDATE_ID_BYTES = 128
 
 /**

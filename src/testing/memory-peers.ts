@@ -1,4 +1,4 @@
-import { CLAIMS_SPACING_MS, NEWS_SPACING_MS, nextBeat, type CandidateClaim } from '../fetch/candidates.js'
+import { CLAIMS_SPACING_MS, NEWS_SPACING_MS, claimsKey, nextBeat, type CandidateClaim } from '../fetch/candidates.js'
 import { realClock, type Clock } from '../fetch/clock.js'
 import { HaveFeed, HaveFeeds } from '../fetch/have-feeds.js'
 import { hasBit, setBit, type ChunkReply, type HaveAnswer, type HolderFinder, type PeerSource } from '../fetch/sources.js'
@@ -343,7 +343,7 @@ function pushUpdates (clock: Clock, latencyMs: number, feed: HaveFeed, sink: Upd
     claimsTimer = undefined
     if (stopped) return
     const claims = feed.claims()
-    const key = claims.map(c => `${c.id}:${c.held}`).join(',')
+    const key = claimsKey(claims)
     if (key === claimsSent) return
     claimsSent = key
     later(() => { sink.claims(claims) })
